@@ -1,0 +1,67 @@
+"""Summarise model and map files: what varref reads from them.
+
+Models: atoms, residues, chains, hydrogens, waters, models in the file.
+Maps: grid, voxel size, origin, the box it covers, and value statistics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from varref.maps import read_map
+from varref.model import read_structure, Model
+
+NAME = "info"
+HELP = "summarise model and map files"
+
+MAP_SUFFIXES = {".mrc", ".map", ".ccp4", ".mtz", ".gz"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="PDB/mmCIF models, MRC/CCP4/MTZ maps")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def describe(path: str) -> dict:
+    """A dict describing one model or map file."""
+    suffixes = {s.lower() for s in Path(path).suffixes}
+    if suffixes & MAP_SUFFIXES and not suffixes & {".pdb", ".cif", ".ent", ".mmcif"}:
+        density = read_map(path)
+        nx, ny, nz = density.shape_xyz
+        far_corner = density.origin + (np.array([nx, ny, nz]) - 1) * density.voxel_size
+        return {
+            "file": path, "kind": "map", "grid_xyz": [nx, ny, nz],
+            "voxel_size": np.round(density.voxel_size, 4).tolist(),
+            "origin": np.round(density.origin, 3).tolist(),
+            "far_corner": np.round(far_corner, 3).tolist(),
+            "cell_angles": np.round(density.cell_angles, 3).tolist(),
+            "mean": float(density.data.mean()), "rms": float(density.data.std()),
+            "min": float(density.data.min()), "max": float(density.data.max()),
+        }
+    st = read_structure(path)
+    model = Model.from_structure(st, 0, source=path)
+    return {
+        "file": path, "kind": "model", "models_in_file": len(st),
+        "atoms": model.n_atoms, "residues": model.n_residues,
+        "chains": sorted(set(model.chain_id.tolist())),
+        "hydrogens": int(model.is_hydrogen.sum()), "water_atoms": int(model.is_water.sum()),
+        "residue_names": sorted(set(model.residue_name.tolist())),
+        "resolution": st.resolution or None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    reports = [describe(path) for path in args.files]
+    if args.json:
+        print(json.dumps(reports, indent=2))
+        return 0
+    for report in reports:
+        print(report["file"])
+        for key, value in report.items():
+            if key not in ("file",):
+                print(f"  {key:15s} {value}")
+    return 0

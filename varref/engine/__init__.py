@@ -1,0 +1,1 @@
+"""Numba kernels of the refinement engine: pure functions over flat numpy arrays."""

@@ -1,0 +1,308 @@
+"""Atomic models as flat numpy arrays, read and written through gemmi.
+
+A :class:`Model` is one conformation of one structure: per-atom arrays (coordinates,
+identifiers, B, occupancy) in a fixed atom order, plus the gemmi ``Structure`` it was read
+from, kept as a template. Writing clones the template and copies the arrays back in the
+same order, so every identifier, header record, link and entity survives a round trip.
+
+Atom order is gemmi's iteration order (chain, residue, atom) after alternative conformations
+were resolved; ``Model.xyz[i]`` is atom ``i`` everywhere in varref (restraints, engine,
+ensembles).
+
+Alternative conformations: by default each residue keeps the conformer with the highest
+summed occupancy (ties go to the first altloc in the file); atoms without an altloc are
+always kept. ``altloc="first"`` keeps the first conformer instead, as gemmi and Coot do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from os import PathLike
+from pathlib import Path
+
+import gemmi
+import numpy as np
+
+from varref.atomic import atomic_path
+from varref.errors import InputError
+
+PDB_SUFFIXES = (".pdb", ".ent")
+CIF_SUFFIXES = (".cif", ".mmcif")
+
+
+@dataclass(eq=False)
+class Model:
+    """One conformation of an atomic model as flat per-atom arrays.
+
+    Attributes
+    ----------
+    xyz : (N, 3) float64
+        Cartesian coordinates in Å.
+    element : (N,) str
+        Element symbol as in the file (``"C"``, ``"FE"``, ``"H"``; deuterium is ``"D"``).
+    atomic_number : (N,) int64
+    atom_name, residue_name, chain_id, insertion_code, altloc : (N,) str
+    residue_number : (N,) int64
+        Author sequence number.
+    residue_index : (N,) int64
+        Index of the atom's residue, 0..n_residues-1 in file order.
+    b_iso, occupancy : (N,) float64
+    is_hydrogen, is_water : (N,) bool
+    structure : gemmi.Structure
+        Template holding exactly this model (one gemmi Model) with altlocs resolved; never
+        modified after construction — writers clone it.
+    source : str
+        Where the model came from (file name), for messages.
+    """
+
+    xyz: np.ndarray
+    element: np.ndarray
+    atomic_number: np.ndarray
+    atom_name: np.ndarray
+    residue_name: np.ndarray
+    chain_id: np.ndarray
+    residue_number: np.ndarray
+    insertion_code: np.ndarray
+    altloc: np.ndarray
+    residue_index: np.ndarray
+    b_iso: np.ndarray
+    occupancy: np.ndarray
+    is_hydrogen: np.ndarray
+    is_water: np.ndarray
+    structure: gemmi.Structure = field(repr=False)
+    source: str = ""
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.xyz)
+
+    @property
+    def n_residues(self) -> int:
+        return int(self.residue_index.max()) + 1 if self.n_atoms else 0
+
+    def with_xyz(self, xyz: np.ndarray) -> "Model":
+        """A copy with new coordinates (same template and identifiers)."""
+        xyz = np.array(xyz, dtype=np.float64, copy=True)
+        if xyz.shape != self.xyz.shape:
+            raise ValueError(f"coordinates of shape {xyz.shape}, model has {self.xyz.shape}")
+        return replace(self, xyz=xyz)
+
+    def residue_labels(self) -> list[str]:
+        """One label per residue, ``"A/GLY 12"`` style (chain/name number+icode)."""
+        first = np.unique(self.residue_index, return_index=True)[1]
+        return [
+            f"{self.chain_id[i]}/{self.residue_name[i]} {self.residue_number[i]}"
+            f"{self.insertion_code[i].strip()}"
+            for i in first
+        ]
+
+    def to_structure(self, xyz: np.ndarray | None = None) -> gemmi.Structure:
+        """A new gemmi Structure with this model's (or the given) coordinates, B and occupancy."""
+        xyz = self.xyz if xyz is None else np.asarray(xyz, dtype=np.float64)
+        st = self.structure.clone()
+        for i, atom in enumerate(_iter_atoms(st[0])):
+            atom.pos = gemmi.Position(*xyz[i])
+            atom.b_iso = float(self.b_iso[i])
+            atom.occ = float(self.occupancy[i])
+        return st
+
+    @classmethod
+    def from_structure(
+        cls,
+        structure: gemmi.Structure,
+        model_index: int = 0,
+        altloc: str = "occupancy",
+        source: str = "",
+    ) -> "Model":
+        """Build a Model from model ``model_index`` of a gemmi Structure (which is not modified).
+
+        Parameters
+        ----------
+        altloc
+            ``"occupancy"`` (default): per residue keep the highest-occupancy conformer;
+            ``"first"``: keep the first conformer.
+        """
+        if altloc not in ("occupancy", "first"):
+            raise ValueError(f"altloc must be 'occupancy' or 'first', not {altloc!r}")
+        st = structure.clone()
+        # keep only the requested model so the template is exactly one conformation
+        for k in range(len(st) - 1, -1, -1):
+            if k != model_index:
+                del st[k]
+        st.remove_empty_chains()
+        if altloc == "occupancy":
+            _keep_highest_occupancy_conformer(st[0])
+        st.remove_alternative_conformations()
+        st.setup_entities()
+        return cls._from_single_model_structure(st, source)
+
+    @classmethod
+    def _from_single_model_structure(cls, st: gemmi.Structure, source: str) -> "Model":
+        rows = []
+        residue_counter = -1
+        for chain in st[0]:
+            for residue in chain:
+                residue_counter += 1
+                water = residue.is_water()
+                for atom in residue:
+                    rows.append((atom, residue, chain.name, residue_counter, water))
+        n = len(rows)
+        xyz = np.empty((n, 3), dtype=np.float64)
+        for i, (atom, *_rest) in enumerate(rows):
+            xyz[i] = atom.pos.x, atom.pos.y, atom.pos.z
+        return cls(
+            xyz=xyz,
+            element=np.array([a.element.name for a, *_ in rows], dtype=object).astype(str),
+            atomic_number=np.array([a.element.atomic_number for a, *_ in rows], dtype=np.int64),
+            atom_name=np.array([a.name for a, *_ in rows], dtype=object).astype(str),
+            residue_name=np.array([r.name for _, r, *_ in rows], dtype=object).astype(str),
+            chain_id=np.array([c for _, _, c, *_ in rows], dtype=object).astype(str),
+            residue_number=np.array([r.seqid.num for _, r, *_ in rows], dtype=np.int64),
+            insertion_code=np.array([r.seqid.icode for _, r, *_ in rows], dtype=object).astype(str),
+            altloc=np.array([a.altloc.strip("\0") for a, *_ in rows], dtype=object).astype(str),
+            residue_index=np.array([k for *_, k, _w in rows], dtype=np.int64),
+            b_iso=np.array([a.b_iso for a, *_ in rows], dtype=np.float64),
+            occupancy=np.array([a.occ for a, *_ in rows], dtype=np.float64),
+            is_hydrogen=np.array([a.is_hydrogen() for a, *_ in rows], dtype=bool),
+            is_water=np.array([w for *_, w in rows], dtype=bool),
+            structure=st,
+            source=source,
+        )
+
+
+def _iter_atoms(gemmi_model: gemmi.Model):
+    for chain in gemmi_model:
+        for residue in chain:
+            yield from residue
+
+
+def _keep_highest_occupancy_conformer(gemmi_model: gemmi.Model) -> None:
+    """Per residue, drop atoms of every altloc but the one with the highest total occupancy."""
+    for chain in gemmi_model:
+        for residue in chain:
+            occupancy_by_altloc: dict[str, float] = {}
+            for atom in residue:
+                if atom.has_altloc():
+                    occupancy_by_altloc[atom.altloc] = occupancy_by_altloc.get(atom.altloc, 0.0) + atom.occ
+            if len(occupancy_by_altloc) < 2:
+                continue
+            # max() keeps the first-seen key among equals: ties go to the first conformer
+            best = max(occupancy_by_altloc, key=lambda k: occupancy_by_altloc[k])
+            for k in range(len(residue) - 1, -1, -1):
+                if residue[k].has_altloc() and residue[k].altloc != best:
+                    del residue[k]
+
+
+def _check_readable(path: Path, what: str) -> None:
+    if not path.exists():
+        raise InputError(path, f"{what} file not found")
+    if path.is_dir():
+        raise InputError(path, f"is a directory, expected a {what} file")
+    if path.stat().st_size == 0:
+        raise InputError(path, f"{what} file is empty")
+
+
+def read_structure(path: str | PathLike) -> gemmi.Structure:
+    """Read a PDB or mmCIF file with gemmi, turning every failure into an :class:`InputError`.
+
+    Detects truncation where it is detectable: gemmi rejects a cut ATOM record or an mmCIF
+    loop whose value count is not a multiple of its tags; additionally a text file that ends
+    in the middle of a coordinate record is reported as truncated.
+    """
+    path = Path(path)
+    _check_readable(path, "model")
+    try:
+        st = gemmi.read_structure(str(path), merge_chain_parts=True)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(path, f"cannot read model (truncated or malformed?): {message}") from None
+    if st.input_format == gemmi.CoorFormat.Pdb and not path.name.endswith(".gz"):
+        _check_pdb_not_cut(path)
+    if len(st) == 0 or st[0].count_atom_sites() == 0:
+        raise InputError(path, "no atoms found (is this a PDB or mmCIF coordinate file?)")
+    return st
+
+
+def _check_pdb_not_cut(path: Path) -> None:
+    with open(path, "rb") as fh:
+        fh.seek(max(0, path.stat().st_size - 200))
+        tail = fh.read()
+    if tail.endswith(b"\n"):
+        return
+    last_line = tail.rsplit(b"\n", 1)[-1]
+    if last_line[:6] in (b"ATOM  ", b"HETATM") and len(last_line.rstrip()) < 78:
+        raise InputError(path, "truncated: the last ATOM/HETATM record is incomplete")
+
+
+def read_model(
+    path: str | PathLike, model_index: int = 0, altloc: str = "occupancy"
+) -> Model:
+    """Read one model (default: the first) of a PDB or mmCIF file.
+
+    Parameters
+    ----------
+    path
+        PDB or mmCIF file (optionally gzipped).
+    model_index
+        Which MODEL of a multi-model file, 0-based.
+    altloc
+        ``"occupancy"`` (default) or ``"first"``; see the module docstring.
+
+    Raises
+    ------
+    InputError
+        Missing, empty, truncated or malformed file; no atoms; model index out of range.
+    """
+    st = read_structure(path)
+    if not 0 <= model_index < len(st):
+        raise InputError(path, f"has {len(st)} model(s); model index {model_index} does not exist")
+    return Model.from_structure(st, model_index=model_index, altloc=altloc, source=str(path))
+
+
+def read_models(path: str | PathLike, altloc: str = "occupancy") -> list[Model]:
+    """Read every MODEL of a (multi-model) PDB or mmCIF file."""
+    st = read_structure(path)
+    return [Model.from_structure(st, k, altloc=altloc, source=str(path)) for k in range(len(st))]
+
+
+def _write_structure(st: gemmi.Structure, path: Path) -> None:
+    """Write by suffix (.pdb/.ent → PDB, .cif/.mmcif → mmCIF) atomically."""
+    suffix = path.suffix.lower()
+    if suffix not in PDB_SUFFIXES + CIF_SUFFIXES:
+        raise InputError(path, "unknown model format: use a .pdb or .cif suffix")
+    with atomic_path(path) as tmp:
+        if suffix in PDB_SUFFIXES:
+            st.write_pdb(str(tmp))
+        else:
+            doc = st.make_mmcif_document()
+            doc.write_file(str(tmp))
+
+
+def write_model(model: Model, path: str | PathLike, xyz: np.ndarray | None = None) -> None:
+    """Write a model (optionally with replacement coordinates) as PDB or mmCIF by suffix."""
+    _write_structure(model.to_structure(xyz), Path(path))
+
+
+def write_ensemble(
+    model: Model, coordinates: np.ndarray | Sequence[np.ndarray], path: str | PathLike
+) -> None:
+    """Write K conformations of one model as a multi-model file (MODEL 1..K).
+
+    ``coordinates`` is (K, N, 3) or a sequence of (N, 3) arrays. PDB output uses
+    MODEL/ENDMDL records and mmCIF output ``pdbx_PDB_model_num`` — both open as a
+    trajectory/ensemble in ChimeraX and PyMOL.
+    """
+    coordinates = [np.asarray(c, dtype=np.float64) for c in coordinates]
+    if not coordinates:
+        raise ValueError("an ensemble needs at least one member")
+    st = model.to_structure(coordinates[0])
+    template = st[0].clone()
+    for k, xyz in enumerate(coordinates[1:], start=2):
+        member = template.clone()
+        for i, atom in enumerate(_iter_atoms(member)):
+            atom.pos = gemmi.Position(*xyz[i])
+        member.num = k
+        st.add_model(member)
+    st[0].num = 1
+    _write_structure(st, Path(path))

@@ -1,0 +1,261 @@
+"""Monomer library → flat restraint arrays, through ``gemmi.prepare_topology``.
+
+gemmi applies the library's links (peptide TRANS/CIS/PTRANS/PCIS chosen from the model's
+geometry, nucleic-acid backbone, disulfides from SSBOND/LINK records or found by distance)
+and modifications (N/C termini, 5'/3' ends); we read the resulting bonds, angles, torsions,
+chiralities and planes and translate gemmi's atom references into atom indices of the
+:class:`~varref.model.Model`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from os import PathLike
+
+import gemmi
+import numpy as np
+
+from varref.errors import InputError
+from varref.model import Model
+from varref.monlib import load_monomer_library
+from varref.restraints.arrays import (
+    HBOND_CODES,
+    AngleRestraints,
+    BondRestraints,
+    ChiralRestraints,
+    NonbondedParameters,
+    PlaneRestraints,
+    Restraints,
+    TorsionRestraints,
+)
+
+log = logging.getLogger(__name__)
+
+#: Chiral-volume sigma (Å³); the library gives none. Refmac and Phenix use 0.2.
+CHIRAL_SIGMA = 0.2
+
+
+def build_restraints(
+    model: Model,
+    monlib_dir: str | PathLike | None = None,
+    extra_cifs: Sequence[str | PathLike] = (),
+    automatic_links: bool = True,
+    hydrogen_distances: str = "nucleus",
+) -> Restraints:
+    """Build every geometry restraint of ``model`` from the CCP4 monomer library.
+
+    Parameters
+    ----------
+    model
+        The model; atom indices in the result are rows of ``model.xyz``.
+    monlib_dir
+        Monomer-library directory (default: ``$CLIBD_MON``, then coot-headless-api's copy).
+    extra_cifs
+        Additional restraint dictionaries (ligands, modified residues).
+    automatic_links
+        Also link atoms closer than the library's link distances when the file has no
+        LINK/SSBOND record for them (gemmi ``add_automatic_links``: disulfides, glycosylation,
+        metal-free covalent links).
+    hydrogen_distances
+        ``"nucleus"`` (default): bonds to hydrogen use the library's nuclear X-H distances
+        (``value_nucleus``), as servalcat does for cryo-EM, where riding hydrogens sit at
+        nuclear positions; ``"xray"``: the shorter electron-cloud distances.
+
+    Raises
+    ------
+    InputError
+        A residue has no dictionary (names residue, chain and number and how to supply one).
+    """
+    st = model.structure.clone()
+    for index, atom in enumerate(_atoms(st[0])):
+        # prepare_topology renumbers serials, so the atom index rides in tls_group_id,
+        # a field the topology code leaves alone (checked by the tests)
+        atom.tls_group_id = index
+
+    residue_names = st[0].get_all_residue_names()
+    monlib = load_monomer_library(residue_names, monlib_dir, extra_cifs)
+    _require_dictionaries(model, st, monlib)
+
+    if automatic_links:
+        gemmi.add_automatic_links(st[0], st, monlib)
+    messages = io.StringIO()
+    try:
+        topo = gemmi.prepare_topology(
+            st, monlib, model_index=0, h_change=gemmi.HydrogenChange.NoChange,
+            reorder=False, warnings=messages, ignore_unknown_links=True,
+        )
+    except RuntimeError as exc:
+        raise InputError(model.source or "model",
+                         f"cannot build restraints: {str(exc).splitlines()[0]}") from None
+    for line in messages.getvalue().splitlines():
+        log.info("topology: %s", line)
+
+    if hydrogen_distances not in ("nucleus", "xray"):
+        raise ValueError(f"hydrogen_distances must be 'nucleus' or 'xray', not {hydrogen_distances!r}")
+    bonds = _bonds(topo, use_nucleus=hydrogen_distances == "nucleus")
+    return Restraints(
+        n_atoms=model.n_atoms,
+        bonds=bonds,
+        angles=_angles(topo),
+        torsions=_torsions(topo),
+        chirals=_chirals(topo),
+        planes=_planes(topo),
+        nonbonded=_nonbonded(model, topo, monlib, bonds),
+    )
+
+
+def _atoms(gemmi_model: gemmi.Model):
+    for chain in gemmi_model:
+        for residue in chain:
+            yield from residue
+
+
+def _require_dictionaries(model: Model, st: gemmi.Structure, monlib: gemmi.MonLib) -> None:
+    known = set(monlib.monomers.keys())
+    for chain in st[0]:
+        for residue in chain:
+            if residue.name not in known:
+                raise InputError(
+                    model.source or "model",
+                    f"no restraint dictionary for residue {residue.name} (chain {chain.name}, "
+                    f"residue {residue.seqid.num}{residue.seqid.icode.strip()}); supply one with "
+                    f"--restraints {residue.name}.cif (e.g. made by AceDRG or grade) or point "
+                    "--monlib / $CLIBD_MON to a monomer library that has it",
+                )
+
+
+def _serials(atoms) -> list[int]:
+    return [atom.tls_group_id for atom in atoms]
+
+
+def _bonds(topo: gemmi.Topo, use_nucleus: bool) -> BondRestraints:
+    rows = []
+    for b in topo.bonds:
+        ideal, sigma = b.restr.value, b.restr.esd
+        if use_nucleus and (b.atoms[0].is_hydrogen() or b.atoms[1].is_hydrogen()):
+            if b.restr.value_nucleus == b.restr.value_nucleus:  # NaN when the library has none
+                ideal, sigma = b.restr.value_nucleus, b.restr.esd_nucleus
+        if sigma > 0:
+            rows.append((_serials(b.atoms), ideal, sigma))
+    if not rows:
+        return BondRestraints()
+    atoms, ideal, sigma = zip(*rows)
+    return BondRestraints(np.array(atoms, np.int64), np.array(ideal), np.array(sigma))
+
+
+def _angles(topo: gemmi.Topo) -> AngleRestraints:
+    rows = [(_serials(a.atoms), a.restr.value, a.restr.esd) for a in topo.angles if a.restr.esd > 0]
+    if not rows:
+        return AngleRestraints()
+    atoms, ideal, sigma = zip(*rows)
+    return AngleRestraints(np.array(atoms, np.int64), np.array(ideal), np.array(sigma))
+
+
+def _torsions(topo: gemmi.Topo) -> TorsionRestraints:
+    # esd 0 marks informational torsions in the library; they restrain nothing
+    rows = [
+        (_serials(t.atoms), t.restr.value, t.restr.esd, max(int(t.restr.period), 1))
+        for t in topo.torsions
+        if t.restr.esd > 0
+    ]
+    if not rows:
+        return TorsionRestraints()
+    atoms, ideal, sigma, period = zip(*rows)
+    return TorsionRestraints(np.array(atoms, np.int64), np.array(ideal), np.array(sigma),
+                             np.array(period, np.int64))
+
+
+def _chirals(topo: gemmi.Topo) -> ChiralRestraints:
+    rows = []
+    for chir in topo.chirs:
+        sign = chir.restr.sign
+        volume = topo.ideal_chiral_abs_volume(chir)
+        both = sign == gemmi.ChiralityType.Both
+        signed = -volume if sign == gemmi.ChiralityType.Negative else volume
+        rows.append((_serials(chir.atoms), signed, CHIRAL_SIGMA, both))
+    if not rows:
+        return ChiralRestraints()
+    atoms, ideal, sigma, both = zip(*rows)
+    return ChiralRestraints(np.array(atoms, np.int64), np.array(ideal), np.array(sigma),
+                            np.array(both, bool))
+
+
+def _planes(topo: gemmi.Topo) -> PlaneRestraints:
+    atoms: list[int] = []
+    offsets = [0]
+    sigma = []
+    for plane in topo.planes:
+        if len(plane.atoms) < 4 or plane.restr.esd <= 0:
+            continue  # three points always lie in a plane
+        atoms.extend(_serials(plane.atoms))
+        offsets.append(len(atoms))
+        sigma.append(plane.restr.esd)
+    return PlaneRestraints(np.array(atoms, np.int64), np.array(offsets, np.int64),
+                           np.array(sigma, np.float64))
+
+
+def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
+               bonds: BondRestraints) -> NonbondedParameters:
+    n = model.n_atoms
+    energy_type = [""] * n
+    for chain_info in topo.chain_infos:
+        for res_info in chain_info.res_infos:
+            for atom in res_info.res:
+                chemcomp = res_info.get_final_chemcomp(atom.altloc)
+                try:
+                    energy_type[atom.tls_group_id] = chemcomp.get_atom(atom.name).chem_type
+                except (RuntimeError, IndexError, ValueError):
+                    pass  # atom not in the dictionary: falls back to the element below
+    ener = monlib.ener_lib.atoms
+    vdw = np.empty(n)
+    ion = np.full(n, np.nan)
+    hbond = np.zeros(n, np.int8)
+    for i in range(n):
+        key = energy_type[i] if energy_type[i] in ener else model.element[i].upper()
+        entry = ener[key] if key in ener else None
+        if entry is None:
+            # an element ener_lib does not know: a generic 1.8 Å carbon-like radius
+            vdw[i], hbond[i] = 1.8, HBOND_CODES["N"]
+            continue
+        vdw[i] = entry.vdw_radius
+        ion[i] = entry.ion_radius
+        hbond[i] = HBOND_CODES.get(entry.hb_type, 0)
+    excluded, pairs_14 = _bonded_neighbour_pairs(n, bonds.atoms)
+    return NonbondedParameters(vdw, ion, hbond, model.is_hydrogen.copy(), excluded, pairs_14)
+
+
+def _bonded_neighbour_pairs(n_atoms: int, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(1-2 ∪ 1-3 pairs, 1-4 pairs) from the bond graph, each as sorted (m, 2) with i < j."""
+    neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
+    for i, j in bond_atoms.tolist():
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    close: set[tuple[int, int]] = set()
+    for i, j in bond_atoms.tolist():
+        close.add((min(i, j), max(i, j)))
+    for centre in range(n_atoms):
+        around = neighbours[centre]
+        for a in range(len(around)):
+            for b in range(a + 1, len(around)):
+                i, j = around[a], around[b]
+                close.add((min(i, j), max(i, j)))
+    fourth: set[tuple[int, int]] = set()
+    for j, k in bond_atoms.tolist():
+        for i in neighbours[j]:
+            if i == k:
+                continue
+            for m in neighbours[k]:
+                if m == j or m == i:
+                    continue
+                pair = (min(i, m), max(i, m))
+                if pair not in close:
+                    fourth.add(pair)
+
+    def as_array(pairs: set[tuple[int, int]]) -> np.ndarray:
+        if not pairs:
+            return np.zeros((0, 2), np.int64)
+        return np.array(sorted(pairs), np.int64)
+
+    return as_array(close), as_array(fourth)
