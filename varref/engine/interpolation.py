@@ -65,7 +65,7 @@ def interpolation_method_code(method: str) -> int:
 # --------------------------------------------------------------------------------------
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
 def _catmull_rom(t):
     """Weights of f(-1), f(0), f(1), f(2) for the value and for d/dt at t in [0, 1).
 
@@ -85,7 +85,7 @@ def _catmull_rom(t):
     return w0, w1, w2, w3, d0, d1, d2, d3
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
 def _row(data, kz, ky, ix, w0, w1, w2, w3, d0, d1, d2, d3):
     """Interpolated value and x-derivative along one grid row (4 x-neighbours)."""
     f0 = np.float64(data[kz, ky, ix - 1])
@@ -96,7 +96,7 @@ def _row(data, kz, ky, ix, w0, w1, w2, w3, d0, d1, d2, d3):
             d0 * f0 + d1 * f1 + d2 * f2 + d3 * f3)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
 def _plane(data, kz, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3,
            wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3):
     """Value, d/du_x and d/du_y of the 4x4 stencil in one z-plane."""
@@ -110,7 +110,7 @@ def _plane(data, kz, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3,
     return value, d_dx, d_dy
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
 def tricubic_point(data, ux, uy, uz):
     """Tricubic value and gradient at fractional grid index (ux, uy, uz).
 
@@ -143,7 +143,7 @@ def tricubic_point(data, ux, uy, uz):
     return value, d_dx, d_dy, d_dz
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
 def trilinear_point(data, ux, uy, uz):
     """Trilinear value and gradient at fractional grid index (ux, uy, uz).
 
@@ -188,7 +188,7 @@ def trilinear_point(data, ux, uy, uz):
     return value, d_dx, d_dy, d_dz
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
 def interpolate_point(data, ux, uy, uz, method):
     """Dispatch on the method code (branch is uniform over a call, so it predicts well)."""
     if method == 0:
@@ -196,7 +196,7 @@ def interpolate_point(data, ux, uy, uz, method):
     return trilinear_point(data, ux, uy, uz)
 
 
-@njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
 def _interpolate_kernel(data, origin, voxel_size, xyz, method, values, gradients,
                         want_gradient):
     inv_x = 1.0 / voxel_size[0]

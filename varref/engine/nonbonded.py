@@ -227,3 +227,94 @@ def nonbonded_overlaps(xyz: np.ndarray, pairs: np.ndarray, contact: np.ndarray) 
         dz = xyz[j, 2] - xyz[i, 2]
         out[p] = contact[p] - math.sqrt(dx * dx + dy * dy + dz * dz)
     return out
+
+
+@dataclass(frozen=True)
+class NonbondedTopology:
+    """Per-atom repulsion data and the 1-2/1-3/1-4 pair table, packed for the kernels.
+
+    Attributes
+    ----------
+    radius : (N,) float64
+        Repulsion radius of each atom (Å; NaN = unknown), see :func:`effective_radii`.
+    hbond_type : (N,) int8
+        ener_lib H-bond codes (0 neither, 1 donor, 2 acceptor, 3 both, 4 polar H).
+    partner_offsets : (N + 1,) int64
+        CSR index: atom i's special partners j > i are
+        ``partners[partner_offsets[i]:partner_offsets[i+1]]``.
+    partners : (m,) int64
+    partner_kind : (m,) int8
+        1 = excluded (1-2 or 1-3), 2 = 1-4 pair (scaled contact distance). A pair that is
+        both (e.g. across a ring) is excluded.
+    """
+
+    radius: np.ndarray
+    hbond_type: np.ndarray
+    partner_offsets: np.ndarray
+    partners: np.ndarray
+    partner_kind: np.ndarray
+
+    @property
+    def n_atoms(self) -> int:
+        return len(self.radius)
+
+
+KIND_EXCLUDED = 1
+KIND_14 = 2
+
+
+def build_nonbonded_topology(
+    n_atoms: int,
+    vdw_radius: np.ndarray,
+    ion_radius: np.ndarray,
+    hbond_type: np.ndarray,
+    is_hydrogen: np.ndarray,
+    excluded_pairs: np.ndarray,
+    pairs_14: np.ndarray,
+    bond_atoms: np.ndarray,
+) -> NonbondedTopology:
+    """Pack the non-bonded parameters (one call per topology, numpy only).
+
+    Parameters
+    ----------
+    n_atoms : int
+    vdw_radius, ion_radius : (N,) float64
+    hbond_type : (N,) int
+    is_hydrogen : (N,) bool
+    excluded_pairs, pairs_14 : (m, 2) int64
+        Atom pairs, any order within a pair.
+    bond_atoms : (n_bonds, 2) int64
+        Used only to recognise free ions (atoms without bonds).
+
+    Returns
+    -------
+    NonbondedTopology
+    """
+    bonded = np.zeros(n_atoms, dtype=bool)
+    bond_atoms = np.asarray(bond_atoms, dtype=np.int64).reshape(-1, 2)
+    bonded[bond_atoms.ravel()] = True
+    radius = effective_radii(vdw_radius, ion_radius, hbond_type, is_hydrogen, bonded)
+    excluded = np.asarray(excluded_pairs, dtype=np.int64).reshape(-1, 2)
+    one_four = np.asarray(pairs_14, dtype=np.int64).reshape(-1, 2)
+    both = np.concatenate([excluded, one_four])
+    kind = np.concatenate([np.full(len(excluded), KIND_EXCLUDED, np.int8),
+                           np.full(len(one_four), KIND_14, np.int8)])
+    lo = np.minimum(both[:, 0], both[:, 1])
+    hi = np.maximum(both[:, 0], both[:, 1])
+    keep = lo != hi
+    lo, hi, kind = lo[keep], hi[keep], kind[keep]
+    # sort by (lo, hi, kind) and keep the first of duplicates: exclusion (1) beats 1-4 (2)
+    order = np.lexsort((kind, hi, lo))
+    lo, hi, kind = lo[order], hi[order], kind[order]
+    first = np.ones(len(lo), dtype=bool)
+    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    lo, hi, kind = lo[first], hi[first], kind[first]
+    offsets = np.zeros(n_atoms + 1, dtype=np.int64)
+    np.cumsum(np.bincount(lo, minlength=n_atoms), out=offsets[1:])
+    return NonbondedTopology(
+        radius=np.ascontiguousarray(radius, dtype=np.float64),
+        hbond_type=np.ascontiguousarray(hbond_type, dtype=np.int8),
+        partner_offsets=offsets,
+        partners=np.ascontiguousarray(hi, dtype=np.int64),
+        partner_kind=np.ascontiguousarray(kind, dtype=np.int8),
+    )

@@ -1,0 +1,416 @@
+"""Total geometry-restraint target of one model or a batch of models.
+
+``T_restraints = T_bond + T_angle + T_torsion + T_chiral + T_plane + T_nonbonded`` where
+each covalent term is ``sum (residual / sigma)^2`` and the non-bonded term is the PROLSQ
+repulsion (see the term modules). Usage::
+
+    packed = pack_restraints(restraints)          # once per topology
+    nbl = packed.neighbour_list()                  # state: pair list + rebuild check
+    value, grad = restraint_value_and_gradient(xyz, packed, nbl.update(xyz))
+
+The restraint arrays are packed once into contiguous typed arrays (with 1/sigma^2
+precomputed and indices validated, since the kernels do no bounds checks); evaluation is
+then a single numba call for all terms, also for a batch of K models (loop over K inside
+numba).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit, prange
+
+from varref.engine.angles import angle_value_and_gradient
+from varref.engine.bonds import bond_value_and_gradient
+from varref.engine.chirals import chiral_value_and_gradient
+from varref.engine.neighbours import (
+    BatchNeighbourList,
+    BatchNonbondedPairs,
+    NeighbourList,
+    NonbondedPairs,
+)
+from varref.engine.nonbonded import (
+    NonbondedSettings,
+    NonbondedTopology,
+    build_nonbonded_topology,
+    nonbonded_value_and_gradient,
+)
+from varref.engine.planes import plane_value_and_gradient
+from varref.engine.torsions import torsion_value_and_gradient
+from varref.restraints.arrays import Restraints
+
+#: Order of the per-term values written to ``terms_out``.
+TERM_NAMES = ("bond", "angle", "torsion", "chiral", "plane", "nonbonded")
+N_TERMS = len(TERM_NAMES)
+
+_NO_PAIRS = np.zeros((0, 2), dtype=np.int64)
+_NO_CONTACT = np.zeros(0, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class PackedRestraints:
+    """Restraints of one topology as contiguous typed arrays ready for the kernels.
+
+    Built by :func:`pack_restraints`. ``*_weight`` = 1/sigma^2; ``*_sigma`` is kept for
+    statistics. Index arrays are int64 and validated to lie in ``[0, n_atoms)``.
+    """
+
+    n_atoms: int
+    bond_atoms: np.ndarray
+    bond_ideal: np.ndarray
+    bond_sigma: np.ndarray
+    bond_weight: np.ndarray
+    angle_atoms: np.ndarray
+    angle_ideal: np.ndarray
+    angle_sigma: np.ndarray
+    angle_weight: np.ndarray
+    torsion_atoms: np.ndarray
+    torsion_ideal: np.ndarray
+    torsion_sigma: np.ndarray
+    torsion_weight: np.ndarray
+    torsion_period: np.ndarray
+    chiral_atoms: np.ndarray
+    chiral_ideal: np.ndarray
+    chiral_sigma: np.ndarray
+    chiral_weight: np.ndarray
+    chiral_both_signs: np.ndarray
+    plane_atoms: np.ndarray
+    plane_offsets: np.ndarray
+    plane_sigma: np.ndarray
+    plane_weight: np.ndarray
+    nonbonded: NonbondedTopology
+    nonbonded_settings: NonbondedSettings = field(default_factory=NonbondedSettings)
+
+    def neighbour_list(self) -> NeighbourList:
+        """A fresh buffered non-bonded pair list for one model of this topology."""
+        return NeighbourList(self.nonbonded, self.nonbonded_settings)
+
+    def batch_neighbour_list(self) -> BatchNeighbourList:
+        """A fresh set of buffered pair lists for a batch of models of this topology."""
+        return BatchNeighbourList(self.nonbonded, self.nonbonded_settings)
+
+
+def _index_array(values, n_columns: int | None, n_atoms: int, what: str) -> np.ndarray:
+    arr = np.ascontiguousarray(values, dtype=np.int64)
+    if n_columns is not None:
+        arr = np.ascontiguousarray(arr.reshape(-1, n_columns))
+    if arr.size and (arr.min() < 0 or arr.max() >= n_atoms):
+        raise ValueError(f"{what}: atom index out of range [0, {n_atoms})")
+    return arr
+
+
+def _sigma_and_weight(sigma, n: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+    sigma = np.ascontiguousarray(sigma, dtype=np.float64)
+    if sigma.shape != (n,):
+        raise ValueError(f"{what}: sigma has shape {sigma.shape}, expected ({n},)")
+    if n and not (np.all(np.isfinite(sigma)) and np.all(sigma > 0)):
+        raise ValueError(f"{what}: every sigma must be finite and > 0")
+    return sigma, 1.0 / (sigma * sigma)
+
+
+def _float_array(values, n: int, what: str) -> np.ndarray:
+    arr = np.ascontiguousarray(values, dtype=np.float64)
+    if arr.shape != (n,):
+        raise ValueError(f"{what}: shape {arr.shape}, expected ({n},)")
+    return arr
+
+
+def pack_restraints(
+    restraints: Restraints, nonbonded_settings: NonbondedSettings | None = None
+) -> PackedRestraints:
+    """Pack a :class:`~varref.restraints.arrays.Restraints` for the engine (once per topology).
+
+    Parameters
+    ----------
+    restraints : Restraints
+    nonbonded_settings : NonbondedSettings, optional
+        Repulsion parameters; defaults follow Phenix (c_rep 100, 1-4 factor 0.8, H-bond
+        shrink 0.6 Å, buffer 1 Å).
+
+    Returns
+    -------
+    PackedRestraints
+
+    Raises
+    ------
+    ValueError
+        An atom index is out of range, a sigma is not positive, or shapes disagree.
+    """
+    n = int(restraints.n_atoms)
+    settings = nonbonded_settings or NonbondedSettings()
+    b, a, t, c, p, nb = (restraints.bonds, restraints.angles, restraints.torsions,
+                         restraints.chirals, restraints.planes, restraints.nonbonded)
+
+    bond_atoms = _index_array(b.atoms, 2, n, "bonds")
+    bond_sigma, bond_weight = _sigma_and_weight(b.sigma, len(bond_atoms), "bonds")
+    angle_atoms = _index_array(a.atoms, 3, n, "angles")
+    angle_sigma, angle_weight = _sigma_and_weight(a.sigma, len(angle_atoms), "angles")
+    torsion_atoms = _index_array(t.atoms, 4, n, "torsions")
+    torsion_sigma, torsion_weight = _sigma_and_weight(t.sigma, len(torsion_atoms), "torsions")
+    period = np.ascontiguousarray(t.period, dtype=np.int64).reshape(-1)
+    if period.shape != (len(torsion_atoms),):
+        raise ValueError("torsions: period has the wrong shape")
+    period = np.where(period <= 0, 1, period)  # contract: period 0 means 1
+    chiral_atoms = _index_array(c.atoms, 4, n, "chirals")
+    chiral_sigma, chiral_weight = _sigma_and_weight(c.sigma, len(chiral_atoms), "chirals")
+    both = np.ascontiguousarray(c.both_signs, dtype=np.bool_).reshape(-1)
+    if both.shape != (len(chiral_atoms),):
+        raise ValueError("chirals: both_signs has the wrong shape")
+    plane_atoms = _index_array(p.atoms, None, n, "planes").reshape(-1)
+    plane_offsets = np.ascontiguousarray(p.offsets, dtype=np.int64).reshape(-1)
+    n_planes = len(plane_offsets) - 1
+    if (n_planes < 0 or plane_offsets[0] != 0 or plane_offsets[-1] != len(plane_atoms)
+            or np.any(np.diff(plane_offsets) < 0)):
+        raise ValueError("planes: offsets are not a valid CSR index into atoms")
+    plane_sigma, plane_weight = _sigma_and_weight(p.sigma, n_planes, "planes")
+
+    def per_atom(values, dtype, what):
+        arr = np.ascontiguousarray(values, dtype=dtype).reshape(-1)
+        if arr.shape != (n,):
+            raise ValueError(f"nonbonded.{what}: shape {arr.shape}, expected ({n},)")
+        return arr
+
+    topology = build_nonbonded_topology(
+        n,
+        per_atom(nb.vdw_radius, np.float64, "vdw_radius"),
+        per_atom(nb.ion_radius, np.float64, "ion_radius"),
+        per_atom(nb.hbond_type, np.int8, "hbond_type"),
+        per_atom(nb.is_hydrogen, np.bool_, "is_hydrogen"),
+        _index_array(nb.excluded_pairs, 2, n, "nonbonded.excluded_pairs"),
+        _index_array(nb.pairs_14, 2, n, "nonbonded.pairs_14"),
+        bond_atoms,
+    )
+    return PackedRestraints(
+        n_atoms=n,
+        bond_atoms=bond_atoms,
+        bond_ideal=_float_array(b.ideal, len(bond_atoms), "bonds.ideal"),
+        bond_sigma=bond_sigma,
+        bond_weight=bond_weight,
+        angle_atoms=angle_atoms,
+        angle_ideal=_float_array(a.ideal, len(angle_atoms), "angles.ideal"),
+        angle_sigma=angle_sigma,
+        angle_weight=angle_weight,
+        torsion_atoms=torsion_atoms,
+        torsion_ideal=_float_array(t.ideal, len(torsion_atoms), "torsions.ideal"),
+        torsion_sigma=torsion_sigma,
+        torsion_weight=torsion_weight,
+        torsion_period=np.ascontiguousarray(period, dtype=np.int64),
+        chiral_atoms=chiral_atoms,
+        chiral_ideal=_float_array(c.ideal, len(chiral_atoms), "chirals.ideal"),
+        chiral_sigma=chiral_sigma,
+        chiral_weight=chiral_weight,
+        chiral_both_signs=both,
+        plane_atoms=np.ascontiguousarray(plane_atoms),
+        plane_offsets=plane_offsets,
+        plane_sigma=plane_sigma,
+        plane_weight=plane_weight,
+        nonbonded=topology,
+        nonbonded_settings=settings,
+    )
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@njit(nogil=True, cache=True)
+def _evaluate_model(
+    xyz, grad, terms,
+    bond_atoms, bond_ideal, bond_weight,
+    angle_atoms, angle_ideal, angle_weight,
+    torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
+    chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
+    plane_atoms, plane_offsets, plane_weight,
+    nb_pairs, nb_contact, c_rep,
+):
+    """All terms of one model; per-term values go to ``terms`` (6,), gradient into grad."""
+    terms[0] = bond_value_and_gradient(xyz, bond_atoms, bond_ideal, bond_weight, grad)
+    terms[1] = angle_value_and_gradient(xyz, angle_atoms, angle_ideal, angle_weight, grad)
+    terms[2] = torsion_value_and_gradient(xyz, torsion_atoms, torsion_ideal, torsion_weight,
+                                          torsion_period, grad)
+    terms[3] = chiral_value_and_gradient(xyz, chiral_atoms, chiral_ideal, chiral_weight,
+                                         chiral_both_signs, grad)
+    terms[4] = plane_value_and_gradient(xyz, plane_atoms, plane_offsets, plane_weight, grad)
+    terms[5] = nonbonded_value_and_gradient(xyz, nb_pairs, nb_contact, c_rep, grad)
+    return terms[0] + terms[1] + terms[2] + terms[3] + terms[4] + terms[5]
+
+
+@njit(nogil=True, cache=True)
+def _evaluate_batch(
+    xyz, grad, terms, values,
+    bond_atoms, bond_ideal, bond_weight,
+    angle_atoms, angle_ideal, angle_weight,
+    torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
+    chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
+    plane_atoms, plane_offsets, plane_weight,
+    nb_pairs, nb_contact, nb_offsets, c_rep,
+):
+    """Loop of :func:`_evaluate_model` over K models, single thread."""
+    for k in range(xyz.shape[0]):
+        lo = nb_offsets[k]
+        hi = nb_offsets[k + 1]
+        values[k] = _evaluate_model(
+            xyz[k], grad[k], terms[k],
+            bond_atoms, bond_ideal, bond_weight,
+            angle_atoms, angle_ideal, angle_weight,
+            torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
+            chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
+            plane_atoms, plane_offsets, plane_weight,
+            nb_pairs[lo:hi], nb_contact[lo:hi], c_rep)
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def _evaluate_batch_parallel(
+    xyz, grad, terms, values,
+    bond_atoms, bond_ideal, bond_weight,
+    angle_atoms, angle_ideal, angle_weight,
+    torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
+    chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
+    plane_atoms, plane_offsets, plane_weight,
+    nb_pairs, nb_contact, nb_offsets, c_rep,
+):
+    """As :func:`_evaluate_batch` with models spread over numba threads (prange).
+
+    Models write disjoint slices of ``grad``/``terms``/``values``, so there is no race.
+    """
+    for k in prange(xyz.shape[0]):
+        lo = nb_offsets[k]
+        hi = nb_offsets[k + 1]
+        values[k] = _evaluate_model(
+            xyz[k], grad[k], terms[k],
+            bond_atoms, bond_ideal, bond_weight,
+            angle_atoms, angle_ideal, angle_weight,
+            torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
+            chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
+            plane_atoms, plane_offsets, plane_weight,
+            nb_pairs[lo:hi], nb_contact[lo:hi], c_rep)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _coordinates(xyz: np.ndarray, n_atoms: int, batched: bool) -> np.ndarray:
+    xyz = np.ascontiguousarray(xyz, dtype=np.float64)
+    expected = ("K", n_atoms, 3) if batched else (n_atoms, 3)
+    if xyz.ndim != len(expected) or xyz.shape[-2:] != (n_atoms, 3):
+        raise ValueError(f"coordinates of shape {xyz.shape}, expected {expected}")
+    return xyz
+
+
+def restraint_value_and_gradient(
+    xyz: np.ndarray,
+    packed: PackedRestraints,
+    nonbonded_pairs: NonbondedPairs | None = None,
+    *,
+    grad: np.ndarray | None = None,
+    terms_out: np.ndarray | None = None,
+) -> tuple[float, np.ndarray]:
+    """Restraint target and gradient of one model (one numba call for all terms).
+
+    Parameters
+    ----------
+    xyz : (N, 3) array
+        Coordinates in Å (converted to C-contiguous float64 if needed).
+    packed : PackedRestraints
+    nonbonded_pairs : NonbondedPairs, optional
+        Current pair list (``NeighbourList.update(xyz)``); None skips the repulsion term.
+    grad : (N, 3) float64 C-contiguous array, optional
+        Output buffer, overwritten (saves an allocation per call).
+    terms_out : (6,) float64 array, optional
+        Receives the per-term values in the order of :data:`TERM_NAMES`.
+
+    Returns
+    -------
+    value : float
+    grad : (N, 3) float64
+        dT/dxyz.
+    """
+    xyz = _coordinates(xyz, packed.n_atoms, batched=False)
+    if grad is None:
+        grad = np.zeros_like(xyz)
+    else:
+        grad[...] = 0.0
+    terms = np.empty(N_TERMS) if terms_out is None else terms_out
+    if nonbonded_pairs is None:
+        pairs, contact = _NO_PAIRS, _NO_CONTACT
+    else:
+        pairs, contact = nonbonded_pairs.pairs, nonbonded_pairs.contact
+    p = packed
+    value = _evaluate_model(
+        xyz, grad, terms,
+        p.bond_atoms, p.bond_ideal, p.bond_weight,
+        p.angle_atoms, p.angle_ideal, p.angle_weight,
+        p.torsion_atoms, p.torsion_ideal, p.torsion_weight, p.torsion_period,
+        p.chiral_atoms, p.chiral_ideal, p.chiral_weight, p.chiral_both_signs,
+        p.plane_atoms, p.plane_offsets, p.plane_weight,
+        pairs, contact, float(p.nonbonded_settings.c_rep))
+    return float(value), grad
+
+
+def restraint_values_and_gradients_batch(
+    xyz: np.ndarray,
+    packed: PackedRestraints,
+    nonbonded_pairs: BatchNonbondedPairs | None = None,
+    *,
+    parallel: bool = False,
+    grad: np.ndarray | None = None,
+    terms_out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Restraint targets and gradients of K models sharing one topology (one numba call).
+
+    Parameters
+    ----------
+    xyz : (K, N, 3) array
+    packed : PackedRestraints
+    nonbonded_pairs : BatchNonbondedPairs, optional
+        Per-model pair lists (``BatchNeighbourList.update(xyz)``); None skips repulsion.
+    parallel : bool
+        Spread the K models over numba's threads (``prange``). Default False: a single
+        thread that releases the GIL, so that callers (e.g. Dask threads) can run several
+        evaluations concurrently without oversubscribing cores.
+    grad : (K, N, 3) float64 C-contiguous array, optional
+        Output buffer, overwritten.
+    terms_out : (K, 6) float64 array, optional
+        Receives per-model, per-term values (order of :data:`TERM_NAMES`).
+
+    Returns
+    -------
+    values : (K,) float64
+    grad : (K, N, 3) float64
+    """
+    xyz = _coordinates(xyz, packed.n_atoms, batched=True)
+    n_models = xyz.shape[0]
+    if grad is None:
+        grad = np.zeros_like(xyz)
+    else:
+        grad[...] = 0.0
+    terms = np.empty((n_models, N_TERMS)) if terms_out is None else terms_out
+    values = np.empty(n_models)
+    if nonbonded_pairs is None:
+        pairs, contact = _NO_PAIRS, _NO_CONTACT
+        offsets = np.zeros(n_models + 1, dtype=np.int64)
+    else:
+        pairs, contact, offsets = (nonbonded_pairs.pairs, nonbonded_pairs.contact,
+                                   nonbonded_pairs.offsets)
+        if len(offsets) != n_models + 1:
+            raise ValueError(f"pair lists for {len(offsets) - 1} models, got {n_models}")
+    kernel = _evaluate_batch_parallel if parallel else _evaluate_batch
+    p = packed
+    kernel(
+        xyz, grad, terms, values,
+        p.bond_atoms, p.bond_ideal, p.bond_weight,
+        p.angle_atoms, p.angle_ideal, p.angle_weight,
+        p.torsion_atoms, p.torsion_ideal, p.torsion_weight, p.torsion_period,
+        p.chiral_atoms, p.chiral_ideal, p.chiral_weight, p.chiral_both_signs,
+        p.plane_atoms, p.plane_offsets, p.plane_weight,
+        pairs, contact, offsets, float(p.nonbonded_settings.c_rep))
+    return values, grad
+
+
+def restraint_terms(
+    xyz: np.ndarray, packed: PackedRestraints, nonbonded_pairs: NonbondedPairs | None = None
+) -> dict[str, float]:
+    """Per-term restraint values of one model, keyed by :data:`TERM_NAMES`."""
+    terms = np.empty(N_TERMS)
+    restraint_value_and_gradient(xyz, packed, nonbonded_pairs, terms_out=terms)
+    return dict(zip(TERM_NAMES, terms.tolist()))
