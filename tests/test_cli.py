@@ -201,3 +201,18 @@ def test_demo_runs_and_writes_its_outputs(capsys, tmp_path):
     assert status == 0
     assert (tmp_path / "demo" / "model.cif").exists()
     assert "restraints" in out
+
+
+def test_cli_reference_documents_every_command_and_option():
+    """docs/cli.md must name every sub-command and each of its options."""
+    from pathlib import Path
+
+    reference = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    for name, sub in subparsers.choices.items():
+        assert f"`varref {name}" in reference, name
+        for action in sub._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    assert option in reference, f"{name} {option} missing from docs/cli.md"

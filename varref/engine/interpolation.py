@@ -40,6 +40,8 @@ __all__ = [
     "interpolate_gradient",
     "tricubic_point",
     "trilinear_point",
+    "tricubic_flat",
+    "trilinear_flat",
     "interpolation_method_code",
     "as_kernel_grid",
     "METHOD_TRICUBIC",
@@ -49,6 +51,10 @@ __all__ = [
 #: Integer codes passed to the kernels (numba kernels take no strings).
 METHOD_TRICUBIC = 0
 METHOD_TRILINEAR = 1
+
+#: Only FMA contraction: no "nnan"/"ninf", which would let the compiler drop the
+#: NaN-safe bounds test.
+_FASTMATH = {"contract"}
 
 
 def interpolation_method_code(method: str) -> int:
@@ -65,7 +71,7 @@ def interpolation_method_code(method: str) -> int:
 # --------------------------------------------------------------------------------------
 
 
-@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
+@njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def _catmull_rom(t):
     """Weights of f(-1), f(0), f(1), f(2) for the value and for d/dt at t in [0, 1).
 
@@ -85,39 +91,14 @@ def _catmull_rom(t):
     return w0, w1, w2, w3, d0, d1, d2, d3
 
 
-@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
-def _row(data, kz, ky, ix, w0, w1, w2, w3, d0, d1, d2, d3):
-    """Interpolated value and x-derivative along one grid row (4 x-neighbours)."""
-    f0 = np.float64(data[kz, ky, ix - 1])
-    f1 = np.float64(data[kz, ky, ix])
-    f2 = np.float64(data[kz, ky, ix + 1])
-    f3 = np.float64(data[kz, ky, ix + 2])
-    return (w0 * f0 + w1 * f1 + w2 * f2 + w3 * f3,
-            d0 * f0 + d1 * f1 + d2 * f2 + d3 * f3)
-
-
-@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
-def _plane(data, kz, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3,
-           wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3):
-    """Value, d/du_x and d/du_y of the 4x4 stencil in one z-plane."""
-    s0, g0 = _row(data, kz, iy - 1, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3)
-    s1, g1 = _row(data, kz, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3)
-    s2, g2 = _row(data, kz, iy + 1, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3)
-    s3, g3 = _row(data, kz, iy + 2, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3)
-    value = wy0 * s0 + wy1 * s1 + wy2 * s2 + wy3 * s3
-    d_dx = wy0 * g0 + wy1 * g1 + wy2 * g2 + wy3 * g3
-    d_dy = dy0 * s0 + dy1 * s1 + dy2 * s2 + dy3 * s3
-    return value, d_dx, d_dy
-
-
-@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
-def tricubic_point(data, ux, uy, uz):
+@njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def tricubic_flat(flat, nx, ny, nz, ux, uy, uz):
     """Tricubic value and gradient at fractional grid index (ux, uy, uz).
 
-    Returns ``(value, d/dux, d/duy, d/duz)`` in grid units (divide by the voxel size for
-    Å^-1). Returns zeros when the 4x4x4 stencil is not inside the grid.
+    ``flat`` is the C-contiguous map raveled (x fastest), of logical shape (nz, ny, nx).
+    Returns ``(value, d/dux, d/duy, d/duz)`` in grid units (multiply by 1/voxel for
+    Å^-1); zeros when the 4x4x4 stencil is not inside the grid.
     """
-    nz, ny, nx = data.shape
     # Stencil i-1 .. i+2 must lie in 0 .. n-1, i.e. 1 <= u < n-2. Written so NaN fails.
     if not (ux >= 1.0 and ux < nx - 2.0 and uy >= 1.0 and uy < ny - 2.0
             and uz >= 1.0 and uz < nz - 2.0):
@@ -128,29 +109,46 @@ def tricubic_point(data, ux, uy, uz):
     wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3 = _catmull_rom(ux - ix)
     wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3 = _catmull_rom(uy - iy)
     wz0, wz1, wz2, wz3, dz0, dz1, dz2, dz3 = _catmull_rom(uz - iz)
-    p0, px0, py0 = _plane(data, iz - 1, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3,
-                          wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3)
-    p1, px1, py1 = _plane(data, iz, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3,
-                          wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3)
-    p2, px2, py2 = _plane(data, iz + 1, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3,
-                          wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3)
-    p3, px3, py3 = _plane(data, iz + 2, iy, ix, wx0, wx1, wx2, wx3, dx0, dx1, dx2, dx3,
-                          wy0, wy1, wy2, wy3, dy0, dy1, dy2, dy3)
-    value = wz0 * p0 + wz1 * p1 + wz2 * p2 + wz3 * p3
-    d_dx = wz0 * px0 + wz1 * px1 + wz2 * px2 + wz3 * px3
-    d_dy = wz0 * py0 + wz1 * py1 + wz2 * py2 + wz3 * py3
-    d_dz = dz0 * p0 + dz1 * p1 + dz2 * p2 + dz3 * p3
+    weight_y = (wy0, wy1, wy2, wy3)
+    deriv_y = (dy0, dy1, dy2, dy3)
+    weight_z = (wz0, wz1, wz2, wz3)
+    deriv_z = (dz0, dz1, dz2, dz3)
+    value = 0.0
+    d_dx = 0.0
+    d_dy = 0.0
+    d_dz = 0.0
+    corner = ((iz - 1) * ny + (iy - 1)) * nx + (ix - 1)  # flat index of stencil [0, 0, 0]
+    for c in range(4):
+        # 1-D interpolation along x of the 4 rows of this z-plane (value and d/dx), then
+        # along y (value, d/dx, d/dy), then along z (eqs 19-22, one axis at a time).
+        plane = 0.0
+        plane_dx = 0.0
+        plane_dy = 0.0
+        for r in range(4):
+            o = corner + (c * ny + r) * nx
+            f0 = np.float64(flat[o])
+            f1 = np.float64(flat[o + 1])
+            f2 = np.float64(flat[o + 2])
+            f3 = np.float64(flat[o + 3])
+            row = wx0 * f0 + wx1 * f1 + wx2 * f2 + wx3 * f3
+            row_dx = dx0 * f0 + dx1 * f1 + dx2 * f2 + dx3 * f3
+            plane += weight_y[r] * row
+            plane_dx += weight_y[r] * row_dx
+            plane_dy += deriv_y[r] * row
+        value += weight_z[c] * plane
+        d_dx += weight_z[c] * plane_dx
+        d_dy += weight_z[c] * plane_dy
+        d_dz += deriv_z[c] * plane
     return value, d_dx, d_dy, d_dz
 
 
-@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
-def trilinear_point(data, ux, uy, uz):
+@njit(nogil=True, cache=True, fastmath=_FASTMATH)
+def trilinear_flat(flat, nx, ny, nz, ux, uy, uz):
     """Trilinear value and gradient at fractional grid index (ux, uy, uz).
 
-    Returns ``(value, d/dux, d/duy, d/duz)`` in grid units; zeros when the 2x2x2 cell is
-    not inside the grid.
+    Arguments and result as :func:`tricubic_flat`; zeros when the 2x2x2 cell is not inside
+    the grid.
     """
-    nz, ny, nx = data.shape
     if not (ux >= 0.0 and ux < nx - 1.0 and uy >= 0.0 and uy < ny - 1.0
             and uz >= 0.0 and uz < nz - 1.0):
         return 0.0, 0.0, 0.0, 0.0
@@ -160,14 +158,16 @@ def trilinear_point(data, ux, uy, uz):
     tx = ux - ix
     ty = uy - iy
     tz = uz - iz
-    c000 = np.float64(data[iz, iy, ix])
-    c001 = np.float64(data[iz, iy, ix + 1])
-    c010 = np.float64(data[iz, iy + 1, ix])
-    c011 = np.float64(data[iz, iy + 1, ix + 1])
-    c100 = np.float64(data[iz + 1, iy, ix])
-    c101 = np.float64(data[iz + 1, iy, ix + 1])
-    c110 = np.float64(data[iz + 1, iy + 1, ix])
-    c111 = np.float64(data[iz + 1, iy + 1, ix + 1])
+    o = (iz * ny + iy) * nx + ix
+    plane = ny * nx
+    c000 = np.float64(flat[o])
+    c001 = np.float64(flat[o + 1])
+    c010 = np.float64(flat[o + nx])
+    c011 = np.float64(flat[o + nx + 1])
+    c100 = np.float64(flat[o + plane])
+    c101 = np.float64(flat[o + plane + 1])
+    c110 = np.float64(flat[o + plane + nx])
+    c111 = np.float64(flat[o + plane + nx + 1])
     # Interpolate along x first; keep the x-differences for d/dx.
     c00 = c000 + tx * (c001 - c000)
     c01 = c010 + tx * (c011 - c010)
@@ -188,17 +188,25 @@ def trilinear_point(data, ux, uy, uz):
     return value, d_dx, d_dy, d_dz
 
 
-@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
-def interpolate_point(data, ux, uy, uz, method):
-    """Dispatch on the method code (branch is uniform over a call, so it predicts well)."""
-    if method == 0:
-        return tricubic_point(data, ux, uy, uz)
-    return trilinear_point(data, ux, uy, uz)
+@njit(nogil=True, cache=True)
+def tricubic_point(data, ux, uy, uz):
+    """Tricubic value and gradient (grid units) at fractional index; ``data`` 3-D."""
+    nz, ny, nx = data.shape
+    return tricubic_flat(data.ravel(), nx, ny, nz, ux, uy, uz)
 
 
-@njit(nogil=True, cache=True, fastmath={"contract", "reassoc", "arcp"})
+@njit(nogil=True, cache=True)
+def trilinear_point(data, ux, uy, uz):
+    """Trilinear value and gradient (grid units) at fractional index; ``data`` 3-D."""
+    nz, ny, nx = data.shape
+    return trilinear_flat(data.ravel(), nx, ny, nz, ux, uy, uz)
+
+
+@njit(nogil=True, cache=True)
 def _interpolate_kernel(data, origin, voxel_size, xyz, method, values, gradients,
                         want_gradient):
+    nz, ny, nx = data.shape
+    flat = data.ravel()
     inv_x = 1.0 / voxel_size[0]
     inv_y = 1.0 / voxel_size[1]
     inv_z = 1.0 / voxel_size[2]
@@ -206,7 +214,10 @@ def _interpolate_kernel(data, origin, voxel_size, xyz, method, values, gradients
         ux = (xyz[i, 0] - origin[0]) * inv_x
         uy = (xyz[i, 1] - origin[1]) * inv_y
         uz = (xyz[i, 2] - origin[2]) * inv_z
-        v, gx, gy, gz = interpolate_point(data, ux, uy, uz, method)
+        if method == METHOD_TRICUBIC:
+            v, gx, gy, gz = tricubic_flat(flat, nx, ny, nz, ux, uy, uz)
+        else:
+            v, gx, gy, gz = trilinear_flat(flat, nx, ny, nz, ux, uy, uz)
         values[i] = v
         if want_gradient:
             # eq. 27: d/dx_cart = (1 / voxel) d/du

@@ -19,9 +19,11 @@ import numpy as np
 from numba import njit
 
 from varref.engine.interpolation import (
+    METHOD_TRICUBIC,
     as_kernel_grid,
-    interpolate_point,
     interpolation_method_code,
+    tricubic_flat,
+    trilinear_flat,
 )
 
 __all__ = [
@@ -72,13 +74,15 @@ def map_target_weights(atomic_number: np.ndarray, is_hydrogen: np.ndarray | None
 @njit(nogil=True, cache=True)
 def _map_target_kernel(data, origin, voxel_size, xyz, weights, method, gradient):
     """T = -sum w rho(x); writes dT/dx into ``gradient`` (N, 3); returns T."""
+    nz, ny, nx = data.shape
+    flat = data.ravel()
     inv_x = 1.0 / voxel_size[0]
     inv_y = 1.0 / voxel_size[1]
     inv_z = 1.0 / voxel_size[2]
     total = 0.0
     for i in range(xyz.shape[0]):
         w = weights[i]
-        if w == 0.0:
+        if w == 0.0:  # excluded atom (e.g. hydrogen): no value, no force, no work
             gradient[i, 0] = 0.0
             gradient[i, 1] = 0.0
             gradient[i, 2] = 0.0
@@ -86,7 +90,10 @@ def _map_target_kernel(data, origin, voxel_size, xyz, weights, method, gradient)
         ux = (xyz[i, 0] - origin[0]) * inv_x
         uy = (xyz[i, 1] - origin[1]) * inv_y
         uz = (xyz[i, 2] - origin[2]) * inv_z
-        v, gx, gy, gz = interpolate_point(data, ux, uy, uz, method)
+        if method == METHOD_TRICUBIC:
+            v, gx, gy, gz = tricubic_flat(flat, nx, ny, nz, ux, uy, uz)
+        else:
+            v, gx, gy, gz = trilinear_flat(flat, nx, ny, nz, ux, uy, uz)
         total -= w * v
         gradient[i, 0] = -w * gx * inv_x
         gradient[i, 1] = -w * gy * inv_y
@@ -104,6 +111,8 @@ def _map_target_batched_kernel(data, origin, voxel_size, xyz, weights, method, v
 
 @njit(nogil=True, cache=True)
 def _map_target_value_kernel(data, origin, voxel_size, xyz, weights, method):
+    nz, ny, nx = data.shape
+    flat = data.ravel()
     inv_x = 1.0 / voxel_size[0]
     inv_y = 1.0 / voxel_size[1]
     inv_z = 1.0 / voxel_size[2]
@@ -112,9 +121,13 @@ def _map_target_value_kernel(data, origin, voxel_size, xyz, weights, method):
         w = weights[i]
         if w == 0.0:
             continue
-        v, _, _, _ = interpolate_point(data, (xyz[i, 0] - origin[0]) * inv_x,
-                                       (xyz[i, 1] - origin[1]) * inv_y,
-                                       (xyz[i, 2] - origin[2]) * inv_z, method)
+        ux = (xyz[i, 0] - origin[0]) * inv_x
+        uy = (xyz[i, 1] - origin[1]) * inv_y
+        uz = (xyz[i, 2] - origin[2]) * inv_z
+        if method == METHOD_TRICUBIC:
+            v, _, _, _ = tricubic_flat(flat, nx, ny, nz, ux, uy, uz)
+        else:
+            v, _, _, _ = trilinear_flat(flat, nx, ny, nz, ux, uy, uz)
         total -= w * v
     return total
 
