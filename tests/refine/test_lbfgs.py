@@ -1,0 +1,67 @@
+"""The batched L-BFGS: finds minima, treats problems independently, matches scipy's answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize, rosen, rosen_der
+
+from varref.refine.lbfgs import minimise_lbfgs
+
+
+def rosenbrock_batch(x, members):
+    return np.array([rosen(row) for row in x]), np.array([rosen_der(row) for row in x])
+
+
+def test_rosenbrock_from_several_starts_reaches_the_minimum():
+    rng = np.random.default_rng(0)
+    x0 = rng.uniform(-2, 2, size=(5, 6))
+    result = minimise_lbfgs(rosenbrock_batch, x0, max_iterations=500, relative_tolerance=1e-14,
+                            gradient_tolerance=1e-8)
+    np.testing.assert_allclose(result.x, 1.0, atol=1e-4)
+    assert result.converged.all()
+    for start, found in zip(x0, result.x):  # scipy agrees
+        reference = minimize(rosen, start, jac=rosen_der, method="L-BFGS-B",
+                             options={"maxiter": 2000, "ftol": 1e-15, "gtol": 1e-10})
+        np.testing.assert_allclose(found, reference.x, atol=1e-3)
+
+
+def test_problems_are_independent_of_their_batch_mates():
+    """A problem's path must not depend on which others share the batch."""
+    rng = np.random.default_rng(1)
+    matrices = [np.diag(rng.uniform(0.1, 10, size=8)) for _ in range(3)]
+    centres = rng.normal(size=(3, 8))
+
+    def quadratic(x, members):
+        values, grads = [], []
+        for row, k in zip(x, members):
+            d = row - centres[k]
+            values.append(0.5 * d @ matrices[k] @ d)
+            grads.append(matrices[k] @ d)
+        return np.array(values), np.array(grads)
+
+    together = minimise_lbfgs(quadratic, np.zeros((3, 8)), max_iterations=7)
+    alone = minimise_lbfgs(lambda x, m: quadratic(x, np.array([1])), np.zeros((1, 8)), max_iterations=7)
+    np.testing.assert_allclose(together.x[1], alone.x[0], rtol=1e-12, atol=1e-14)
+    full = minimise_lbfgs(quadratic, np.zeros((3, 8)), max_iterations=200, relative_tolerance=0.0,
+                          gradient_tolerance=1e-10)
+    np.testing.assert_allclose(full.x, centres, atol=1e-6)
+
+
+def test_max_step_limits_every_move():
+    def far_minimum(x, members):
+        d = x - 100.0
+        return 0.5 * np.sum(d * d, axis=1), d
+
+    result = minimise_lbfgs(far_minimum, np.zeros((1, 3)), max_iterations=3, max_step=0.5)
+    assert np.max(np.abs(result.x)) <= 1.5 + 1e-12
+    assert result.value[0] < 0.5 * 3 * 100.0**2
+
+
+def test_already_converged_problem_is_not_moved():
+    def bowl(x, members):
+        return 0.5 * np.sum(x * x, axis=1), x.copy()
+
+    result = minimise_lbfgs(bowl, np.zeros((2, 4)))
+    assert result.converged.all() and np.all(result.iterations == 0)
+    assert result.evaluations == 1

@@ -1,0 +1,192 @@
+"""L-BFGS for K independent problems that are evaluated together.
+
+The engine evaluates K models sharing one topology in a single call, so the minimiser keeps
+K separate L-BFGS states (histories, steps, convergence) but asks for all their values and
+gradients at once. With K = 1 it is ordinary L-BFGS (Nocedal & Wright 2006, Alg. 7.4/7.5)
+with a backtracking Armijo line search; the curvature pair is stored only when
+``s·y > 0``, which keeps the inverse-Hessian approximation positive definite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+#: ``objective(x, members) -> (values (k,), gradients (k, n))`` for the rows ``x`` (k, n)
+#: that belong to problems ``members`` (k,) — only unfinished problems are evaluated.
+BatchObjective = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class LbfgsResult:
+    """Outcome per problem: ``x`` (K, n), ``value`` (K,), ``iterations`` (K,),
+    ``converged`` (K,) bool, and ``evaluations``: the number of objective calls."""
+
+    x: np.ndarray
+    value: np.ndarray
+    iterations: np.ndarray
+    converged: np.ndarray
+    evaluations: int
+
+
+def minimise_lbfgs(
+    objective: BatchObjective,
+    x0: np.ndarray,
+    max_iterations: int = 100,
+    history: int = 10,
+    relative_tolerance: float = 1e-7,
+    gradient_tolerance: float = 1e-6,
+    max_step: float | None = None,
+) -> LbfgsResult:
+    """Minimise K independent objectives with L-BFGS.
+
+    Parameters
+    ----------
+    objective
+        See :data:`BatchObjective`.
+    x0
+        (K, n) starting points.
+    max_iterations
+        Iterations per problem.
+    history
+        Number of correction pairs kept (m).
+    relative_tolerance
+        Stop a problem when ``(f_old - f_new) / max(|f_old|, |f_new|, 1)`` falls below this
+        (scipy's ``factr`` criterion).
+    gradient_tolerance
+        Stop a problem when its largest gradient component is below this.
+    max_step
+        Largest displacement of any coordinate in one step (Å for refinement): the first
+        step along a steepest-descent direction, and any step, is scaled down to it.
+    """
+    x = np.array(x0, dtype=np.float64, copy=True)
+    n_problems, n = x.shape
+    all_members = np.arange(n_problems)
+    value, gradient = objective(x, all_members)
+    evaluations = 1
+    s_hist = np.zeros((n_problems, history, n))
+    y_hist = np.zeros((n_problems, history, n))
+    rho_hist = np.zeros((n_problems, history))
+    n_stored = np.zeros(n_problems, dtype=np.int64)
+    iterations = np.zeros(n_problems, dtype=np.int64)
+    converged = np.max(np.abs(gradient), axis=1) < gradient_tolerance
+    active = ~converged
+
+    for _ in range(max_iterations):
+        members = np.flatnonzero(active)
+        if len(members) == 0:
+            break
+        direction = _two_loop(gradient[members], s_hist[members], y_hist[members],
+                              rho_hist[members], n_stored[members])
+        slope = np.einsum("kn,kn->k", direction, gradient[members])
+        # a non-descent direction (possible after a bad curvature pair): restart from -g
+        uphill = slope >= 0
+        if uphill.any():
+            direction[uphill] = -gradient[members][uphill]
+            n_stored[members[uphill]] = 0
+            slope[uphill] = -np.einsum("kn,kn->k", direction[uphill], direction[uphill])
+        step = np.ones(len(members))
+        first = n_stored[members] == 0
+        if max_step is not None:
+            largest = np.max(np.abs(direction), axis=1)
+            too_long = largest > max_step
+            step[too_long] = max_step / largest[too_long]
+        elif first.any():
+            step[first] = 1.0 / np.maximum(np.linalg.norm(direction[first], axis=1), 1e-12)
+
+        new_x, new_value, new_gradient, accepted, calls = _backtrack(
+            objective, x[members], value[members], direction, slope, step, members)
+        evaluations += calls
+        s = new_x - x[members]
+        y = new_gradient - gradient[members]
+        sy = np.einsum("kn,kn->k", s, y)
+        decrease = value[members] - new_value
+        scale = np.maximum(np.maximum(np.abs(value[members]), np.abs(new_value)), 1.0)
+
+        x[members] = np.where(accepted[:, None], new_x, x[members])
+        value[members] = np.where(accepted, new_value, value[members])
+        gradient[members] = np.where(accepted[:, None], new_gradient, gradient[members])
+        iterations[members] += 1
+
+        store = accepted & (sy > 1e-10 * np.einsum("kn,kn->k", y, y))
+        for local in np.flatnonzero(store):
+            k = members[local]
+            slot = n_stored[k] % history if n_stored[k] < history else history - 1
+            if n_stored[k] >= history:  # drop the oldest pair
+                s_hist[k, :-1] = s_hist[k, 1:]
+                y_hist[k, :-1] = y_hist[k, 1:]
+                rho_hist[k, :-1] = rho_hist[k, 1:]
+            s_hist[k, slot] = s[local]
+            y_hist[k, slot] = y[local]
+            rho_hist[k, slot] = 1.0 / sy[local]
+            n_stored[k] = min(n_stored[k] + 1, history)
+
+        small_gradient = np.max(np.abs(gradient[members]), axis=1) < gradient_tolerance
+        stalled = accepted & (decrease <= relative_tolerance * scale)
+        done = small_gradient | stalled | ~accepted
+        converged[members] = small_gradient | stalled
+        active[members[done]] = False
+
+    return LbfgsResult(x, value, iterations, converged, evaluations)
+
+
+def _two_loop(gradient, s_hist, y_hist, rho_hist, n_stored):
+    """Search direction -H g for each problem (Nocedal & Wright Alg. 7.4), vectorised over k."""
+    q = gradient.copy()
+    k_count, m, _ = s_hist.shape
+    alpha = np.zeros((k_count, m))
+    for j in range(m - 1, -1, -1):
+        valid = j < n_stored
+        if not valid.any():
+            continue
+        a = rho_hist[:, j] * np.einsum("kn,kn->k", s_hist[:, j], q)
+        a = np.where(valid, a, 0.0)
+        alpha[:, j] = a
+        q -= a[:, None] * y_hist[:, j]
+    # initial Hessian scaling gamma = s·y / y·y of the newest pair
+    gamma = np.ones(k_count)
+    has = n_stored > 0
+    if has.any():
+        newest = np.maximum(n_stored - 1, 0)
+        rows = np.arange(k_count)
+        s_new = s_hist[rows, newest]
+        y_new = y_hist[rows, newest]
+        yy = np.einsum("kn,kn->k", y_new, y_new)
+        gamma = np.where(has & (yy > 0), np.einsum("kn,kn->k", s_new, y_new) / np.where(yy > 0, yy, 1.0), 1.0)
+    r = gamma[:, None] * q
+    for j in range(m):
+        valid = j < n_stored
+        if not valid.any():
+            continue
+        b = rho_hist[:, j] * np.einsum("kn,kn->k", y_hist[:, j], r)
+        r += np.where(valid, alpha[:, j] - b, 0.0)[:, None] * s_hist[:, j]
+    return -r
+
+
+def _backtrack(objective, x, value, direction, slope, step, members,
+               armijo: float = 1e-4, shrink: float = 0.5, max_tries: int = 30):
+    """Armijo backtracking for every problem; each round evaluates only the unfinished ones."""
+    k_count, n = x.shape
+    new_x = x.copy()
+    new_value = value.copy()
+    new_gradient = np.zeros((k_count, n))
+    accepted = np.zeros(k_count, dtype=bool)
+    pending = np.arange(k_count)
+    calls = 0
+    for _ in range(max_tries):
+        trial = x[pending] + step[pending, None] * direction[pending]
+        f, g = objective(trial, members[pending])
+        calls += 1
+        ok = f <= value[pending] + armijo * step[pending] * slope[pending]
+        done = pending[ok]
+        new_x[done] = trial[ok]
+        new_value[done] = f[ok]
+        new_gradient[done] = g[ok]
+        accepted[done] = True
+        pending = pending[~ok]
+        if len(pending) == 0:
+            break
+        step[pending] *= shrink
+    return new_x, new_value, new_gradient, accepted, calls
