@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit
 
 from varref.engine.interpolation import as_kernel_grid
+from varref.engine.model_map import grid_index_range
 
 __all__ = [
     "MASK_RADII",
@@ -88,16 +89,6 @@ def mask_radii(elements: Sequence[str]) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _axis_range(centre, radius, origin, voxel, n):
-    """Grid indices [lo, hi] within centre +- radius along one axis (lo > hi: empty)."""
-    lo = np.ceil((centre - radius - origin) / voxel)
-    hi = np.floor((centre + radius - origin) / voxel)
-    if not (lo <= n - 1.0 and hi >= 0.0):  # also catches NaN
-        return 1, 0
-    return int(max(lo, 0.0)), int(min(hi, n - 1.0))
-
-
-@njit(nogil=True, cache=True)
 def _atom_mask_kernel(xyz, radii, origin, voxel_size, mask):
     nz, ny, nx = mask.shape
     for i in range(xyz.shape[0]):
@@ -107,9 +98,9 @@ def _atom_mask_kernel(xyz, radii, origin, voxel_size, mask):
         x = xyz[i, 0]
         y = xyz[i, 1]
         z = xyz[i, 2]
-        x_lo, x_hi = _axis_range(x, r, origin[0], voxel_size[0], nx)
-        y_lo, y_hi = _axis_range(y, r, origin[1], voxel_size[1], ny)
-        z_lo, z_hi = _axis_range(z, r, origin[2], voxel_size[2], nz)
+        x_lo, x_hi = grid_index_range(x, r, origin[0], voxel_size[0], nx)
+        y_lo, y_hi = grid_index_range(y, r, origin[1], voxel_size[1], ny)
+        z_lo, z_hi = grid_index_range(z, r, origin[2], voxel_size[2], nz)
         r2 = r * r
         for iz in range(z_lo, z_hi + 1):
             dz = origin[2] + iz * voxel_size[2] - z
@@ -173,9 +164,9 @@ def _per_group_cc_kernel(model, target, model_shift, target_shift, origin, voxel
             x = xyz[i, 0]
             y = xyz[i, 1]
             z = xyz[i, 2]
-            x_lo, x_hi = _axis_range(x, r, origin[0], voxel_size[0], nx)
-            y_lo, y_hi = _axis_range(y, r, origin[1], voxel_size[1], ny)
-            z_lo, z_hi = _axis_range(z, r, origin[2], voxel_size[2], nz)
+            x_lo, x_hi = grid_index_range(x, r, origin[0], voxel_size[0], nx)
+            y_lo, y_hi = grid_index_range(y, r, origin[1], voxel_size[1], ny)
+            z_lo, z_hi = grid_index_range(z, r, origin[2], voxel_size[2], nz)
             r2 = r * r
             for iz in range(z_lo, z_hi + 1):
                 dz = origin[2] + iz * voxel_size[2] - z
@@ -334,9 +325,12 @@ def cc_box(model_map: np.ndarray, target_map: np.ndarray) -> float:
 
 
 def _top_indices(data: np.ndarray, n_points: int) -> np.ndarray:
+    """Flat indices of the ``n_points`` largest values (ties broken arbitrarily)."""
     flat = np.asarray(data).ravel()
     n_points = int(min(max(n_points, 1), flat.size))
-    return np.argpartition(flat, flat.size - n_points)[flat.size - n_points:]
+    # Select the n smallest of -data: numpy's introselect is slow when a large block of
+    # tied values (a model map's zero background) lies on the side being partitioned off.
+    return np.argpartition(-flat, n_points - 1)[:n_points]
 
 
 def cc_volume(model_map: np.ndarray, target_map: np.ndarray, n_points: int) -> float:
@@ -349,8 +343,10 @@ def cc_volume(model_map: np.ndarray, target_map: np.ndarray, n_points: int) -> f
 def cc_peaks(model_map: np.ndarray, target_map: np.ndarray, n_points: int) -> float:
     """CC over the union of the ``n_points`` highest points of each map."""
     _same_grid(model_map, target_map)
-    index = np.union1d(_top_indices(model_map, n_points), _top_indices(target_map, n_points))
-    return pearson_cc(model_map.ravel()[index], target_map.ravel()[index])
+    selected = np.zeros(model_map.size, dtype=bool)
+    selected[_top_indices(model_map, n_points)] = True
+    selected[_top_indices(target_map, n_points)] = True
+    return pearson_cc(model_map.ravel()[selected], target_map.ravel()[selected])
 
 
 def map_model_cc(model_map: np.ndarray, target_map: np.ndarray, mask: np.ndarray

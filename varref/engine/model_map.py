@@ -48,6 +48,7 @@ __all__ = [
     "model_map",
     "add_model_density",
     "coordinate_gradient_from_map_gradient",
+    "grid_index_range",
 ]
 
 #: ``B_blur = BLUR_PER_RESOLUTION_SQUARED * d**2`` (see the module docstring).
@@ -153,7 +154,7 @@ def cutoff_radii(exponent: np.ndarray, cutoff: float = 1e-5) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _box_range(centre, radius, origin, voxel, n):
+def grid_index_range(centre, radius, origin, voxel, n):
     """Index range [lo, hi] of grid points within centre +- radius along one axis.
 
     Clamped in floating point first so huge or NaN coordinates can never overflow int().
@@ -213,9 +214,9 @@ def _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_si
         x = xyz[i, 0]
         y = xyz[i, 1]
         z = xyz[i, 2]
-        x_lo, x_hi = _box_range(x, r, origin[0], voxel_size[0], nx)
-        y_lo, y_hi = _box_range(y, r, origin[1], voxel_size[1], ny)
-        z_lo, z_hi = _box_range(z, r, origin[2], voxel_size[2], nz)
+        x_lo, x_hi = grid_index_range(x, r, origin[0], voxel_size[0], nx)
+        y_lo, y_hi = grid_index_range(y, r, origin[1], voxel_size[1], ny)
+        z_lo, z_hi = grid_index_range(z, r, origin[2], voxel_size[2], nz)
         if x_lo > x_hi or y_lo > y_hi or z_lo > z_hi:
             continue
         _axis_gaussians(x, origin[0], voxel_size[0], x_lo, x_hi, exponent[i], table_x, delta_x)
@@ -275,9 +276,9 @@ def _coordinate_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_
         x = xyz[i, 0]
         y = xyz[i, 1]
         z = xyz[i, 2]
-        x_lo, x_hi = _box_range(x, r, origin[0], voxel_size[0], nx)
-        y_lo, y_hi = _box_range(y, r, origin[1], voxel_size[1], ny)
-        z_lo, z_hi = _box_range(z, r, origin[2], voxel_size[2], nz)
+        x_lo, x_hi = grid_index_range(x, r, origin[0], voxel_size[0], nx)
+        y_lo, y_hi = grid_index_range(y, r, origin[1], voxel_size[1], ny)
+        z_lo, z_hi = grid_index_range(z, r, origin[2], voxel_size[2], nz)
         if x_lo > x_hi or y_lo > y_hi or z_lo > z_hi:
             continue
         _axis_gaussians(x, origin[0], voxel_size[0], x_lo, x_hi, exponent[i], table_x, delta_x)

@@ -13,7 +13,7 @@ first evaluation at which some atom has moved further than that.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numba import njit
@@ -49,6 +49,8 @@ def _bin_atoms(xyz: np.ndarray, cell_size: float):
         hi[d] = -np.inf
     for i in range(n):
         for d in range(3):
+            if not math.isfinite(xyz[i, d]):
+                raise ValueError("non-finite coordinates in the neighbour search")
             if xyz[i, d] < lo[d]:
                 lo[d] = xyz[i, d]
             if xyz[i, d] > hi[d]:
@@ -166,9 +168,9 @@ def pairs_within_cutoff(xyz: np.ndarray, cutoff: float) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _select_nonbonded_pairs(
+def _nonbonded_pairs_cell_list(
     xyz: np.ndarray,
-    candidates: np.ndarray,
+    cutoff: float,
     radius: np.ndarray,
     hbond_type: np.ndarray,
     partner_offsets: np.ndarray,
@@ -181,33 +183,96 @@ def _select_nonbonded_pairs(
     default_distance: float,
     buffer: float,
 ):
-    """Drop excluded pairs, attach contact distances, keep pairs with d < r0 + buffer."""
-    n_cand = candidates.shape[0]
-    pairs = np.empty((n_cand, 2), dtype=np.int64)
-    contact = np.empty(n_cand)
+    """Cell-list search fused with the non-bonded selection.
+
+    Keeps pairs that are not excluded and have ``d < r0 + buffer``, with their r0. A cheap
+    per-pair upper bound of r0 (radii sum, floored) rejects most candidates before the
+    exclusion lookup and the full contact-distance rule.
+    """
+    n = xyz.shape[0]
+    pairs = np.empty((max(16, 4 * n), 2), dtype=np.int64)
+    contact = np.empty(pairs.shape[0])
     count = 0
-    for p in range(n_cand):
-        i = candidates[p, 0]
-        j = candidates[p, 1]
-        kind = 0
-        for t in range(partner_offsets[i], partner_offsets[i + 1]):
-            if partners[t] == j:
-                kind = partner_kind[t]
-                break
-        if kind == KIND_EXCLUDED:
-            continue
-        r0 = contact_distance(radius[i], radius[j], hbond_type[i], hbond_type[j],
-                              kind == KIND_14, k_rep, factor_1_4, shrink_donor_acceptor,
-                              minimum_distance, default_distance)
-        dx = xyz[j, 0] - xyz[i, 0]
-        dy = xyz[j, 1] - xyz[i, 1]
-        dz = xyz[j, 2] - xyz[i, 2]
-        reach = r0 + buffer
-        if dx * dx + dy * dy + dz * dz < reach * reach:
-            pairs[count, 0] = i
-            pairs[count, 1] = j
-            contact[count] = r0
-            count += 1
+    if n < 2:
+        return pairs[:0].copy(), contact[:0].copy()
+    nx, ny, nz, cell_start, cell_atoms = _bin_atoms(xyz, cutoff)
+    # per-atom data in cell order, for sequential reads in the inner loop
+    sorted_xyz = np.empty((n, 3))
+    bound_radius = np.empty(n)
+    floor = max(minimum_distance, default_distance)
+    for a in range(n):
+        i = cell_atoms[a]
+        sorted_xyz[a, 0] = xyz[i, 0]
+        sorted_xyz[a, 1] = xyz[i, 1]
+        sorted_xyz[a, 2] = xyz[i, 2]
+        r = radius[i]
+        bound_radius[a] = 0.0 if math.isnan(r) else r  # NaN radius -> default (<= floor)
+    cut2 = cutoff * cutoff
+    for ix in range(nx):
+        for iy in range(ny):
+            for iz in range(nz):
+                c = (ix * ny + iy) * nz + iz
+                if cell_start[c] == cell_start[c + 1]:
+                    continue
+                for ox in range(0, 2):
+                    jx = ix + ox
+                    if jx >= nx:
+                        continue
+                    for oy in range(-1, 2):
+                        jy = iy + oy
+                        if jy < 0 or jy >= ny:
+                            continue
+                        for oz in range(-1, 2):
+                            jz = iz + oz
+                            if jz < 0 or jz >= nz:
+                                continue
+                            c2 = (jx * ny + jy) * nz + jz
+                            if c2 < c:
+                                continue  # each unordered cell pair once (half shell)
+                            for a in range(cell_start[c], cell_start[c + 1]):
+                                xa = sorted_xyz[a, 0]
+                                ya = sorted_xyz[a, 1]
+                                za = sorted_xyz[a, 2]
+                                ra = bound_radius[a]
+                                b0 = a + 1 if c2 == c else cell_start[c2]
+                                for b in range(b0, cell_start[c2 + 1]):
+                                    dx = sorted_xyz[b, 0] - xa
+                                    dy = sorted_xyz[b, 1] - ya
+                                    dz = sorted_xyz[b, 2] - za
+                                    d2 = dx * dx + dy * dy + dz * dz
+                                    if d2 >= cut2:
+                                        continue
+                                    reach = k_rep * max(ra + bound_radius[b], floor) + buffer
+                                    if d2 >= reach * reach:
+                                        continue
+                                    i = cell_atoms[a]
+                                    j = cell_atoms[b]
+                                    if j < i:
+                                        i, j = j, i
+                                    kind = 0
+                                    for t in range(partner_offsets[i], partner_offsets[i + 1]):
+                                        if partners[t] == j:
+                                            kind = partner_kind[t]
+                                            break
+                                    if kind == KIND_EXCLUDED:
+                                        continue
+                                    r0 = contact_distance(
+                                        radius[i], radius[j], hbond_type[i], hbond_type[j],
+                                        kind == KIND_14, k_rep, factor_1_4,
+                                        shrink_donor_acceptor, minimum_distance,
+                                        default_distance)
+                                    reach = r0 + buffer
+                                    if d2 >= reach * reach:
+                                        continue
+                                    if count == pairs.shape[0]:
+                                        pairs = _grow(pairs, 2 * count)
+                                        grown = np.empty(2 * count)
+                                        grown[:count] = contact[:count]
+                                        contact = grown
+                                    pairs[count, 0] = i
+                                    pairs[count, 1] = j
+                                    contact[count] = r0
+                                    count += 1
     return pairs[:count].copy(), contact[:count].copy()
 
 
@@ -242,12 +307,41 @@ def max_contact_distance(topology: NonbondedTopology, settings: NonbondedSetting
     return settings.k_rep * largest
 
 
+def _check_pair_arrays(pairs: np.ndarray, contact: np.ndarray, n_atoms: int | None) -> int:
+    """Validate a pair list; return the smallest atom count it can index (max index + 1)."""
+    if pairs.dtype != np.int64 or pairs.ndim != 2 or pairs.shape[1] != 2 \
+            or not pairs.flags.c_contiguous:
+        raise ValueError("pairs must be a C-contiguous (P, 2) int64 array")
+    if contact.dtype != np.float64 or contact.shape != (len(pairs),):
+        raise ValueError("contact must be a (P,) float64 array")
+    if pairs.size == 0:
+        return 0
+    if pairs.min() < 0:
+        raise ValueError("negative atom index in pair list")
+    needed = int(pairs.max()) + 1
+    if n_atoms is not None and needed > n_atoms:
+        raise ValueError(f"pair index out of range [0, {n_atoms})")
+    return needed
+
+
 @dataclass(frozen=True)
 class NonbondedPairs:
-    """A non-bonded pair list: ``pairs`` (P, 2) int64 and ``contact`` r0 (P,) float64."""
+    """A non-bonded pair list: ``pairs`` (P, 2) int64 and ``contact`` r0 (P,) float64.
+
+    ``n_atoms`` (optional) is the atom count of the model the list was built for. The
+    kernels do no bounds checks, so the list is validated once on construction and the
+    evaluation checks it against the topology (``n_atoms`` if given, else the largest
+    index) - a list can never index outside the coordinates.
+    """
 
     pairs: np.ndarray
     contact: np.ndarray
+    n_atoms: int | None = None
+    atoms_needed: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "atoms_needed",
+                           _check_pair_arrays(self.pairs, self.contact, self.n_atoms))
 
     def __len__(self) -> int:
         return len(self.contact)
@@ -255,16 +349,34 @@ class NonbondedPairs:
 
 @dataclass(frozen=True)
 class BatchNonbondedPairs:
-    """Pair lists of K models concatenated; model k owns rows ``offsets[k]:offsets[k+1]``."""
+    """Pair lists of K models concatenated; model k owns rows ``offsets[k]:offsets[k+1]``.
+
+    Validated on construction like :class:`NonbondedPairs`.
+    """
 
     pairs: np.ndarray
     contact: np.ndarray
     offsets: np.ndarray
+    n_atoms: int | None = None
+    atoms_needed: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "atoms_needed",
+                           _check_pair_arrays(self.pairs, self.contact, self.n_atoms))
+        offsets = self.offsets
+        if (offsets.dtype != np.int64 or offsets.ndim != 1 or len(offsets) < 1
+                or offsets[0] != 0 or offsets[-1] != len(self.pairs)
+                or np.any(np.diff(offsets) < 0)):
+            raise ValueError("offsets must be a valid int64 CSR index into pairs")
+
+    @property
+    def n_models(self) -> int:
+        return len(self.offsets) - 1
 
     def model(self, k: int) -> NonbondedPairs:
         """The pair list of model k."""
         lo, hi = self.offsets[k], self.offsets[k + 1]
-        return NonbondedPairs(self.pairs[lo:hi], self.contact[lo:hi])
+        return NonbondedPairs(self.pairs[lo:hi], self.contact[lo:hi], self.n_atoms)
 
 
 def build_nonbonded_pairs(
@@ -285,13 +397,12 @@ def build_nonbonded_pairs(
     """
     xyz = np.ascontiguousarray(xyz, dtype=np.float64)
     cutoff = max_contact_distance(topology, settings) + settings.buffer
-    candidates = pairs_within_cutoff(xyz, cutoff)
-    pairs, contact = _select_nonbonded_pairs(
-        xyz, candidates, topology.radius, topology.hbond_type, topology.partner_offsets,
+    pairs, contact = _nonbonded_pairs_cell_list(
+        xyz, cutoff, topology.radius, topology.hbond_type, topology.partner_offsets,
         topology.partners, topology.partner_kind, settings.k_rep, settings.factor_1_4,
         settings.shrink_donor_acceptor, settings.minimum_distance, settings.default_distance,
         settings.buffer)
-    return NonbondedPairs(pairs, contact)
+    return NonbondedPairs(pairs, contact, xyz.shape[0])
 
 
 class NeighbourList:
@@ -388,5 +499,6 @@ class BatchNeighbourList:
             pairs=np.ascontiguousarray(np.concatenate([p.pairs for p in self._lists])),
             contact=np.ascontiguousarray(np.concatenate([p.contact for p in self._lists])),
             offsets=offsets,
+            n_atoms=xyz.shape[1],
         )
         return self._batch

@@ -70,6 +70,14 @@ class NonbondedSettings:
     default_distance: float = 1.0
     buffer: float = 1.0
 
+    def __post_init__(self) -> None:
+        # the neighbour search bounds r0 by k_rep * max(R_i + R_j, floors), which holds
+        # only if 1-4 scaling and the H-bond shrink never lengthen a contact
+        if not (self.c_rep >= 0 and self.k_rep > 0 and 0 < self.factor_1_4 <= 1
+                and self.shrink_donor_acceptor >= 0 and self.minimum_distance >= 0
+                and self.default_distance >= 0 and self.buffer >= 0):
+            raise ValueError(f"invalid non-bonded settings: {self}")
+
 
 def effective_radii(
     vdw_radius: np.ndarray,

@@ -76,14 +76,74 @@ def _smallest_eigenvector_3x3(a: np.ndarray, v: np.ndarray) -> int:
 
 
 @njit(nogil=True, cache=True)
-def _plane_normal(xyz: np.ndarray, members: np.ndarray, a: np.ndarray, v: np.ndarray):
-    """Centroid and unit normal of the least-squares plane through ``xyz[members]``."""
-    n_members = members.shape[0]
+def _smallest_eigenvector_closed_form(sxx, sxy, sxz, syy, syz, szz):
+    """Unit eigenvector of the smallest eigenvalue of a symmetric 3x3 matrix, or (0,0,0).
+
+    Eigenvalue from the trigonometric solution of the characteristic cubic (Smith 1961),
+    eigenvector as the longest cross product of two rows of ``M - lambda I``. Returns the
+    zero vector when that is ill-conditioned (two smallest eigenvalues nearly equal, e.g.
+    collinear atoms); the caller then falls back to Jacobi.
+    """
+    q = (sxx + syy + szz) / 3.0
+    p1 = sxy * sxy + sxz * sxz + syz * syz
+    axx = sxx - q
+    ayy = syy - q
+    azz = szz - q
+    p2 = axx * axx + ayy * ayy + azz * azz + 2.0 * p1
+    if p2 <= 0.0:
+        return 0.0, 0.0, 0.0  # isotropic (all atoms coincide)
+    p = math.sqrt(p2 / 6.0)
+    # det((M - qI) / p) / 2, clamped against rounding
+    det = (axx * (ayy * azz - syz * syz) - sxy * (sxy * azz - syz * sxz)
+           + sxz * (sxy * syz - ayy * sxz))
+    r = det / (2.0 * p * p * p)
+    r = min(1.0, max(-1.0, r))
+    phi = math.acos(r) / 3.0
+    lam = q + 2.0 * p * math.cos(phi + 2.0 * math.pi / 3.0)
+    # rows of M - lam I
+    r0x, r0y, r0z = sxx - lam, sxy, sxz
+    r1x, r1y, r1z = sxy, syy - lam, syz
+    r2x, r2y, r2z = sxz, syz, szz - lam
+    c0x = r0y * r1z - r0z * r1y
+    c0y = r0z * r1x - r0x * r1z
+    c0z = r0x * r1y - r0y * r1x
+    c1x = r0y * r2z - r0z * r2y
+    c1y = r0z * r2x - r0x * r2z
+    c1z = r0x * r2y - r0y * r2x
+    c2x = r1y * r2z - r1z * r2y
+    c2y = r1z * r2x - r1x * r2z
+    c2z = r1x * r2y - r1y * r2x
+    n0 = c0x * c0x + c0y * c0y + c0z * c0z
+    n1 = c1x * c1x + c1y * c1y + c1z * c1z
+    n2 = c2x * c2x + c2y * c2y + c2z * c2z
+    if n0 >= n1 and n0 >= n2:
+        vx, vy, vz, norm2 = c0x, c0y, c0z, n0
+    elif n1 >= n2:
+        vx, vy, vz, norm2 = c1x, c1y, c1z, n1
+    else:
+        vx, vy, vz, norm2 = c2x, c2y, c2z, n2
+    # |cross| ~ (gap between the two larger eigenvalue shifts); relative to the scale^2 of
+    # the matrix a tiny value means the smallest eigenvalue is (nearly) degenerate
+    scale = 6.0 * p * p
+    if norm2 <= 1e-16 * scale * scale:
+        return 0.0, 0.0, 0.0
+    inv = 1.0 / math.sqrt(norm2)
+    return vx * inv, vy * inv, vz * inv
+
+
+@njit(nogil=True, cache=True)
+def _plane_normal(xyz: np.ndarray, atoms: np.ndarray, start: int, stop: int,
+                  a: np.ndarray, v: np.ndarray):
+    """Centroid and unit normal of the least-squares plane through ``xyz[atoms[start:stop]]``.
+
+    ``a`` and ``v`` are 3x3 scratch arrays for the Jacobi fallback.
+    """
+    n_members = stop - start
     cx = 0.0
     cy = 0.0
     cz = 0.0
-    for t in range(n_members):
-        i = members[t]
+    for t in range(start, stop):
+        i = atoms[t]
         cx += xyz[i, 0]
         cy += xyz[i, 1]
         cz += xyz[i, 2]
@@ -91,8 +151,8 @@ def _plane_normal(xyz: np.ndarray, members: np.ndarray, a: np.ndarray, v: np.nda
     cy /= n_members
     cz /= n_members
     sxx = sxy = sxz = syy = syz = szz = 0.0
-    for t in range(n_members):
-        i = members[t]
+    for t in range(start, stop):
+        i = atoms[t]
         dx = xyz[i, 0] - cx
         dy = xyz[i, 1] - cy
         dz = xyz[i, 2] - cz
@@ -102,21 +162,26 @@ def _plane_normal(xyz: np.ndarray, members: np.ndarray, a: np.ndarray, v: np.nda
         syy += dy * dy
         syz += dy * dz
         szz += dz * dz
-    a[0, 0] = sxx
-    a[0, 1] = sxy
-    a[0, 2] = sxz
-    a[1, 0] = sxy
-    a[1, 1] = syy
-    a[1, 2] = syz
-    a[2, 0] = sxz
-    a[2, 1] = syz
-    a[2, 2] = szz
-    col = _smallest_eigenvector_3x3(a, v)
-    nx = v[0, col]
-    ny = v[1, col]
-    nz = v[2, col]
-    norm = math.sqrt(nx * nx + ny * ny + nz * nz)
-    return cx, cy, cz, nx / norm, ny / norm, nz / norm
+    nx, ny, nz = _smallest_eigenvector_closed_form(sxx, sxy, sxz, syy, syz, szz)
+    if nx == 0.0 and ny == 0.0 and nz == 0.0:
+        a[0, 0] = sxx
+        a[0, 1] = sxy
+        a[0, 2] = sxz
+        a[1, 0] = sxy
+        a[1, 1] = syy
+        a[1, 2] = syz
+        a[2, 0] = sxz
+        a[2, 1] = syz
+        a[2, 2] = szz
+        col = _smallest_eigenvector_3x3(a, v)
+        nx = v[0, col]
+        ny = v[1, col]
+        nz = v[2, col]
+        norm = math.sqrt(nx * nx + ny * ny + nz * nz)
+        nx /= norm
+        ny /= norm
+        nz /= norm
+    return cx, cy, cz, nx, ny, nz
 
 
 @njit(nogil=True, cache=True)
@@ -146,13 +211,14 @@ def plane_value_and_gradient(
     v = np.empty((3, 3))
     total = 0.0
     for p in range(offsets.shape[0] - 1):
-        members = atoms[offsets[p]:offsets[p + 1]]
-        if members.shape[0] < 4:
+        start = offsets[p]
+        stop = offsets[p + 1]
+        if stop - start < 4:
             continue  # three points always lie on a plane
-        cx, cy, cz, nx, ny, nz = _plane_normal(xyz, members, a, v)
+        cx, cy, cz, nx, ny, nz = _plane_normal(xyz, atoms, start, stop, a, v)
         w = weight[p]
-        for t in range(members.shape[0]):
-            i = members[t]
+        for t in range(start, stop):
+            i = atoms[t]
             d = nx * (xyz[i, 0] - cx) + ny * (xyz[i, 1] - cy) + nz * (xyz[i, 2] - cz)
             total += w * d * d
             f = 2.0 * w * d
@@ -184,12 +250,12 @@ def plane_deviations(xyz: np.ndarray, atoms: np.ndarray, offsets: np.ndarray) ->
     out = np.zeros(atoms.shape[0])
     for p in range(offsets.shape[0] - 1):
         start = offsets[p]
-        members = atoms[start:offsets[p + 1]]
-        if members.shape[0] < 4:
+        stop = offsets[p + 1]
+        if stop - start < 4:
             continue
-        cx, cy, cz, nx, ny, nz = _plane_normal(xyz, members, a, v)
-        for t in range(members.shape[0]):
-            i = members[t]
-            out[start + t] = (nx * (xyz[i, 0] - cx) + ny * (xyz[i, 1] - cy)
+        cx, cy, cz, nx, ny, nz = _plane_normal(xyz, atoms, start, stop, a, v)
+        for t in range(start, stop):
+            i = atoms[t]
+            out[t] = (nx * (xyz[i, 0] - cx) + ny * (xyz[i, 1] - cy)
                               + nz * (xyz[i, 2] - cz))
     return out

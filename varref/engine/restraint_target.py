@@ -223,7 +223,12 @@ def _evaluate_model(
     plane_atoms, plane_offsets, plane_weight,
     nb_pairs, nb_contact, c_rep,
 ):
-    """All terms of one model; per-term values go to ``terms`` (6,), gradient into grad."""
+    """All terms of one model; per-term values go to ``terms`` (6,), gradient to grad.
+
+    ``grad`` is zeroed here rather than by the caller so that, in the batched loop, each
+    model's gradient is cleared right before use while it is still in cache.
+    """
+    grad[:, :] = 0.0
     terms[0] = bond_value_and_gradient(xyz, bond_atoms, bond_ideal, bond_weight, grad)
     terms[1] = angle_value_and_gradient(xyz, angle_atoms, angle_ideal, angle_weight, grad)
     terms[2] = torsion_value_and_gradient(xyz, torsion_atoms, torsion_ideal, torsion_weight,
@@ -297,6 +302,30 @@ def _coordinates(xyz: np.ndarray, n_atoms: int, batched: bool) -> np.ndarray:
     return xyz
 
 
+def _gradient_buffer(grad: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if grad is None:
+        return np.empty(shape)  # the kernels zero it
+    if grad.shape != shape or grad.dtype != np.float64 or not grad.flags.c_contiguous:
+        raise ValueError(f"grad buffer must be C-contiguous float64 of shape {shape}")
+    return grad
+
+
+def _terms_buffer(terms: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if terms is None:
+        return np.empty(shape)
+    if terms.shape != shape or terms.dtype != np.float64 or not terms.flags.c_contiguous:
+        raise ValueError(f"terms_out must be C-contiguous float64 of shape {shape}")
+    return terms
+
+
+def _check_pairs_topology(pairs, topology_atoms: int) -> None:
+    # the kernels do no bounds checks: a pair list must fit the coordinates
+    if (pairs.n_atoms is not None and pairs.n_atoms != topology_atoms) \
+            or pairs.atoms_needed > topology_atoms:
+        raise ValueError(f"pair list built for {pairs.n_atoms} atoms (largest index "
+                         f"{pairs.atoms_needed - 1}), topology has {topology_atoms}")
+
+
 def restraint_value_and_gradient(
     xyz: np.ndarray,
     packed: PackedRestraints,
@@ -326,14 +355,12 @@ def restraint_value_and_gradient(
         dT/dxyz.
     """
     xyz = _coordinates(xyz, packed.n_atoms, batched=False)
-    if grad is None:
-        grad = np.zeros_like(xyz)
-    else:
-        grad[...] = 0.0
-    terms = np.empty(N_TERMS) if terms_out is None else terms_out
+    grad = _gradient_buffer(grad, xyz.shape)
+    terms = _terms_buffer(terms_out, (N_TERMS,))
     if nonbonded_pairs is None:
         pairs, contact = _NO_PAIRS, _NO_CONTACT
     else:
+        _check_pairs_topology(nonbonded_pairs, packed.n_atoms)
         pairs, contact = nonbonded_pairs.pairs, nonbonded_pairs.contact
     p = packed
     value = _evaluate_model(
@@ -380,16 +407,14 @@ def restraint_values_and_gradients_batch(
     """
     xyz = _coordinates(xyz, packed.n_atoms, batched=True)
     n_models = xyz.shape[0]
-    if grad is None:
-        grad = np.zeros_like(xyz)
-    else:
-        grad[...] = 0.0
-    terms = np.empty((n_models, N_TERMS)) if terms_out is None else terms_out
+    grad = _gradient_buffer(grad, xyz.shape)
+    terms = _terms_buffer(terms_out, (n_models, N_TERMS))
     values = np.empty(n_models)
     if nonbonded_pairs is None:
         pairs, contact = _NO_PAIRS, _NO_CONTACT
         offsets = np.zeros(n_models + 1, dtype=np.int64)
     else:
+        _check_pairs_topology(nonbonded_pairs, packed.n_atoms)
         pairs, contact, offsets = (nonbonded_pairs.pairs, nonbonded_pairs.contact,
                                    nonbonded_pairs.offsets)
         if len(offsets) != n_models + 1:

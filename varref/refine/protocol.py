@@ -86,7 +86,7 @@ def apply_b_factor(density: Map, b: float) -> Map:
     fx = np.fft.rfftfreq(nx, d=density.voxel_size[0])[None, None, :]
     s_squared = fx**2 + fy**2 + fz**2
     transform *= np.exp(-b * s_squared / 4.0)
-    return replace(density, data=np.fft.irfftn(transform, s=data.shape).astype(np.float32))
+    return replace(density, data=np.fft.irfftn(transform, s=data.shape, axes=(0, 1, 2)).astype(np.float32))
 
 
 def model_metrics(model: Model, xyz: np.ndarray, restraints: Restraints, density: Map,

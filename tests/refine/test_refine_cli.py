@@ -1,0 +1,53 @@
+"""`varref simulate-map`, `varref perturb`, `varref refine` from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import mrcfile
+import numpy as np
+
+from varref.cli import main
+from varref.model import read_model
+
+
+def test_simulate_perturb_refine_round_trip(tmp_path, shared, capsys):
+    truth = shared("models/1crn.pdb")
+    density = tmp_path / "sim.mrc"
+    start = tmp_path / "start.pdb"
+    refined = tmp_path / "refined.cif"
+    metrics = tmp_path / "metrics.json"
+    assert main(["simulate-map", str(truth), "--resolution", "3", "-o", str(density), "--noise", "20"]) == 0
+    assert main(["perturb", str(truth), "--rmsd", "0.8", "--seed", "4", "-o", str(start)]) == 0
+    assert main(["refine", str(start), str(density), "--resolution", "3", "-o", str(refined),
+                 "--json", str(metrics), "--macro-cycles", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "cc_mask" in out and f"wrote {refined}" in out
+    report = json.loads(metrics.read_text())
+    for key in ("weight", "macro_cycles", "runtime_s", "n_atoms"):
+        assert key in report
+    for key in ("cc_mask", "cc_box", "bond_rmsd", "angle_rmsd"):
+        assert key in report["before"] and key in report["after"]
+    assert report["after"]["cc_mask"] > report["before"]["cc_mask"]
+    assert len(report["cycles"]) == 3
+    reference, before, after = (read_model(p).xyz for p in (truth, start, refined))
+    assert np.sqrt(np.mean(np.sum((after - reference) ** 2, 1))) < 0.6 * np.sqrt(
+        np.mean(np.sum((before - reference) ** 2, 1)))
+
+
+def test_refine_rejects_bad_map_without_writing(tmp_path, shared, capsys):
+    with mrcfile.new(str(tmp_path / "nan.mrc")) as mrc:
+        data = np.zeros((20, 20, 20), np.float32)
+        data[0, 0, 0] = np.nan
+        mrc.set_data(data)
+    output = tmp_path / "out.cif"
+    status = main(["refine", str(shared("models/1crn.pdb")), str(tmp_path / "nan.mrc"),
+                   "--resolution", "3", "-o", str(output), "--json", str(tmp_path / "m.json")])
+    err = capsys.readouterr().err
+    assert status == 2 and "nan.mrc" in err and len(err.strip().splitlines()) == 1
+    assert not output.exists() and not (tmp_path / "m.json").exists()
+
+
+def test_refine_rejects_nonpositive_resolution(tmp_path, shared, capsys):
+    status = main(["refine", str(shared("models/1crn.pdb")), str(tmp_path / "x.mrc"), "--resolution", "0"])
+    assert status == 2 and "--resolution" in capsys.readouterr().err

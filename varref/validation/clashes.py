@@ -1,0 +1,252 @@
+"""All-atom clashscore: riding hydrogens from the monomer library, then van der Waals
+overlaps >= 0.4 Å per 1000 atoms.
+
+Procedure
+---------
+1. Hydrogens are (re)built at the monomer library's ideal geometry by gemmi
+   (``prepare_topology(..., h_change=ReAddButWater)``: existing hydrogens are removed and
+   every hydrogen the dictionary defines is placed; waters get none). The library's
+   default X-H distances are the X-ray (electron-cloud) ones, ~0.96 Å, so the
+   electron-cloud radii below apply.
+2. Radii: Probe's explicit-hydrogen, electron-cloud van der Waals radii (Word et al. 1999,
+   J. Mol. Biol. 285, 1711; ``atomprops.h`` of github.com/rlabduke/probe), see
+   :data:`PROBE_RADII`: C 1.75 (carbonyl/carboxyl C 1.70), N 1.55, O 1.40, S 1.80, P 1.80,
+   Se 1.90; H 1.22 on carbon, 1.05 on N/O (polar) and on aromatic ring carbons; metal ions
+   with Probe's ionic radii.
+3. Every atom pair closer than the sum of radii is found with a k-d tree (scipy
+   ``cKDTree``); overlap = r_i + r_j - d. Pairs are ignored when they are 1-2, 1-3 or 1-4
+   neighbours in the bond graph (bonds from the monomer library, links included), 1-5
+   neighbours through a hydrogen, or a hydrogen-bond donor-acceptor pair (polar H or
+   N/O donor with an O or N acceptor).
+4. clashscore = 1000 x (pairs with overlap >= 0.4 Å) / (atoms, hydrogens included).
+
+How it differs from MolProbity's clashscore (Reduce + Probe)
+------------------------------------------------------------
+* Reduce optimises rotatable hydrogens (OH, SH, NH3+, methyls), flips Asn/Gln/His and picks
+  His protonation; here every hydrogen sits where the dictionary's ideal torsion puts it
+  and His is doubly protonated. Hydroxyl/amine hydrogens can therefore make contacts that
+  Reduce would have rotated away (a few extra clashes), or miss some.
+* Probe measures overlap with dot surfaces and calls a clash where dots of one atom
+  penetrate the other's surface by >= 0.4 Å; for an isolated pair that is the same overlap
+  as here, but Probe counts clashing *atom pairs* after merging dots, which can differ by a
+  few per thousand atoms in crowded regions.
+* Probe excludes pairs up to three bonds apart, and up to four when one atom is a hydrogen
+  (its ``-4H`` default); we do the same, so e.g. HA(i-1)...CD(Pro i) and N(i)...H(i+1)
+  never count. (Without the 1-5 rule for hydrogens those two alone put ~5 clashes per
+  1000 atoms on a well-refined model such as 6OUT.)
+* Probe counts an H-bond pair as a clash only when it overlaps beyond its H-bond
+  tolerance; we never count donor-acceptor pairs.
+Treat the number as a MolProbity-like clashscore for ranking and monitoring models, not as
+a replacement for the MolProbity value in a deposition.
+"""
+
+from __future__ import annotations
+
+import io
+
+import gemmi
+import numpy as np
+from scipy.spatial import cKDTree
+
+from varref.errors import InputError
+from varref.model import Model
+from varref.restraints import build_restraints
+from varref.restraints.arrays import HBOND_CODES
+from varref.monlib import load_monomer_library
+
+#: Probe's explicit-H, electron-cloud radii (Å) by element; see module docstring.
+PROBE_RADII = {
+    "C": 1.75, "N": 1.55, "O": 1.40, "S": 1.80, "P": 1.80, "SE": 1.90, "F": 1.30,
+    "CL": 1.77, "BR": 1.95, "I": 2.10, "AS": 2.00,
+    "LI": 0.60, "NA": 0.95, "MG": 0.65, "AL": 0.50, "K": 1.33, "CA": 0.99, "MN": 0.80,
+    "FE": 0.74, "CO": 0.70, "NI": 0.66, "CU": 0.72, "ZN": 0.71, "CD": 0.91, "HG": 1.00,
+}
+CARBONYL_CARBON_RADIUS = 1.70
+HYDROGEN_RADIUS = 1.22
+POLAR_OR_AROMATIC_HYDROGEN_RADIUS = 1.05
+CLASH_OVERLAP = 0.4
+
+#: Ring carbons whose hydrogens Probe treats as aromatic (radius 1.05).
+AROMATIC_CARBONS = {
+    "PHE": {"CG", "CD1", "CD2", "CE1", "CE2", "CZ"},
+    "TYR": {"CG", "CD1", "CD2", "CE1", "CE2", "CZ"},
+    "TRP": {"CG", "CD1", "CD2", "CE2", "CE3", "CZ2", "CZ3", "CH2"},
+    "HIS": {"CG", "CD2", "CE1"},
+    **{base: {"C2", "C4", "C5", "C6", "C8"} for base in
+       ("A", "G", "C", "U", "DA", "DG", "DC", "DT", "DU")},
+}
+
+
+def add_riding_hydrogens(model: Model) -> Model:
+    """A copy of ``model`` with hydrogens rebuilt from the monomer library (waters excluded).
+
+    Residue order and residue indices are those of ``model``; atoms within a residue are
+    reordered (heavy atoms first, each hydrogen after its parent's group, as gemmi does).
+
+    Raises
+    ------
+    InputError
+        A residue has no dictionary, or gemmi cannot build the topology.
+    """
+    st = model.structure.clone()
+    # copy current coordinates into the template (it holds the file's original ones)
+    for i, atom in enumerate(a for chain in st[0] for residue in chain for a in residue):
+        atom.pos = gemmi.Position(*model.xyz[i])
+    monlib = load_monomer_library(st[0].get_all_residue_names())
+    missing = sorted(set(st[0].get_all_residue_names()) - set(monlib.monomers.keys()))
+    if missing:
+        raise InputError(model.source or "model", "cannot add hydrogens: no dictionary for "
+                         f"{', '.join(missing)}")
+    try:
+        gemmi.prepare_topology(st, monlib, model_index=0,
+                               h_change=gemmi.HydrogenChange.ReAddButWater, reorder=True,
+                               warnings=io.StringIO(), ignore_unknown_links=True)
+    except RuntimeError as exc:
+        raise InputError(model.source or "model",
+                         f"cannot add hydrogens: {str(exc).splitlines()[0]}") from None
+    return Model.from_structure(st, source=model.source)
+
+
+def _bond_neighbours(n_atoms: int, bond_atoms: np.ndarray) -> list[list[int]]:
+    neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
+    for i, j in bond_atoms.tolist():
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    return neighbours
+
+
+def probe_radii(model: Model, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-atom Probe radius and a polar-hydrogen flag, from elements and the bond graph.
+
+    Returns
+    -------
+    radius : (N,) float64
+    polar_hydrogen : (N,) bool
+        Hydrogens bonded to N or O (hydrogen-bond donors' hydrogens).
+    """
+    neighbours = _bond_neighbours(model.n_atoms, bond_atoms)
+    element = np.char.upper(model.element.astype(str))
+    radius = np.empty(model.n_atoms)
+    polar_hydrogen = np.zeros(model.n_atoms, dtype=bool)
+    for i in range(model.n_atoms):
+        symbol = element[i]
+        if symbol in ("H", "D"):
+            parents = neighbours[i]
+            parent = parents[0] if parents else -1
+            parent_element = element[parent] if parent >= 0 else ""
+            aromatic = parent >= 0 and parent_element == "C" and model.atom_name[parent] in \
+                AROMATIC_CARBONS.get(str(model.residue_name[parent]), ())
+            polar_hydrogen[i] = parent_element in ("N", "O")
+            radius[i] = (POLAR_OR_AROMATIC_HYDROGEN_RADIUS if polar_hydrogen[i] or aromatic
+                         else HYDROGEN_RADIUS)
+        elif symbol == "C":
+            # carbonyl/carboxyl carbon: bonded to an oxygen that has no other bond
+            carbonyl = any(element[j] == "O" and len(neighbours[j]) == 1 for j in neighbours[i])
+            radius[i] = CARBONYL_CARBON_RADIUS if carbonyl else PROBE_RADII["C"]
+        elif symbol in PROBE_RADII:
+            radius[i] = PROBE_RADII[symbol]
+        else:
+            element_info = gemmi.Element(symbol)
+            radius[i] = element_info.vdw_r if element_info.atomic_number else 1.75
+    return radius, polar_hydrogen
+
+
+def _pair_keys(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
+    pairs = np.sort(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=1)
+    return pairs[:, 0] * n_atoms + pairs[:, 1]
+
+
+def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
+                 add_hydrogens: bool = True) -> dict[str, object]:
+    """Clashscore and the list of clashing pairs (procedure in the module docstring).
+
+    Parameters
+    ----------
+    model
+        The model (its own hydrogens are replaced when ``add_hydrogens``).
+    overlap_cutoff
+        Overlap (Å) that makes a clash; MolProbity uses 0.4.
+    add_hydrogens
+        Rebuild riding hydrogens first (default). With False the model is used as is.
+
+    Returns
+    -------
+    dict with ``clashscore``, ``n_clashes``, ``n_atoms`` (hydrogens included),
+    ``n_hydrogens_added``, ``radii`` (description), ``clashes`` (list of dicts: atom labels,
+    ``overlap``, ``distance``, ``residues`` (the two residue indices)), worst first.
+
+    Raises
+    ------
+    InputError
+        Hydrogens or bonds cannot be built (residue without dictionary).
+    """
+    full = add_riding_hydrogens(model) if add_hydrogens else model
+    restraints = build_restraints(full)
+    radius, polar_hydrogen = probe_radii(full, restraints.bonds.atoms)
+    element = np.char.upper(full.element.astype(str))
+    hbond = restraints.nonbonded.hbond_type
+    acceptor = (element == "O") | ((element == "N") & np.isin(
+        hbond, (HBOND_CODES["A"], HBOND_CODES["B"])))
+    donor = np.isin(element, ("N", "O")) & np.isin(hbond, (HBOND_CODES["D"], HBOND_CODES["B"]))
+
+    tree = cKDTree(full.xyz)
+    reach = 2.0 * float(radius.max()) - overlap_cutoff
+    pairs = tree.query_pairs(reach, output_type="ndarray")
+    if len(pairs):
+        distance = np.linalg.norm(full.xyz[pairs[:, 0]] - full.xyz[pairs[:, 1]], axis=1)
+        overlap = radius[pairs[:, 0]] + radius[pairs[:, 1]] - distance
+        keep = overlap >= overlap_cutoff
+        pairs, distance, overlap = pairs[keep], distance[keep], overlap[keep]
+    else:
+        distance = overlap = np.zeros(0)
+    # bonded neighbours (1-2, 1-3 and 1-4) never clash
+    bonded = np.concatenate([_pair_keys(restraints.nonbonded.excluded_pairs, full.n_atoms),
+                             _pair_keys(restraints.nonbonded.pairs_14, full.n_atoms)])
+    keep = ~np.isin(_pair_keys(pairs, full.n_atoms), bonded)
+    # as Probe's default (-4H): a hydrogen's 1-5 neighbours are excluded too, i.e. atoms
+    # within three bonds of the hydrogen's parent
+    i, j = pairs[:, 0], pairs[:, 1]
+    parent = _hydrogen_parents(full, restraints.bonds.atoms)
+    hydrogen, other = np.where(parent[i] >= 0, i, j), np.where(parent[i] >= 0, j, i)
+    via_parent = np.stack([parent[hydrogen], other], axis=1)
+    involves_h = parent[hydrogen] >= 0
+    keep &= ~(involves_h & (np.isin(_pair_keys(np.maximum(via_parent, 0), full.n_atoms), bonded)
+                            | (via_parent[:, 0] == other)))
+    hydrogen_bond = (((polar_hydrogen[i] | donor[i]) & acceptor[j])
+                     | ((polar_hydrogen[j] | donor[j]) & acceptor[i]))
+    keep &= ~hydrogen_bond
+    pairs, distance, overlap = pairs[keep], distance[keep], overlap[keep]
+    order = np.argsort(-overlap)
+    labels = _atom_labels(full)
+    clashes = [{
+        "atom_1": labels[pairs[k, 0]], "atom_2": labels[pairs[k, 1]],
+        "overlap": float(overlap[k]), "distance": float(distance[k]),
+        "residues": (int(full.residue_index[pairs[k, 0]]), int(full.residue_index[pairs[k, 1]])),
+    } for k in order]
+    n_atoms = full.n_atoms
+    return {
+        "clashscore": 1000.0 * len(clashes) / n_atoms if n_atoms else float("nan"),
+        "n_clashes": len(clashes),
+        "n_atoms": n_atoms,
+        "n_hydrogens_added": int(full.is_hydrogen.sum() - model.is_hydrogen.sum()),
+        "overlap_cutoff": overlap_cutoff,
+        "radii": "Probe explicit-H electron-cloud radii (Word et al. 1999)",
+        "clashes": clashes,
+    }
+
+
+def _hydrogen_parents(model: Model, bond_atoms: np.ndarray) -> np.ndarray:
+    """(N,) index of the atom each hydrogen is bonded to; -1 for heavy atoms (and lone H)."""
+    parent = np.full(model.n_atoms, -1, dtype=np.int64)
+    for a, b in np.asarray(bond_atoms, dtype=np.int64).reshape(-1, 2):
+        if model.is_hydrogen[a] and not model.is_hydrogen[b]:
+            parent[a] = b
+        elif model.is_hydrogen[b] and not model.is_hydrogen[a]:
+            parent[b] = a
+    return parent
+
+
+def _atom_labels(model: Model) -> list[str]:
+    return [f"{c}/{rn} {num}{ic.strip()} {an}" for c, rn, num, ic, an in
+            zip(model.chain_id, model.residue_name, model.residue_number,
+                model.insertion_code, model.atom_name)]
