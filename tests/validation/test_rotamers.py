@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from validation_edits import set_chi1
+from validation_edits import rotate_about_axis, set_chi1
 
 from varref.validation.residues import ResidueTable
 from varref.validation.rotamers import GRID_MISSING, load_rotamer_tables, rotamer_analysis
@@ -56,19 +56,20 @@ def test_leucine_with_chi1_zero_is_an_outlier(read_shared_model, rotamer_tables)
     assert after["n_outliers"] == before["n_outliers"] + 1
 
 
-def test_swapping_symmetric_atom_names_does_not_change_the_verdict(read_shared_model,
-                                                                    rotamer_tables):
+def test_symmetric_side_chain_turned_half_a_turn_keeps_its_verdict(read_shared_model,
+                                                                     rotamer_tables):
+    # rotating the carboxylate 180 degrees about CB-CG swaps OD1 and OD2 (equivalent atoms)
     model = read_shared_model("1ubq")
     residues = ResidueTable(model)
     aspartate = int(np.flatnonzero(residues.label == "A/ASP 52")[0])
-    od1, od2 = residues.atom(aspartate, "OD1"), residues.atom(aspartate, "OD2")
+    cb, cg = (model.xyz[residues.atom(aspartate, name)] for name in ("CB", "CG"))
+    oxygens = [residues.atom(aspartate, "OD1"), residues.atom(aspartate, "OD2")]
     xyz = model.xyz.copy()
-    xyz[[od1, od2]] = xyz[[od2, od1]]
+    xyz[oxygens] = rotate_about_axis(xyz[oxygens], cb, cg - cb, 180.0)
     before = row_of(analyse(model, rotamer_tables), aspartate)
     after = row_of(analyse(model.with_xyz(xyz), rotamer_tables), aspartate)
-    # the deposited carboxylate is not exactly symmetric, hence the tolerances
-    assert abs(after["chis"][1] - before["chis"][1]) == pytest.approx(180.0, abs=5.0)
-    assert after["percentile"] == pytest.approx(before["percentile"], abs=3.0)
+    assert abs(after["chis"][1] - before["chis"][1]) == pytest.approx(180.0, abs=1e-6)
+    assert after["percentile"] == pytest.approx(before["percentile"], abs=1e-6)
     assert after["status"] == before["status"] == "favoured"
 
 

@@ -75,3 +75,32 @@ def set_chi1(model: Model, residue: int, chi1_deg: float, gamma: str = "CG") -> 
     moving = (model.residue_index == residue) & ~np.isin(model.atom_name,
                                                          sorted(BACKBONE_AND_CB))
     return _set_dihedral(model, quad, moving, chi1_deg)
+
+
+def rotate_side_chains(model: Model, residue_names: tuple[str, ...], angle_deg: float) -> Model:
+    """Turn every side chain of the given residue types by angle_deg about CA-CB."""
+    residues = ResidueTable(model)
+    xyz = model.xyz.copy()
+    for r in np.flatnonzero(np.isin(residues.name, residue_names)):
+        ca, cb = residues.atom(r, "CA"), residues.atom(r, "CB")
+        moving = (model.residue_index == r) & ~np.isin(model.atom_name, sorted(BACKBONE_AND_CB))
+        if ca < 0 or cb < 0 or not moving.any():
+            continue
+        xyz[moving] = rotate_about_axis(xyz[moving], xyz[ca], xyz[cb] - xyz[ca], angle_deg)
+    return model.with_xyz(xyz)
+
+
+def simulated_map(model: Model, resolution: float = 3.0, voxel: float = 1.0,
+                  margin: float = 6.0):
+    """A noise-free map of the model's non-water atoms (engine Gaussian model map)."""
+    from varref.engine.model_map import model_map, resolution_blur, scattering_coefficients
+    from varref.maps import Map
+
+    keep = ~model.is_water
+    xyz = model.xyz[keep]
+    origin = np.floor(xyz.min(axis=0) - margin)
+    shape_xyz = np.ceil((xyz.max(axis=0) + margin - origin) / voxel).astype(int) + 1
+    coeff_a, coeff_b = scattering_coefficients(model.element[keep])
+    data = model_map(xyz, tuple(shape_xyz[::-1]), origin, np.full(3, voxel), coeff_a, coeff_b,
+                     20.0, blur=resolution_blur(resolution))
+    return Map(data, origin, np.full(3, voxel), np.full(3, 90.0), source="simulated")

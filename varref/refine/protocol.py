@@ -3,7 +3,8 @@
 1. Preprocess: box the map around the model (margin ≥ 5 Å), optionally sharpen/blur it by
    ``map_b`` (Fourier-space exp(-B s²/4)), normalise to zero mean and unit r.m.s.
 2. Weight: the segment search of :mod:`varref.refine.weight` unless a weight is given;
-   searched again after the first macro-cycle, because a start far from the density
+   a coarse search (9 weights, 50 iterations) starts cycle 1 and the full search runs
+   after the first macro-cycle, because a start far from the density
    (e.g. a 1 Å perturbation) strains the geometry in the short trials and gives a weight
    that is too low once the model sits in the density.
 3. Optional rigid-body fit (:mod:`varref.refine.rigid_body`).
@@ -32,6 +33,9 @@ from varref.restraints import Restraints, build_restraints
 from varref.restraints.deviations import deviation_summary
 
 log = logging.getLogger(__name__)
+
+#: Trial weights of the first, coarse weight search: 2 per decade from 0.1 to 1000.
+COARSE_LADDER = np.geomspace(0.1, 1000.0, 9)
 
 
 @dataclass
@@ -131,16 +135,19 @@ def refine(model: Model, density: Map, options: RefineOptions,
     log.info("start      cc_mask %.4f cc_box %.4f bond %.4f angle %.3f", before["cc_mask"],
              before["cc_box"], before["bond_rmsd"], before["angle_rmsd"])
 
-    def searched_weight(coordinates: np.ndarray) -> WeightSearchResult:
+    def searched_weight(coordinates: np.ndarray, coarse: bool) -> WeightSearchResult:
+        # the first search only has to start cycle 1 in the right decade: 2 weights per
+        # decade and 50 iterations; the search after cycle 1 uses the full ladder
+        extra = {"ladder": COARSE_LADDER, "iterations": 50} if coarse else {}
         found = search_weight(model, restraints, target_map, coordinates, map_weights,
                               seed=options.seed, bond_rmsd_target=options.bond_rmsd_target,
-                              angle_rmsd_target=options.angle_rmsd_target)
+                              angle_rmsd_target=options.angle_rmsd_target, **extra)
         log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
         return found
 
     search = None
     if options.weight is None:
-        search = searched_weight(xyz)
+        search = searched_weight(xyz, coarse=options.macro_cycles > 1)
         weight = search.weight
     else:
         weight = float(options.weight)
@@ -168,7 +175,7 @@ def refine(model: Model, density: Map, options: RefineOptions,
                  cycle, options.macro_cycles, metrics["cc_mask"], metrics["cc_box"],
                  metrics["bond_rmsd"], metrics["angle_rmsd"], metrics["iterations"])
         if cycle == 1 and options.weight is None and options.macro_cycles > 1:
-            search = searched_weight(xyz)
+            search = searched_weight(xyz, coarse=False)
             weight = search.weight
             target.weights[:] = weight
     after = cycles[-1] if cycles else before

@@ -88,10 +88,7 @@ def add_riding_hydrogens(model: Model) -> Model:
     InputError
         A residue has no dictionary, or gemmi cannot build the topology.
     """
-    st = model.structure.clone()
-    # copy current coordinates into the template (it holds the file's original ones)
-    for i, atom in enumerate(a for chain in st[0] for residue in chain for a in residue):
-        atom.pos = gemmi.Position(*model.xyz[i])
+    st = model.to_structure()  # current coordinates (the template keeps the file's)
     monlib = load_monomer_library(st[0].get_all_residue_names())
     missing = sorted(set(st[0].get_all_residue_names()) - set(monlib.monomers.keys()))
     if missing:

@@ -9,10 +9,10 @@ What Coot computes is not MolProbity's analysis, and the report says so:
   levels). We use those two levels.
 * ``rotamer_analysis`` returns, per side chain, the frequency (%) of the matching rotamer
   of Coot's own library, 0 when none matches. It is *not* a rotamericity percentile, and it
-  is sensitive to the naming of symmetric atoms (OD1/OD2, CD1/CD2): on PDB 6OUT, which
-  has no rotamer outlier by the Top8000 grids, it returns 0 for 68 of 1,332 side chains
-  (19 of 81 Phe). Rotamers are therefore not evaluated without ``--reference-data``; we do
-  not turn those numbers into outliers.
+  is sensitive to the naming of symmetric atoms (OD1/OD2, CD1/CD2): on PDB 6OUT it
+  returns 0 for 64 of the 1,200 side chains the Top8000 grids evaluate, none of which is
+  a Top8000 outlier (19 of the 81 Phe among them). Rotamers are therefore not evaluated
+  without ``--reference-data``; we do not turn those numbers into outliers.
 """
 
 from __future__ import annotations

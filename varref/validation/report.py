@@ -257,6 +257,9 @@ def format_summary(report: dict[str, object]) -> str:
             missing = (f"; {rota['n_not_evaluated_grid_missing']} "
                        f"{'/'.join(rota['grid_missing_residue_types'])} not evaluated "
                        "(grid missing)")
+        if rota["n_not_evaluated_missing_atoms"]:
+            missing += (f"; {rota['n_not_evaluated_missing_atoms']} incomplete side chains "
+                        "not evaluated")
         lines.append(f"  Rotamers        favoured {_f(rota['percent_favoured'], 2, ' %')}   "
                      f"outliers {_f(rota['percent_outliers'], 2, ' %')}   "
                      f"({rota['n_evaluated']} side chains{missing})")
@@ -274,8 +277,8 @@ def format_summary(report: dict[str, object]) -> str:
         lines.append("")
         lines.append("Model vs map")
         if map_fit is not None and map_fit.get("available"):
-            lines.append(f"  CC_mask {_f(map_fit['cc_mask'], 3)}   CC_box {_f(map_fit['cc_box'], 3)}   "
-                         f"CC_volume {_f(map_fit['cc_volume'], 3)}   CC_peaks "
+            lines.append(f"  CC_mask {_f(map_fit['cc_mask'], 3)}   "
+                         f"CC_box {_f(map_fit['cc_box'], 3)}   CC_volume {_f(map_fit['cc_volume'], 3)}   CC_peaks "
                          f"{_f(map_fit['cc_peaks'], 3)}   (d = {map_fit['resolution']} Å)")
         elif map_fit is not None:
             lines.append(f"  correlations not computed: {map_fit['reason']}")

@@ -1,0 +1,153 @@
+"""Benchmark `varref refine` (whole process, wall time) and, if installed, servalcat side by side.
+
+Cases (models from ../shared/data; skipped when absent):
+  trpv1   2,500 atoms, the real EMD-5778 crop at 3.4 Å (deposited model as start)
+  trpv1-sim  2,500 atoms, simulated 3 Å map, start perturbed 1.0 Å Cα r.m.s.d.
+  6out    11,505 atoms, simulated 3 Å map, start perturbed 1.0 Å
+  3j6r    17,214 atoms (backbone + H), simulated 4 Å map, start perturbed 1.0 Å
+
+For the simulated cases the r.m.s.d. (heavy atoms) to the truth is reported. Each varref run
+is a fresh `varref refine` process (numba kernels from the on-disk cache, as a user sees it);
+`--repeats N` runs each N times and reports the median.
+
+servalcat: `servalcat refine_spa_norefmac --model START --map MAP --resolution D
+--monlib MONLIB -o PREFIX` (10 cycles, its defaults) from a separate venv given by
+`--servalcat PATH/TO/servalcat`.
+
+Usage:  python benchmarks/refine.py [--repeats 3] [--servalcat /path/to/bin/servalcat]
+        [--cases trpv1,6out] [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+CASES = {
+    "trpv1": ("maps/emd5778_trpv1_tm/transmem.pdb.renum.pdb", "maps/emd5778_trpv1_tm/transmem.mrc", 3.4, False),
+    "trpv1-sim": ("maps/emd5778_trpv1_tm/transmem.pdb.renum.pdb", None, 3.0, True),
+    "6out": ("models/6out.pdb", None, 3.0, True),
+    "3j6r": ("models/3j6r.pdb", None, 4.0, True),
+}
+
+
+def heavy_rmsd(truth_path: Path, refined_path: Path) -> float:
+    from varref.model import read_model
+
+    truth, refined = read_model(truth_path), read_model(refined_path)
+    if refined.n_atoms != truth.n_atoms:  # e.g. servalcat adds or removes hydrogens
+        key = lambda m: list(zip(m.chain_id, m.residue_number, m.atom_name))  # noqa: E731
+        index = {k: i for i, k in enumerate(key(refined))}
+        pairs = [(i, index[k]) for i, k in enumerate(key(truth)) if k in index and not truth.is_hydrogen[i]]
+        a = truth.xyz[[p[0] for p in pairs]]
+        b = refined.xyz[[p[1] for p in pairs]]
+    else:
+        heavy = ~truth.is_hydrogen
+        a, b = truth.xyz[heavy], refined.xyz[heavy]
+    return float(np.sqrt(np.mean(np.sum((a - b) ** 2, axis=1))))
+
+
+def prepare(case: str, work: Path) -> tuple[Path, Path, float, Path | None]:
+    """Start model, map, resolution and (simulated cases) the truth."""
+    model_rel, map_rel, resolution, simulated = CASES[case]
+    truth = SHARED / model_rel
+    if not simulated:
+        return truth, SHARED / map_rel, resolution, None
+    density, start = work / f"{case}.mrc", work / f"{case}_start.pdb"
+    subprocess.run(["varref", "simulate-map", str(truth), "--resolution", str(resolution), "-o", str(density)],
+                   check=True, capture_output=True)
+    subprocess.run(["varref", "perturb", str(truth), "--rmsd", "1.0", "--seed", "1", "-o", str(start)],
+                   check=True, capture_output=True)
+    return start, density, resolution, truth
+
+
+def run_varref(start: Path, density: Path, resolution: float, work: Path, tag: str) -> tuple[float, Path, dict]:
+    out, metrics = work / f"{tag}_varref.cif", work / f"{tag}_varref.json"
+    began = time.perf_counter()
+    subprocess.run(["varref", "refine", str(start), str(density), "--resolution", str(resolution),
+                    "-o", str(out), "--json", str(metrics)], check=True, capture_output=True)
+    return time.perf_counter() - began, out, json.loads(metrics.read_text())
+
+
+def run_servalcat(executable: str, start: Path, density: Path, resolution: float, work: Path,
+                  tag: str, monlib: Path) -> tuple[float, Path]:
+    prefix = work / f"{tag}_servalcat"
+    began = time.perf_counter()
+    subprocess.run([executable, "refine_spa_norefmac", "--model", str(start), "--map", str(density),
+                    "--resolution", str(resolution), "--monlib", str(monlib), "-o", str(prefix)],
+                   check=True, capture_output=True, cwd=work)
+    elapsed = time.perf_counter() - began
+    produced = sorted(work.glob(f"{prefix.name}*.pdb")) or sorted(work.glob(f"{prefix.name}*.mmcif"))
+    return elapsed, produced[-1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--servalcat", help="path of a servalcat executable (separate venv)")
+    parser.add_argument("--markdown", action="store_true", help="print a markdown table")
+    args = parser.parse_args()
+    if not SHARED.exists():
+        print("../shared/data not found: nothing to benchmark", file=sys.stderr)
+        return 0
+    from varref.monlib import find_monomer_library
+
+    monlib = find_monomer_library()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for case in args.cases.split(","):
+            start, density, resolution, truth = prepare(case, work)
+            times, report, out = [], None, None
+            for k in range(args.repeats):
+                elapsed, out, report = run_varref(start, density, resolution, work, f"{case}{k}")
+                times.append(elapsed)
+            row = {
+                "case": case, "atoms": report["n_atoms"], "resolution": resolution,
+                "varref_wall_s_median": statistics.median(times), "varref_wall_s_all": times,
+                "varref_refine_s": report["runtime_s"], "weight": report["weight"],
+                "cc_mask": [report["before"]["cc_mask"], report["after"]["cc_mask"]],
+                "bond_rmsd": report["after"]["bond_rmsd"], "angle_rmsd": report["after"]["angle_rmsd"],
+            }
+            if truth is not None:
+                row["start_rmsd_to_truth"] = heavy_rmsd(truth, start)
+                row["varref_rmsd_to_truth"] = heavy_rmsd(truth, out)
+            if args.servalcat and shutil.which(args.servalcat):
+                elapsed, produced = run_servalcat(args.servalcat, start, density, resolution, work, case, monlib)
+                row["servalcat_wall_s"] = elapsed
+                row["wall_ratio_servalcat_over_varref"] = elapsed / row["varref_wall_s_median"]
+                if truth is not None:
+                    row["servalcat_rmsd_to_truth"] = heavy_rmsd(truth, produced)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    if args.markdown:
+        print(f"\nmachine: {platform.processor() or platform.machine()}, {platform.system()} "
+              f"{platform.release()}, Python {platform.python_version()}")
+        print("| case | atoms | d (Å) | varref wall (median, s) | r.m.s.d. start → refined (Å) | bond / angle | "
+              "servalcat wall (s) | servalcat r.m.s.d. (Å) | ratio |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            rmsd = (f"{r['start_rmsd_to_truth']:.2f} → {r['varref_rmsd_to_truth']:.2f}"
+                    if "varref_rmsd_to_truth" in r else "n/a (real map)")
+            print(f"| {r['case']} | {r['atoms']} | {r['resolution']} | {r['varref_wall_s_median']:.1f} | {rmsd} | "
+                  f"{r['bond_rmsd']:.4f} / {r['angle_rmsd']:.2f} | {r.get('servalcat_wall_s', float('nan')):.1f} | "
+                  f"{r.get('servalcat_rmsd_to_truth', float('nan')):.2f} | "
+                  f"{r.get('wall_ratio_servalcat_over_varref', float('nan')):.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
