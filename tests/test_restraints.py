@@ -242,3 +242,15 @@ def test_clibd_mon_env_is_honoured(monkeypatch, shared):
     model = read_model(shared("models/1crn.pdb"))
     assert len(build_restraints(model).bonds) == 337
     assert os.environ["CLIBD_MON"]
+
+
+def test_ter_in_the_middle_of_a_chain_does_not_break_links(shared):
+    """1J6Z as processed by TEMPy has a TER after residue 72 (residue 73 removed); gemmi reads
+    what follows as non-polymer. Those residues must still be linked as a polypeptide."""
+    model = read_model(shared("maps/emd5168_factin/1J6Z.pdb"))
+    restraints = build_restraints(model)
+    i, j = restraints.bonds.atoms.T
+    peptide = ((model.atom_name[i] == "C") & (model.atom_name[j] == "N")
+               & (model.residue_index[i] != model.residue_index[j]))
+    assert model.n_residues == 368
+    assert peptide.sum() >= 360  # one link per residue pair except at real gaps

@@ -134,6 +134,7 @@ class Model:
         if altloc == "occupancy":
             _keep_highest_occupancy_conformer(st[0])
         st.remove_alternative_conformations()
+        _repair_polymer_after_ter(st)
         st.setup_entities()
         return cls._from_single_model_structure(st, source)
 
@@ -175,6 +176,26 @@ def _iter_atoms(gemmi_model: gemmi.Model):
     for chain in gemmi_model:
         for residue in chain:
             yield from residue
+
+
+def _repair_polymer_after_ter(st: gemmi.Structure) -> None:
+    """Undo a TER record in the middle of a chain (seen in processed PDB files).
+
+    gemmi reads ATOM residues after a TER as non-polymer, which would leave them unlinked
+    to the chain. Standard amino acids and nucleotides written as ATOM records are polymer.
+    """
+    changed = False
+    for chain in st[0]:
+        for residue in chain:
+            if residue.het_flag != "A" or residue.entity_type == gemmi.EntityType.Polymer:
+                continue
+            info = gemmi.find_tabulated_residue(residue.name)
+            if info is not None and (info.is_amino_acid() or info.is_nucleic_acid()):
+                residue.entity_type = gemmi.EntityType.Polymer
+                changed = True
+    if changed:
+        st.entities.clear()
+        st.assign_subchains(force=True)
 
 
 def _keep_highest_occupancy_conformer(gemmi_model: gemmi.Model) -> None:
