@@ -36,6 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--iterations", type=int, default=100, help="L-BFGS iterations per cycle (default 100)")
     parser.add_argument("--weight", type=float, help="data weight w (default: automatic search)")
     parser.add_argument("--rigid-body", action="store_true", help="rigid-body fit first")
+    parser.add_argument("--final-cc", action=argparse.BooleanOptionalAction, default=True,
+                        help="finish with a short density-correlation (CC) stage (default on)")
     parser.add_argument("--map-b", type=float, help="B (Å²) applied to the map: >0 blurs, <0 sharpens")
     parser.add_argument("--bond-rmsd-target", type=float, default=0.01, help="weight search target, Å")
     parser.add_argument("--angle-rmsd-target", type=float, default=1.0, help="weight search target, degrees")
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     options = RefineOptions(
         resolution=args.resolution, macro_cycles=args.macro_cycles, iterations=args.iterations,
         weight=args.weight, rigid_body=args.rigid_body, seed=args.seed, map_b=args.map_b,
-        bond_rmsd_target=args.bond_rmsd_target, angle_rmsd_target=args.angle_rmsd_target)
+        bond_rmsd_target=args.bond_rmsd_target, angle_rmsd_target=args.angle_rmsd_target,
+        final_cc=args.final_cc)
     result = refine(model, density, options, restraints=restraints)
     write_model(model, output, xyz=result.xyz)
     report = {

@@ -10,7 +10,9 @@
 3. Optional rigid-body fit (:mod:`varref.refine.rigid_body`).
 4. Macro-cycles: L-BFGS minimisation of ``w T_map + T_restraints`` over all atoms;
    hydrogens carry no map weight and follow their restraints.
-5. Metrics before and after every cycle: CC_mask, CC_box, bond and angle r.m.s.d.
+5. Final polishing (default on): a short minimisation with the density-correlation target
+   (:mod:`varref.refine.cc_polish`), which accounts for overlapping atoms.
+6. Metrics before and after every cycle: CC_mask, CC_box, bond and angle r.m.s.d.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class RefineOptions:
     angle_rmsd_target: float = 1.0
     interpolation: str = "tricubic"
     max_step: float = 0.5
+    final_cc: bool = True
+    final_cc_iterations: int = 30
 
 
 @dataclass
@@ -178,6 +182,41 @@ def refine(model: Model, density: Map, options: RefineOptions,
             search = searched_weight(xyz, coarse=False)
             weight = search.weight
             target.weights[:] = weight
+    if options.final_cc:
+        xyz = _final_cc_stage(model, xyz, packed, restraints, target_map, weight, map_weights,
+                              options, cycles)
     after = cycles[-1] if cycles else before
     after = {k: v for k, v in after.items() if k not in ("cycle", "iterations", "weight")}
     return RefinementResult(xyz, weight, search, before, after, cycles, time.perf_counter() - started)
+
+
+def _final_cc_stage(model: Model, xyz: np.ndarray, packed, restraints: Restraints, target_map: Map,
+                    weight: float, map_weights: np.ndarray, options: RefineOptions,
+                    cycles: list[dict]) -> np.ndarray:
+    """Polish with the CC target; keep the result only if it raises CC_mask with geometry
+    inside the targets (or no worse than before the stage), halving the CC weight up to
+    three times when the geometry is strained (noisy real maps pull atoms into noise)."""
+    from varref.refine.cc_polish import polish_with_cc
+
+    entry = cycles[-1] if cycles else model_metrics(model, xyz, restraints, target_map, options.resolution)
+    bond_limit = max(options.bond_rmsd_target, entry["bond_rmsd"])
+    angle_limit = max(options.angle_rmsd_target, entry["angle_rmsd"])
+    scale = 1.0
+    for _ in range(4):
+        polished = polish_with_cc(model, xyz, packed, target_map, options.resolution,
+                                  weight * scale, map_weights, iterations=options.final_cc_iterations)
+        metrics = model_metrics(model, polished, restraints, target_map, options.resolution)
+        if metrics["bond_rmsd"] <= bond_limit and metrics["angle_rmsd"] <= angle_limit:
+            break
+        scale *= 0.5
+    else:
+        log.info("final CC   skipped: geometry strained even at 1/8 of the weight")
+        return xyz
+    if metrics["cc_mask"] <= entry["cc_mask"]:
+        log.info("final CC   skipped: CC_mask did not improve")
+        return xyz
+    metrics.update(cycle="final-cc", iterations=options.final_cc_iterations, weight=weight * scale)
+    cycles.append(metrics)
+    log.info("final CC   cc_mask %.4f cc_box %.4f bond %.4f angle %.3f (CC weight scale %.3g)",
+             metrics["cc_mask"], metrics["cc_box"], metrics["bond_rmsd"], metrics["angle_rmsd"], scale)
+    return polished
