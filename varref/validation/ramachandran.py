@@ -23,7 +23,16 @@ import numpy as np
 
 from varref.errors import InputError
 from varref.validation.residues import ResidueTable, dihedrals_of
-from varref.validation.tables import RAMACHANDRAN_SUBDIR, PercentileTable, find_grid, read_table
+from varref.validation.tables import (
+    ALLOWED,
+    FAVOURED,
+    OUTLIER,
+    RAMACHANDRAN_SUBDIR,
+    PercentileTable,
+    find_grid,
+    read_table,
+    status_counts,
+)
 
 #: Class names, the Top8000 grid of each, and the allowed threshold (fraction).
 RAMA_CLASSES = ("general", "glycine", "cis-proline", "trans-proline", "pre-proline",
@@ -42,7 +51,6 @@ ALLOWED_THRESHOLD_OTHER = 0.001
 #: A peptide with |omega| below this is cis (MolProbity ramalyze/omegalyze).
 CIS_OMEGA_LIMIT = 30.0
 
-FAVOURED, ALLOWED, OUTLIER = "favoured", "allowed", "outlier"
 
 
 def load_ramachandran_tables(reference_data: str | PathLike) -> dict[str, PercentileTable]:
@@ -154,25 +162,12 @@ def ramachandran_analysis(residues: ResidueTable,
 
 def summarise(rows: list[dict], residues: ResidueTable, source: str) -> dict[str, object]:
     """Counts and percentages from per-residue rows (shared with the Coot fallback)."""
-    n = len(rows)
-    count = {status: sum(row["status"] == status for row in rows)
-             for status in (FAVOURED, ALLOWED, OUTLIER)}
-
-    def percent(k: int) -> float:
-        return 100.0 * k / n if n else float("nan")
-
     by_class: dict[str, int] = {}
     for row in rows:
         by_class[row["rama_class"]] = by_class.get(row["rama_class"], 0) + 1
     return {
         "source": source,
-        "n_evaluated": n,
-        "n_favoured": count[FAVOURED],
-        "n_allowed": count[ALLOWED],
-        "n_outliers": count[OUTLIER],
-        "percent_favoured": percent(count[FAVOURED]),
-        "percent_allowed": percent(count[ALLOWED]),
-        "percent_outliers": percent(count[OUTLIER]),
+        **status_counts(rows),
         "n_by_class": by_class,
         "outliers": [str(residues.label[row["residue"]]) for row in rows
                      if row["status"] == OUTLIER],

@@ -27,7 +27,16 @@ from pathlib import Path
 import numpy as np
 
 from varref.validation.residues import ResidueTable, dihedrals_of
-from varref.validation.tables import ROTAMER_SUBDIR, PercentileTable, find_grid, read_table
+from varref.validation.tables import (
+    ALLOWED,
+    FAVOURED,
+    OUTLIER,
+    ROTAMER_SUBDIR,
+    PercentileTable,
+    find_grid,
+    read_table,
+    status_counts,
+)
 
 #: chi1..chin atom quadruples per residue (MolProbity sidechain_angles.props).
 CHI_ATOMS: dict[str, tuple[tuple[str, str, str, str], ...]] = {
@@ -71,7 +80,6 @@ SYMMETRIC_LAST_CHI = ("ASP", "GLU", "PHE", "TYR")
 OUTLIER_THRESHOLD = 0.003
 FAVOURED_THRESHOLD = 0.02
 
-FAVOURED, ALLOWED, OUTLIER = "favoured", "allowed", "outlier"
 GRID_MISSING = "not evaluated (grid missing)"
 ATOMS_MISSING = "not evaluated (missing atoms)"
 
@@ -162,29 +170,15 @@ def rotamer_analysis(residues: ResidueTable,
 
 def summarise(rows: list[dict], residues: ResidueTable, source: str) -> dict[str, object]:
     """Counts and percentages from per-residue rows (shared with the Coot fallback)."""
-    evaluated = [row for row in rows if row["status"] in (FAVOURED, ALLOWED, OUTLIER)]
-    n = len(evaluated)
-    count = {status: sum(row["status"] == status for row in evaluated)
-             for status in (FAVOURED, ALLOWED, OUTLIER)}
     missing_grid = [row for row in rows if row["status"] == GRID_MISSING]
-
-    def percent(k: int) -> float:
-        return 100.0 * k / n if n else float("nan")
-
     return {
         "source": source,
-        "n_evaluated": n,
-        "n_favoured": count[FAVOURED],
-        "n_allowed": count[ALLOWED],
-        "n_outliers": count[OUTLIER],
-        "percent_favoured": percent(count[FAVOURED]),
-        "percent_allowed": percent(count[ALLOWED]),
-        "percent_outliers": percent(count[OUTLIER]),
+        **status_counts(rows),
         "n_not_evaluated_grid_missing": len(missing_grid),
         "grid_missing_residue_types": sorted({str(residues.name[row["residue"]])
                                               for row in missing_grid}),
         "n_not_evaluated_missing_atoms": sum(row["status"] == ATOMS_MISSING for row in rows),
-        "outliers": [str(residues.label[row["residue"]]) for row in evaluated
+        "outliers": [str(residues.label[row["residue"]]) for row in rows
                      if row["status"] == OUTLIER],
         "residues": rows,
     }

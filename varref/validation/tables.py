@@ -197,3 +197,28 @@ def find_grid(reference_data: str | PathLike, subdir: str, file_name: str) -> Pa
         if candidate.is_file():
             return candidate
     return None
+
+
+#: Classification labels shared by the Ramachandran and rotamer analyses.
+FAVOURED, ALLOWED, OUTLIER = "favoured", "allowed", "outlier"
+
+
+def status_counts(rows: list[dict]) -> dict[str, object]:
+    """Counts and percentages of favoured/allowed/outlier among rows that have one of them."""
+    evaluated = [row for row in rows if row["status"] in (FAVOURED, ALLOWED, OUTLIER)]
+    n = len(evaluated)
+    count = {status: sum(row["status"] == status for row in evaluated)
+             for status in (FAVOURED, ALLOWED, OUTLIER)}
+
+    def percent(k: int) -> float:
+        return 100.0 * k / n if n else float("nan")
+
+    return {
+        "n_evaluated": n,
+        "n_favoured": count[FAVOURED],
+        "n_allowed": count[ALLOWED],
+        "n_outliers": count[OUTLIER],
+        "percent_favoured": percent(count[FAVOURED]),
+        "percent_allowed": percent(count[ALLOWED]),
+        "percent_outliers": percent(count[OUTLIER]),
+    }
