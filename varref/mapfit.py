@@ -1,34 +1,57 @@
 """Map–model correlation of a model on a map, as Phenix reports it (CC_mask, CC_box, ...).
 
-The model map is computed on the target map's grid at the given resolution
-(:func:`varref.simulate.model_density`); the CC_mask region is the cctbx-style molecular mask
-of the model's heavy atoms (:func:`varref.engine.correlation.molecular_mask`).
+One implementation for refinement logs, validation reports, ensembles and series:
+the model map is computed on the target map's grid at the given resolution
+(:func:`varref.simulate.model_density`, heavy atoms: hydrogens are left out of the model map
+and the mask, as they are out of the map target); the CC_mask region is the cctbx-style
+molecular mask (:func:`varref.engine.correlation.molecular_mask`: vdW-like radius + 1.1 Å,
+shrunk by 0.9 Å). Per-residue and per-chain CCs use the points within each atom's
+vdW-like radius + 0.2 Å.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from varref.engine.correlation import map_model_cc, mask_radii, molecular_mask, per_residue_cc
+from varref.engine.correlation import (
+    SHRINK_RADIUS,
+    SOLVENT_RADIUS,
+    map_model_cc,
+    mask_radii,
+    molecular_mask,
+    per_chain_cc,
+    per_group_cc,
+)
 from varref.maps import Map
 from varref.model import Model
 from varref.simulate import model_density
 
 
-def correlations(model: Model, xyz: np.ndarray, density: Map, resolution: float) -> dict[str, float]:
-    """CC_mask, CC_box, CC_volume, CC_peaks of coordinates ``xyz`` against ``density``."""
-    heavy = ~model.is_hydrogen
-    calculated = model_density(model, xyz, density, resolution)
-    mask = molecular_mask(xyz[heavy], mask_radii(model.element[heavy]), density.data.shape,
-                          density.origin, density.voxel_size)
-    return map_model_cc(calculated, density.data, mask)
+def correlations(model: Model, xyz: np.ndarray, density: Map, resolution: float,
+                 per_residue: bool = False) -> dict[str, object]:
+    """CC_mask, CC_box, CC_volume, CC_peaks of coordinates ``xyz`` against ``density``.
 
-
-def residue_correlations(model: Model, xyz: np.ndarray, density: Map, resolution: float) -> np.ndarray:
-    """One CC per residue (NaN for hydrogens-only residues), over points near its atoms."""
+    With ``per_residue`` also ``per_residue_cc`` ((n_residues,) list, NaN where a residue
+    covers fewer than 2 grid points or has no heavy atom), ``per_chain_cc`` (chain → CC) and
+    ``n_mask_points``.
+    """
+    density.require_orthogonal()
     heavy = ~model.is_hydrogen
     calculated = model_density(model, xyz, density, resolution)
     radii = mask_radii(model.element[heavy])
-    group = model.residue_index[heavy]
-    return per_residue_cc(calculated, density.data, density.origin, density.voxel_size,
-                          xyz[heavy], radii, group) if heavy.any() else np.zeros(0)
+    mask = molecular_mask(xyz[heavy], radii, density.data.shape, density.origin, density.voxel_size)
+    result: dict[str, object] = dict(map_model_cc(calculated, density.data, mask))
+    if not per_residue:
+        return result
+    local_radii = radii + SOLVENT_RADIUS - SHRINK_RADIUS
+    residue_cc = per_group_cc(calculated, density.data, density.origin, density.voxel_size,
+                              xyz[heavy], local_radii, model.residue_index[heavy],
+                              n_groups=model.n_residues)
+    chains, chain_cc = per_chain_cc(calculated, density.data, density.origin, density.voxel_size,
+                                    xyz[heavy], local_radii, model.chain_id[heavy])
+    result.update({
+        "n_mask_points": int(mask.sum()),
+        "per_residue_cc": [float(v) for v in residue_cc],
+        "per_chain_cc": {str(c): float(v) for c, v in zip(chains, chain_cc)},
+    })
+    return result

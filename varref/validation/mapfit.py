@@ -76,7 +76,7 @@ def map_model_correlations(model: Model, density: Map, resolution: float
     Parameters
     ----------
     model
-        The model (all atoms, hydrogens included, contribute to the model map).
+        The model (heavy atoms make the model map; see :mod:`varref.mapfit`).
     density
         The target map; correlations run over its grid as given (CC_box over its box).
     resolution
@@ -92,32 +92,14 @@ def map_model_correlations(model: Model, density: Map, resolution: float
     ok, reason = engine_available()
     if not ok:
         return {"available": False, "reason": reason}
-    from varref.engine import correlation, model_map
+    from varref.mapfit import correlations
 
-    density.require_orthogonal()
-    coeff_a, coeff_b = model_map.scattering_coefficients(model.element)
-    calculated = model_map.model_map(
-        model.xyz, density.data.shape, density.origin, density.voxel_size, coeff_a, coeff_b,
-        model.b_iso, model.occupancy, blur=model_map.resolution_blur(resolution))
-    radii = correlation.mask_radii(model.element)
-    mask = correlation.molecular_mask(model.xyz, radii, density.data.shape, density.origin,
-                                      density.voxel_size)
     result: dict[str, object] = {"available": True}
-    result.update(correlation.map_model_cc(calculated, density.data, mask))
-    residue_radii = radii + correlation.SOLVENT_RADIUS - correlation.SHRINK_RADIUS
-    per_residue = correlation.per_residue_cc(calculated, density.data, density.origin,
-                                             density.voxel_size, model.xyz, residue_radii,
-                                             model.residue_index)
-    chains, per_chain = correlation.per_chain_cc(calculated, density.data, density.origin,
-                                                 density.voxel_size, model.xyz,
-                                                 residue_radii, model.chain_id)
+    result.update(correlations(model, model.xyz, density, resolution, per_residue=True))
     result.update({
-        "n_mask_points": int(mask.sum()),
         "fraction_atoms_inside": float(np.mean(density.contains(model.xyz))),
-        "per_residue_cc": [float(v) for v in per_residue],
-        "per_chain_cc": {str(c): float(v) for c, v in zip(chains, per_chain)},
-        "method": ("varref.engine: Gaussian model map (electron scattering, B_blur = 4 d^2), "
-                   "cctbx-style molecular mask"),
+        "method": ("varref.mapfit: Gaussian model map of the heavy atoms (electron scattering, "
+                   "B_blur = 4 d^2), cctbx-style molecular mask"),
         "resolution": float(resolution),
     })
     return result
