@@ -45,28 +45,49 @@ def calpha_rmsd(model: Model, a: np.ndarray, b: np.ndarray) -> float:
 
 
 def regularise(restraints: Restraints, xyz: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """Minimise the restraints alone from ``xyz`` (geometry idealisation, no map)."""
-    target = RefinementTarget(pack_restraints(restraints), None, np.zeros(len(xyz)), np.zeros(1),
-                              xyz[np.newaxis])
-    result = minimise_lbfgs(target, target.pack(xyz[np.newaxis]), max_iterations=iterations,
-                            max_step=0.5)
-    return target.unpack(result.x, np.array([0]))[0]
+    """Minimise the restraints alone from ``xyz`` (N, 3) or a batch (K, N, 3); no map."""
+    batch = np.asarray(xyz, dtype=np.float64)
+    single = batch.ndim == 2
+    if single:
+        batch = batch[np.newaxis]
+    target = RefinementTarget(pack_restraints(restraints), None, np.zeros(batch.shape[1]),
+                              np.zeros(len(batch)), batch)
+    result = minimise_lbfgs(target, target.pack(batch), max_iterations=iterations, max_step=0.5)
+    regularised = target.unpack(result.x, np.arange(len(batch)))
+    return regularised[0] if single else regularised
+
+
+def perturb_batch(model: Model, restraints: Restraints, rmsd: float, seeds: list[int],
+                  start: np.ndarray | None = None, wavelength: float = 15.0, n_modes: int = 24,
+                  max_rounds: int = 4) -> np.ndarray:
+    """K perturbations (one per seed) of ``start`` (default ``model.xyz``), regularised together.
+
+    Returns (K, N, 3) coordinates whose Cα r.m.s.d. to ``start`` is within 2 % of ``rmsd``
+    (or as close as ``max_rounds`` of rescaling got).
+    """
+    if rmsd < 0:
+        raise ValueError("rmsd must be >= 0")
+    base = model.xyz if start is None else np.asarray(start, dtype=np.float64)
+    if rmsd == 0:
+        return np.repeat(base[np.newaxis], len(seeds), axis=0)
+    fields = np.array([smooth_field(base, np.random.default_rng(seed), wavelength, n_modes)
+                       for seed in seeds])
+    scale = np.array([rmsd / calpha_rmsd(model, base + field, base) for field in fields])
+    result = np.empty_like(fields)
+    pending = np.arange(len(seeds))
+    for _ in range(max_rounds):
+        result[pending] = regularise(restraints, base + scale[pending, None, None] * fields[pending])
+        achieved = np.array([calpha_rmsd(model, result[k], base) for k in pending])
+        close = np.abs(achieved - rmsd) <= 0.02 * rmsd
+        scale[pending] *= rmsd / achieved
+        pending = pending[~close]
+        if len(pending) == 0:
+            break
+    return result
 
 
 def perturb(model: Model, restraints: Restraints, rmsd: float, seed: int = 0,
-            wavelength: float = 15.0, n_modes: int = 24, max_rounds: int = 5) -> np.ndarray:
+            wavelength: float = 15.0, n_modes: int = 24, max_rounds: int = 4) -> np.ndarray:
     """Coordinates perturbed smoothly to Cα r.m.s.d. ``rmsd`` Å from ``model.xyz``, regularised."""
-    if rmsd < 0:
-        raise ValueError("rmsd must be >= 0")
-    if rmsd == 0:
-        return model.xyz.copy()
-    field = smooth_field(model.xyz, np.random.default_rng(seed), wavelength, n_modes)
-    scale = rmsd / calpha_rmsd(model, model.xyz + field, model.xyz)
-    xyz = model.xyz
-    for _ in range(max_rounds):
-        xyz = regularise(restraints, model.xyz + scale * field)
-        achieved = calpha_rmsd(model, xyz, model.xyz)
-        if abs(achieved - rmsd) <= 0.02 * rmsd:
-            break
-        scale *= rmsd / achieved
-    return xyz
+    return perturb_batch(model, restraints, rmsd, [seed], wavelength=wavelength, n_modes=n_modes,
+                         max_rounds=max_rounds)[0]

@@ -4,7 +4,10 @@ from varref.commands import (
     box,
     convert,
     demo,
+    ensemble,
+    export,
     info,
+    maps_to_zarr,
     perturb,
     refine,
     restraints_report,
@@ -12,4 +15,5 @@ from varref.commands import (
     validate,
 )
 
-COMMANDS = (demo, refine, simulate_map, perturb, info, convert, restraints_report, box, validate)
+COMMANDS = (demo, refine, ensemble, maps_to_zarr, export, validate, simulate_map, perturb, info,
+            convert, restraints_report, box)

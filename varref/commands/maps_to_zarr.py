@@ -1,0 +1,61 @@
+"""Store a series of maps on one grid as one zarr map series (MAPS.zarr).
+
+For cryoSPARC 3D-variability frames (``*_frame_???.mrc``), cryoDRGN volumes (``vol_*.mrc``)
+and the like. The maps are stored in NATURAL ORDER of their paths, digit runs compared as
+numbers (``frame_2`` before ``frame_10``); ``--keep-order`` keeps the order given instead.
+The shell expands wildcards; this command does not. Every map must share the first one's
+grid, voxel size (to 1e-4 relative), origin (to 1e-3 Å) and cell angles, else nothing is
+written. One zstd-compressed chunk per map, so a worker reads only its frame. Layout:
+docs/methods-map-series.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from varref.ensemble.mapseries import natural_sorted, open_map_series, write_map_series
+
+NAME = "maps-to-zarr"
+HELP = "store a map series (3DVA frames, cryoDRGN volumes) as one zarr, in natural order"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("maps", nargs="+", metavar="MAP",
+                        help="maps on one grid; sorted naturally (frame_2 before frame_10)")
+    parser.add_argument("--output", "-o", required=True, metavar="MAPS.zarr",
+                        help="map-series store to write (an existing series is replaced)")
+    parser.add_argument("--resolution", type=float, metavar="D",
+                        help="nominal resolution, Å, stored with the series")
+    parser.add_argument("--keep-order", action="store_true",
+                        help="keep the maps in the order given instead of sorting them")
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = list(args.maps) if args.keep_order else natural_sorted(args.maps)
+    write_map_series(paths, args.output, resolution=args.resolution, progress=True)
+    series = open_map_series(args.output)
+    n, nz, ny, nx = series.shape
+    stored = _size_on_disk(Path(args.output))
+    raw = series.shape[0] * nz * ny * nx * 4
+    voxel = ", ".join(f"{v:.4g}" for v in series.voxel_size)
+    resolution = "unknown" if series.resolution is None else f"{series.resolution:g} Å"
+    print(f"wrote {n} maps of {nx}x{ny}x{nz} voxels (x, y, z), voxel size ({voxel}) Å, "
+          f"resolution {resolution}, to {args.output}")
+    order = "as given" if args.keep_order else "natural order"
+    sources = series.sources
+    span = sources[0] if n == 1 else f"{sources[0]} ... {sources[-1]}"
+    print(f"frames ({order}): {span}")
+    print(f"size on disk {_megabytes(stored)} (uncompressed {_megabytes(raw)}, "
+          f"{raw / max(stored, 1):.1f}x)")
+    return 0
+
+
+def _size_on_disk(path: Path) -> int:
+    return sum(os.path.getsize(os.path.join(root, name))
+               for root, _, names in os.walk(path) for name in names)
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 1e5 else f"{n_bytes / 1e3:.1f} kB"

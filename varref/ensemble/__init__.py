@@ -1,0 +1,1 @@
+"""Many refinements on Dask: perturbed-start ensembles and map series, results in zarr."""
