@@ -11,6 +11,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import gemmi
+import numpy as np
 
 from varref.errors import InputError
 from varref.model import Model
@@ -38,3 +39,36 @@ def example_helix(n_residues: int = 70) -> Model:
     for k in range(len(chain) - 1, n_residues - 1, -1):
         del chain[k]
     return Model.from_structure(st, source="coot theor-helix-70 template")
+
+
+def hinge_motion(model: Model, restraints, hinge_residue_index: int, n_frames: int,
+                 max_angle: float) -> np.ndarray:
+    """A synthetic variability series: residues after the hinge bend about it, frame by frame.
+
+    The moving part (residue index > ``hinge_residue_index``) rotates about an axis through
+    the hinge residue's Cα, perpendicular to the plane of (fixed-part centroid, hinge, moving-
+    part centroid), by angles spread linearly over ``[-max_angle, +max_angle]`` degrees, so the
+    middle frame is the input model (the "consensus"). Each frame is then regularised with the
+    restraints so that the hinge's covalent geometry stays ideal.
+
+    Returns
+    -------
+    (n_frames, N, 3) true coordinates.
+    """
+    from scipy.spatial.transform import Rotation
+
+    from varref.perturb import regularise
+
+    xyz = model.xyz
+    hinge = np.flatnonzero((model.residue_index == hinge_residue_index) & (model.atom_name == "CA"))[0]
+    moving = model.residue_index > hinge_residue_index
+    pivot = xyz[hinge]
+    axis = np.cross(xyz[~moving].mean(axis=0) - pivot, xyz[moving].mean(axis=0) - pivot)
+    axis /= np.linalg.norm(axis)
+    frames = []
+    for angle in np.linspace(-max_angle, max_angle, n_frames):
+        rotation = Rotation.from_rotvec(np.radians(angle) * axis).as_matrix()
+        bent = xyz.copy()
+        bent[moving] = (xyz[moving] - pivot) @ rotation.T + pivot
+        frames.append(bent)
+    return regularise(restraints, np.array(frames), iterations=300)

@@ -11,9 +11,10 @@ from varref.commands import (
     perturb,
     refine,
     restraints_report,
+    series,
     simulate_map,
     validate,
 )
 
-COMMANDS = (demo, refine, ensemble, maps_to_zarr, export, validate, simulate_map, perturb, info,
+COMMANDS = (demo, refine, ensemble, series, maps_to_zarr, export, validate, simulate_map, perturb, info,
             convert, restraints_report, box)
