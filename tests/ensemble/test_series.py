@@ -18,13 +18,13 @@ from varref.simulate import grid_around, model_density
 
 @pytest.fixture(scope="module")
 def hinge_series(tmp_path_factory):
-    """Crambin bending about residue 22 over 9 frames (ends 3 Å from the consensus), 3.5 Å maps
+    """Crambin bending about residue 22 over 11 frames (ends 3.5 Å from the consensus), 3.5 Å maps
     with noise, all on one grid."""
     from tests.conftest import shared_file
 
     model = read_model(shared_file("models/1crn.pdb"))
     restraints = build_restraints(model)
-    truths = hinge_motion(model, restraints, hinge_residue_index=21, n_frames=9, max_angle=20.0)
+    truths = hinge_motion(model, restraints, hinge_residue_index=21, n_frames=11, max_angle=20.0)
     grid = grid_around(truths.reshape(-1, 3), 1.0, 6.0)
     folder = tmp_path_factory.mktemp("series")
     rng = np.random.default_rng(5)
