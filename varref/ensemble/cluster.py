@@ -1,8 +1,9 @@
 """Where the work runs: an existing Dask scheduler, or a LocalCluster started here.
 
 The local default is one worker process per core with one thread each (the numba kernels
-are single-threaded; processes avoid the GIL entirely) and NUMBA/OpenMP/BLAS threads pinned
-to 1 so workers never oversubscribe the machine. Every worker loads the compiled numba
+are single-threaded; processes avoid the GIL entirely), NUMBA/OpenMP/BLAS threads pinned to 1
+so workers never oversubscribe the machine, and glibc malloc thresholds that keep numpy
+temporaries off mmap (see :data:`WORKER_MALLOC_ENV`). Every worker loads the compiled numba
 kernels once, before the first task (``warm_up``). ``--scheduler tcp://HOST:PORT`` uses a
 cluster started elsewhere (dask-jobqueue on SLURM/PBS, Kubernetes; see docs/distributed.md).
 """
@@ -16,17 +17,22 @@ from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
-#: Environment of worker processes, set before they start (dask's
-#: ``distributed.nanny.pre-spawn-environ``): one thread per worker for every runtime, and
-#: glibc malloc thresholds. distributed's default MALLOC_TRIM_THRESHOLD_=65536 also switches
-#: off glibc's dynamic mmap threshold, so every numpy temporary above 128 KB (the L-BFGS
-#: works on K x 3N arrays) becomes an mmap/munmap with fresh page faults: measured here,
-#: allocating array arithmetic ran 17x and a refinement task 3.5x slower in a worker than in
-#: a plain process. With these values allocations below 64 MB come from the heap and up to
-#: 256 MB of free heap is kept. Malloc reads them at process start, hence pre-spawn.
+#: Thread settings of worker processes (applied inside each worker when it starts, before any
+#: numba/BLAS import): one thread per worker for every runtime.
 WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1", "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
-              "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
+              "MKL_NUM_THREADS": "1"}
+
+#: glibc malloc thresholds, which malloc reads at process start, so they go through dask's
+#: ``distributed.nanny.pre-spawn-environ`` (the nanny sets them before spawning; for a
+#: LocalCluster that also writes them into this process's environment, harmless for malloc
+#: settings and the reason the thread settings above do not go this way). distributed's own
+#: MALLOC_TRIM_THRESHOLD_=65536 switches off glibc's dynamic mmap threshold, so every numpy
+#: temporary above 128 KB (the L-BFGS works on K x 3N arrays) becomes an mmap/munmap with
+#: fresh page faults: measured here, allocating array arithmetic ran 17x and a refinement
+#: task 3.5x slower in a worker than in a plain process. With these values allocations below
+#: 64 MB come from the heap and up to 256 MB of free heap is kept.
+WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
+                     "MALLOC_TRIM_THRESHOLD_": str(256 * 2**20)}
 
 
 def warm_up() -> str:
@@ -63,9 +69,10 @@ def dask_client(scheduler: str | None = None, workers: int | None = None,
 
         n_workers = workers or os.cpu_count() or 1
         with dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": value
-                              for key, value in WORKER_ENV.items()}):
+                              for key, value in WORKER_MALLOC_ENV.items()}):
             cluster = LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0", silence_logs=logging.ERROR)
+                                   dashboard_address=":0", env=WORKER_ENV,
+                                   silence_logs=logging.ERROR)
         client = Client(cluster)
     try:
         if not quiet:
