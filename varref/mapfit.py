@@ -16,6 +16,10 @@ import numpy as np
 from varref.engine.correlation import (
     SHRINK_RADIUS,
     SOLVENT_RADIUS,
+    cc_box,
+    cc_mask,
+    cc_peaks,
+    cc_volume,
     map_model_cc,
     mask_radii,
     molecular_mask,
@@ -28,8 +32,13 @@ from varref.simulate import model_density
 
 
 def correlations(model: Model, xyz: np.ndarray, density: Map, resolution: float,
-                 per_residue: bool = False) -> dict[str, object]:
+                 per_residue: bool = False,
+                 which: tuple[str, ...] = ("cc_mask", "cc_box", "cc_volume", "cc_peaks"),
+                 ) -> dict[str, object]:
     """CC_mask, CC_box, CC_volume, CC_peaks of coordinates ``xyz`` against ``density``.
+
+    ``which`` limits the global CCs computed (CC_volume and CC_peaks sort the whole map, the
+    dominant cost on large maps when only CC_mask is needed, as in a pixel-size scan).
 
     With ``per_residue`` also ``per_residue_cc`` ((n_residues,) list, NaN where a residue
     covers fewer than 2 grid points or has no heavy atom), ``per_chain_cc`` (chain → CC) and
@@ -40,7 +49,14 @@ def correlations(model: Model, xyz: np.ndarray, density: Map, resolution: float,
     calculated = model_density(model, xyz, density, resolution)
     radii = mask_radii(model.element[heavy])
     mask = molecular_mask(xyz[heavy], radii, density.data.shape, density.origin, density.voxel_size)
-    result: dict[str, object] = dict(map_model_cc(calculated, density.data, mask))
+    if set(which) >= {"cc_volume", "cc_peaks"}:
+        result: dict[str, object] = dict(map_model_cc(calculated, density.data, mask))
+    else:
+        every = {"cc_mask": lambda: cc_mask(calculated, density.data, mask),
+                 "cc_box": lambda: cc_box(calculated, density.data),
+                 "cc_volume": lambda: cc_volume(calculated, density.data, int(mask.sum())),
+                 "cc_peaks": lambda: cc_peaks(calculated, density.data, int(mask.sum()))}
+        result = {name: float(every[name]()) for name in which}
     if not per_residue:
         return result
     local_radii = radii + SOLVENT_RADIUS - SHRINK_RADIUS

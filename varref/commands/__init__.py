@@ -9,6 +9,7 @@ from varref.commands import (
     info,
     maps_to_zarr,
     perturb,
+    pixel_scan,
     refine,
     restraints_report,
     series,
@@ -16,5 +17,5 @@ from varref.commands import (
     validate,
 )
 
-COMMANDS = (demo, refine, ensemble, series, maps_to_zarr, export, validate, simulate_map, perturb, info,
+COMMANDS = (demo, refine, ensemble, series, pixel_scan, maps_to_zarr, export, validate, simulate_map, perturb, info,
             convert, restraints_report, box)

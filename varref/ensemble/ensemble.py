@@ -116,8 +116,8 @@ def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple
 
     if not jobs:
         return
-    context_future = client.scatter(context, broadcast=True)
-    map_futures = {frame: client.scatter(density, broadcast=True) for frame, density in maps.items()}
+    context_future = client.scatter(context, broadcast=True, hash=False)
+    map_futures = {frame: client.scatter(density, broadcast=True, hash=False) for frame, density in maps.items()}
     futures = [
         client.submit(refine_members, context_future, map_futures[frame], frame, members,
                       None if starts is None else starts.get(frame), retries=3, pure=False,

@@ -116,7 +116,7 @@ def run_series(client, model: Model, restraints: Restraints, series, output: str
     context = RunContext(model, restraints, options, float(weight), perturb_rmsd, options.seed)
     done = finished_cells(output)
     stored = open_store(output)
-    context_future = client.scatter(context, broadcast=True)
+    context_future = client.scatter(context, broadcast=True, hash=False)
     members = list(range(models_per_map))
     futures, results = {}, {}
     order = frame_order(n_frames, reference) if mode == "chained" else [(f, None) for f in range(n_frames)]

@@ -74,9 +74,11 @@ def _fit(xyz: np.ndarray, bodies: list[np.ndarray], density: Map, map_weights: n
 
 def rigid_body_fit(model: Model, xyz: np.ndarray, density: Map, map_weights: np.ndarray,
                    per_chain: bool = False, max_iterations: int = 200,
-                   blur: float = 100.0) -> np.ndarray:
+                   blur: float = 100.0, blurred: Map | None = None) -> np.ndarray:
     """Rigid-body fit of the whole model (or of each chain) into ``density``.
 
+    ``blurred`` is the first stage's map when the caller already has it (a pixel-size scan
+    blurs once and rescales it with every trial); otherwise it is made here with ``blur``.
     Returns the fitted coordinates; restraints are untouched by rigid motions.
     """
     from varref.refine.protocol import apply_b_factor
@@ -85,6 +87,7 @@ def rigid_body_fit(model: Model, xyz: np.ndarray, density: Map, map_weights: np.
         bodies = [np.flatnonzero(model.chain_id == chain) for chain in dict.fromkeys(model.chain_id.tolist())]
     else:
         bodies = [np.arange(model.n_atoms)]
-    blurred = apply_b_factor(density, blur).normalised() if blur > 0 else density
+    if blurred is None:
+        blurred = apply_b_factor(density, blur).normalised() if blur > 0 else density
     fitted = _fit(xyz, bodies, blurred, map_weights, max_iterations)
     return _fit(fitted, bodies, density, map_weights, max_iterations)
