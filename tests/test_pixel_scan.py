@@ -25,13 +25,17 @@ def client():
         yield connected
 
 
-def test_scaling_keeps_the_box_centre():
+def test_scaling_keeps_the_chosen_centre():
     from varref.maps import Map
 
     density = Map(np.zeros((10, 12, 14), np.float32), [3.0, -4.0, 5.0], [1.1, 1.2, 1.3], [90, 90, 90])
     scaled = scaled_map(density, 1.03)
     np.testing.assert_allclose(map_centre(scaled), map_centre(density), atol=1e-12)
     np.testing.assert_allclose(scaled.voxel_size, density.voxel_size * 1.03)
+    point = np.array([7.0, 2.0, 9.0])
+    about_point = scaled_map(density, 0.98, point)
+    # the grid coordinate of the fixed point is unchanged
+    np.testing.assert_allclose(about_point.fractional_index(point), density.fractional_index(point))
 
 
 def test_parabola_vertex_and_uncertainty():
@@ -73,8 +77,12 @@ def test_real_maps_optimum_near_deposited_and_mis_set_header_corrected(client, s
 
 def test_cli_writes_json_netcdf_plot_and_corrected_map(tmp_path, shared, capsys):
     model_path = shared("models/1crn.pdb")
-    truth = simulate_map(read_model(model_path), 3.0)
-    write_map(replace(truth, voxel_size=truth.voxel_size * 1.02), tmp_path / "wrong.mrc")
+    model = read_model(model_path)
+    truth = simulate_map(model, 3.0)
+    # as for a deposited model: the model sits in the mis-scaled density (scaled about it)
+    from varref.calibration import scaling_centre
+
+    write_map(scaled_map(truth, 1.02, scaling_centre(model)), tmp_path / "wrong.mrc")
     status = main(["pixel-scan", str(model_path), str(tmp_path / "wrong.mrc"), "--resolution", "3",
                    "--range", "0.96:1.02", "--step", "0.005", "--workers", "2",
                    "--json", str(tmp_path / "r.json"), "--output", str(tmp_path / "scan.nc"),
@@ -85,7 +93,10 @@ def test_cli_writes_json_netcdf_plot_and_corrected_map(tmp_path, shared, capsys)
     assert report["scale"] == pytest.approx(1 / 1.02, rel=1e-3)
     scan = xr.open_dataset(tmp_path / "scan.nc", engine="scipy")
     assert scan.sizes["scale"] == 13 and float(scan["cc_mask"].max()) > 0.95
-    np.testing.assert_allclose(read_map(tmp_path / "fixed.mrc").voxel_size, truth.voxel_size, rtol=1e-3)
+    fixed = read_map(tmp_path / "fixed.mrc")
+    np.testing.assert_allclose(fixed.voxel_size, truth.voxel_size, rtol=1e-3)
+    # scaled about the model centre: the model sits in the corrected map without refitting
+    assert fixed.normalised().values_at(model.xyz).mean() > 0.98 * truth.normalised().values_at(model.xyz).mean()
     assert (tmp_path / "scan.png").stat().st_size > 1000
     assert "best voxel size" in capsys.readouterr().out
 

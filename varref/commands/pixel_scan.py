@@ -1,7 +1,7 @@
 """Calibrate a map's voxel size against a trusted model (what Phenix calls magref).
 
 For each trial scale s (default 0.95-1.05 in 0.25 % steps) the map's voxel size is multiplied
-by s about the box centre, the model is rigid-body fitted (optionally followed by a short
+by s about the model's centre, the model is rigid-body fitted (optionally followed by a short
 restrained refinement, --refine) and CC_mask is recorded; each trial is a Dask task. The
 optimum is the vertex of a parabola through the best points (optionally polished by a Brent
 search); its uncertainty comes from the parabola fit. Prints the best voxel size and the correction factor.
@@ -73,7 +73,7 @@ def plot_scan(scan, result: dict, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from varref.calibration import run_pixel_scan, scaled_map
+    from varref.calibration import run_pixel_scan, scaled_map, scaling_centre
     from varref.ensemble.cluster import dask_client
 
     if args.resolution <= 0:
@@ -116,5 +116,5 @@ def run(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
     if args.write_map:
-        write_map(scaled_map(density, result["scale_xyz"]), args.write_map)
+        write_map(scaled_map(density, result["scale_xyz"], scaling_centre(model)), args.write_map)
     return 0
