@@ -105,3 +105,13 @@ def test_cli_rejects_a_bad_range(tmp_path, shared, capsys):
     status = main(["pixel-scan", str(shared("models/1crn.pdb")), str(tmp_path / "m.mrc"),
                    "--resolution", "3", "--range", "1.05:0.95"])
     assert status == 2 and "--range" in capsys.readouterr().err
+
+
+def test_anisotropic_scale_is_recovered_per_axis(client, shared):
+    model = read_model(shared("models/1crn.pdb"))
+    truth = simulate_map(model, 3.0)
+    error = np.array([1.02, 1.0, 0.985])
+    wrong = replace(truth, voxel_size=truth.voxel_size * error)
+    result = run_pixel_scan(client, model, wrong, 3.0, SCALES, anisotropic=True, progress=False)
+    np.testing.assert_allclose(result["scale_xyz"], 1.0 / error, rtol=2e-3)
+    np.testing.assert_allclose(result["best_voxel_size"], truth.voxel_size, rtol=2e-3)
