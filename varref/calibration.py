@@ -146,7 +146,7 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     from distributed import as_completed
     from scipy.optimize import minimize, minimize_scalar
 
-    from varref.ensemble.ensemble import Progress
+    from varref.ensemble.progress import Progress
     from varref.refine.protocol import prepare_map
 
     density.require_orthogonal()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from scipy.optimize import minimize, rosen, rosen_der
 
 from varref.refine.lbfgs import minimise_lbfgs

@@ -9,11 +9,9 @@ import pytest
 from validation_edits import rotate_side_chains, simulated_map
 
 from varref.validation.mapfit import (EMRINGER_RESIDUES, _rotameric, emringer,
-                                      engine_available, map_model_correlations)
+                                      map_model_correlations)
 from varref.validation.residues import ResidueTable
 
-pytestmark = pytest.mark.skipif(not engine_available()[0],
-                                reason="engine model map / correlation not available")
 
 
 @pytest.fixture(scope="module")

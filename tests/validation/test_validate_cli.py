@@ -11,7 +11,6 @@ from validation_edits import simulated_map
 from varref.cli import main
 from varref.maps import write_map
 from varref.validation import PER_RESIDUE_COLUMNS
-from varref.validation.mapfit import engine_available
 
 CRAMBIN = "1crn"
 
@@ -43,7 +42,6 @@ def test_validate_writes_json_csv_and_plots(capsys, tmp_path, crambin_path, refe
     assert (tmp_path / "plots" / "ramachandran_general.png").stat().st_size > 1000
 
 
-@pytest.mark.skipif(not engine_available()[0], reason="engine not available")
 def test_validate_with_a_map(capsys, tmp_path, read_shared_model, reference_data):
     model = read_shared_model(CRAMBIN)
     write_map(simulated_map(model, 3.0), tmp_path / "sim.mrc")

@@ -10,7 +10,6 @@ from validation_edits import simulated_map
 
 from varref.errors import InputError
 from varref.validation import PER_RESIDUE_COLUMNS, format_summary, json_ready, validate
-from varref.validation.mapfit import engine_available
 
 TOP_LEVEL_KEYS = {"model", "reference_data", "sources", "geometry", "ramachandran", "rotamers",
                   "cbeta", "peptides", "clashes", "map_fit", "emringer", "per_residue"}
@@ -76,7 +75,6 @@ def test_reference_data_from_the_environment(read_shared_model, reference_data, 
         validate(read_shared_model("1crn"))
 
 
-@pytest.mark.skipif(not engine_available()[0], reason="engine not available")
 def test_map_sections_are_filled_with_a_map(read_shared_model, reference_data):
     model = read_shared_model("1crn")
     report = validate(model, simulated_map(model, 3.0), 3.0, reference_data)

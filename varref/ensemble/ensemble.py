@@ -11,14 +11,14 @@ the map does not determine the model (Terwilliger et al. 2007).
 from __future__ import annotations
 
 import logging
-import sys
-import time
 from os import PathLike
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from varref import __version__
+from varref.ensemble.progress import Progress
 from varref.ensemble.results import create_store, finished_cells, open_store, run_parameters, write_member
 from varref.ensemble.tasks import RunContext, refine_members
 from varref.errors import InputError
@@ -30,30 +30,6 @@ from varref.restraints import Restraints
 from varref.engine.map_target import map_target_weights
 
 log = logging.getLogger(__name__)
-
-
-class Progress:
-    """One self-overwriting progress line on stderr (plain lines when not a terminal)."""
-
-    def __init__(self, total: int, label: str, enabled: bool = True) -> None:
-        self.total, self.label, self.done = total, label, 0
-        self.enabled = enabled
-        self.started = time.perf_counter()
-        self.interactive = sys.stderr.isatty()
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.started
-        width = 30
-        filled = int(width * self.done / max(self.total, 1))
-        line = (f"{self.label} [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"{elapsed:.0f} s")
-        if self.interactive:
-            print("\r" + line, end="" if self.done < self.total else "\n", file=sys.stderr, flush=True)
-        else:
-            print(line, file=sys.stderr, flush=True)
 
 
 def batches(items: list[int], size: int) -> list[list[int]]:
@@ -77,7 +53,7 @@ def run_ensemble(client, model: Model, restraints: Restraints, density: Map, out
         "perturb_rmsd": perturb_rmsd, "resolution": options.resolution, "seed": options.seed,
         "macro_cycles": options.macro_cycles, "batch_size": batch_size, "version": __version__,
     }
-    if resume and _store_exists(output):
+    if resume and Path(output).exists():
         recorded = run_parameters(open_store(output))
         for key in ("n_models", "perturb_rmsd", "resolution", "seed", "macro_cycles"):
             if recorded.get(key) != parameters[key]:
@@ -101,12 +77,6 @@ def run_ensemble(client, model: Model, restraints: Restraints, density: Map, out
     _execute(client, context, {0: prepared}, [(0, chunk) for chunk in batches(todo, batch_size)],
              output, Progress(len(todo), "ensemble", progress))
     return open_store(output)
-
-
-def _store_exists(path) -> bool:
-    from pathlib import Path
-
-    return Path(path).exists()
 
 
 def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple[int, list[int]]],

@@ -36,6 +36,16 @@ def superposed(members: np.ndarray, selection: np.ndarray, rounds: int = 2) -> n
     return result
 
 
+def residue_of_atoms(chain: np.ndarray, number: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Residue index (0.. in file order) of every atom, and the first atom of each residue."""
+    labels = [f"{c}{n}" for c, n in zip(chain, number)]
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # residues in file order
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse], first[order]
+
+
 def precision(dataset: xr.Dataset, frame: int = 0) -> xr.Dataset:
     """Per-atom and per-residue RMSF and summary metrics of the finished members of a frame."""
     done = dataset["finished"].values[frame]
@@ -45,16 +55,10 @@ def precision(dataset: xr.Dataset, frame: int = 0) -> xr.Dataset:
     rmsf = np.sqrt(np.mean(np.sum((aligned - aligned.mean(axis=0)) ** 2, axis=-1), axis=0))
     chain = dataset["chain_id"].values
     number = dataset["residue_number"].values
-    labels = [f"{c}{n}" for c, n in zip(chain, number)]
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(first)  # residues in file order
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    residue_of_atom = rank[inverse]
+    residue_of_atom, first_atoms = residue_of_atoms(chain, number)
     weights = heavy.astype(float)
     per_residue = (np.bincount(residue_of_atom, weights=rmsf * weights)
                    / np.maximum(np.bincount(residue_of_atom, weights=weights), 1))
-    first_atoms = first[order]
     cc = dataset["cc_mask"].values[frame][done]
     summary = {
         "n_members": int(done.sum()),

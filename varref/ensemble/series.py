@@ -30,7 +30,8 @@ import xarray as xr
 
 from varref import __version__
 from varref.engine.map_target import map_target_weights
-from varref.ensemble.ensemble import Progress
+from varref.ensemble.precision import residue_of_atoms
+from varref.ensemble.progress import Progress
 from varref.ensemble.results import create_store, finished_cells, open_store, run_parameters, write_member
 from varref.ensemble.tasks import MemberOutcome, RunContext, refine_members
 from varref.errors import InputError
@@ -152,12 +153,7 @@ def frame_summary(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.nda
     frames = np.arange(cc.shape[0])
     xyz = dataset["xyz"].values[frames, best].astype(np.float64)
     displacement = np.linalg.norm(xyz - xyz[reference_frame], axis=-1)  # (frame, atom)
-    labels = [f"{c}{n}" for c, n in zip(dataset["chain_id"].values, dataset["residue_number"].values)]
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    residue = rank[inverse]
+    residue, _ = residue_of_atoms(dataset["chain_id"].values, dataset["residue_number"].values)
     per_residue = np.stack([np.bincount(residue, weights=d) / np.bincount(residue) for d in displacement])
     return {"frames": frames, "best_member": best, "cc_best": cc[frames, best],
             "residue_displacement": per_residue}

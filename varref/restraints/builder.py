@@ -212,16 +212,21 @@ def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
     vdw = np.empty(n)
     ion = np.full(n, np.nan)
     hbond = np.zeros(n, np.int8)
+    unknown_elements: set[str] = set()
     for i in range(n):
         key = energy_type[i] if energy_type[i] in ener else model.element[i].upper()
         entry = ener[key] if key in ener else None
         if entry is None:
-            # an element ener_lib does not know: a generic 1.8 Å carbon-like radius
+            # an element ener_lib does not know: a generic 1.8 Å carbon-like radius, said aloud
             vdw[i], hbond[i] = 1.8, HBOND_CODES["N"]
+            unknown_elements.add(str(model.element[i]))
             continue
         vdw[i] = entry.vdw_radius
         ion[i] = entry.ion_radius
         hbond[i] = HBOND_CODES.get(entry.hb_type, 0)
+    if unknown_elements:
+        log.warning("ener_lib has no van der Waals radius for %s; using 1.8 Å for non-bonded "
+                    "repulsion", ", ".join(sorted(unknown_elements)))
     excluded, pairs_14 = _bonded_neighbour_pairs(n, bonds.atoms)
     return NonbondedParameters(vdw, ion, hbond, model.is_hydrogen.copy(), excluded, pairs_14)
 

@@ -1,27 +1,18 @@
 """Deviations of a model from its restraints' ideal values, for reports and input checks.
 
-Plain numpy over the restraint arrays (bonds in Å, angles in degrees); the refinement's
-target and gradients live in :mod:`varref.engine`.
+Bond lengths (Å) and angles (degrees) come from the engine's kernels; this module only
+summarises them for reports.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from varref.engine.angles import angle_values as bond_angles
+from varref.engine.bonds import bond_lengths
 from varref.restraints.arrays import Restraints
 
-
-def bond_lengths(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
-    """Distances (Å) between the atom pairs ``atoms`` (n, 2)."""
-    return np.linalg.norm(xyz[atoms[:, 1]] - xyz[atoms[:, 0]], axis=1)
-
-
-def bond_angles(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
-    """Angles (degrees) at the middle atom of each triple in ``atoms`` (n, 3)."""
-    u = xyz[atoms[:, 0]] - xyz[atoms[:, 1]]
-    v = xyz[atoms[:, 2]] - xyz[atoms[:, 1]]
-    cosine = np.einsum("ij,ij->i", u, v) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))
-    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+__all__ = ["bond_angles", "bond_lengths", "deviation_summary"]
 
 
 def _stats(delta: np.ndarray, sigma: np.ndarray) -> dict[str, float]:

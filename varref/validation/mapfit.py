@@ -12,8 +12,8 @@ resolution (``B_blur = 4 d^2``) on the target map's grid; then
 * CC_peaks: over the union of the N highest points of each map;
 * per-residue CC: over the points within (mask radius + 1.1 - 0.9) Å of the residue's atoms.
 
-:func:`map_model_correlations` is the single entry point; if the engine modules are not
-importable it returns ``{"available": False, "reason": ...}`` instead of numbers.
+:func:`map_model_correlations` is the single entry point; the numbers come from
+:func:`varref.mapfit.correlations`, the same code refinement reports with.
 
 EMRinger (Barad et al. 2015, Nat. Methods 12, 943)
 --------------------------------------------------
@@ -59,16 +59,6 @@ ROTAMERIC_CENTRES = (60.0, 180.0, 300.0)
 ROTAMERIC_HALF_WIDTH = 30.0
 
 
-def engine_available() -> tuple[bool, str]:
-    """Whether the engine's model-map and correlation modules can be imported."""
-    try:
-        import varref.engine.correlation  # noqa: F401
-        import varref.engine.model_map  # noqa: F401
-    except ImportError as exc:
-        return False, f"engine correlation/model-map modules not importable ({exc})"
-    return True, ""
-
-
 def map_model_correlations(model: Model, density: Map, resolution: float
                            ) -> dict[str, object]:
     """CC_mask, CC_box, CC_volume, CC_peaks and per-residue CC (see module docstring).
@@ -84,14 +74,11 @@ def map_model_correlations(model: Model, density: Map, resolution: float
 
     Returns
     -------
-    dict with ``available`` (bool); when True ``cc_mask``, ``cc_box``, ``cc_volume``,
+    dict with ``available`` (True), ``cc_mask``, ``cc_box``, ``cc_volume``,
     ``cc_peaks``, ``n_mask_points``, ``fraction_atoms_inside``, ``per_residue_cc``
     ((R,) list, NaN where a residue covers < 2 points), ``per_chain_cc`` (chain -> CC) and
-    ``method``; when False, ``reason``.
+    ``method``.
     """
-    ok, reason = engine_available()
-    if not ok:
-        return {"available": False, "reason": reason}
     from varref.mapfit import correlations
 
     result: dict[str, object] = {"available": True}
