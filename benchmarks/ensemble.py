@@ -6,7 +6,10 @@ one weight search are included in the wall time; the model/map/restraints prepar
 Defaults as `varref ensemble`: 5 macro-cycles, batches of 10, 1.0 Å perturbations, no final
 CC stage.
 
-Usage:  python benchmarks/ensemble.py [--members 100] [--workers 1,2] [--markdown]
+`--restraints-off` switches off the restraint terms added after the first release
+(Ramachandran, C-beta, secondary structure) to time the protocol of older builds.
+
+Usage:  python benchmarks/ensemble.py [--members 100] [--workers 1,2] [--restraints-off] [--markdown]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def main() -> int:
     parser.add_argument("--members", type=int, default=100)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--batch-size", type=int, default=10)
+    parser.add_argument("--restraints-off", action="store_true")
     parser.add_argument("--markdown", action="store_true")
     args = parser.parse_args()
     model_path = SHARED / "maps/emd5778_trpv1_tm/transmem.pdb.renum.pdb"
@@ -37,14 +41,15 @@ def main() -> int:
     from varref.ensemble.cluster import dask_client
     from varref.ensemble.ensemble import run_ensemble
     from varref.model import read_model
-    from varref.refine.protocol import RefineOptions
+    from varref.refinement.options import RefineOptions
     from varref.restraints import build_restraints
     from varref.simulate import simulate_map
 
     model = read_model(model_path)
     restraints = build_restraints(model)
     density = simulate_map(model, 3.0)
-    options = RefineOptions(resolution=3.0, final_cc=False)
+    extra = dict(ramachandran=False, cbeta=False, secondary_structure=False) if args.restraints_off else {}
+    options = RefineOptions(resolution=3.0, final_cc=False, **extra)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n_workers in (int(w) for w in args.workers.split(",")):

@@ -14,8 +14,13 @@ servalcat: `servalcat refine_spa_norefmac --model START --map MAP --resolution D
 --monlib MONLIB -o PREFIX` (10 cycles, its defaults) from a separate venv given by
 `--servalcat PATH/TO/servalcat`.
 
+`--baseline PATH/TO/varref` also times another varref build (e.g. the previous commit in its
+own venv) in the same run, so a refactoring is measured against what it replaced;
+`--varref-args "..."` passes options to both (e.g. "--no-ramachandran --no-cbeta" to time the
+protocol of the baseline).
+
 Usage:  python benchmarks/refine.py [--repeats 3] [--servalcat /path/to/bin/servalcat]
-        [--cases trpv1,6out] [--markdown]
+        [--baseline /path/to/old/bin/varref] [--varref-args "..."] [--cases trpv1,6out] [--markdown]
 """
 
 from __future__ import annotations
@@ -73,11 +78,12 @@ def prepare(case: str, work: Path) -> tuple[Path, Path, float, Path | None]:
     return start, density, resolution, truth
 
 
-def run_varref(start: Path, density: Path, resolution: float, work: Path, tag: str) -> tuple[float, Path, dict]:
+def run_varref(start: Path, density: Path, resolution: float, work: Path, tag: str,
+               executable: str = "varref", extra: list[str] | None = None) -> tuple[float, Path, dict]:
     out, metrics = work / f"{tag}_varref.cif", work / f"{tag}_varref.json"
     began = time.perf_counter()
-    subprocess.run(["varref", "refine", str(start), str(density), "--resolution", str(resolution),
-                    "-o", str(out), "--json", str(metrics)], check=True, capture_output=True)
+    subprocess.run([executable, "refine", str(start), str(density), "--resolution", str(resolution),
+                    "-o", str(out), "--json", str(metrics), *(extra or [])], check=True, capture_output=True)
     return time.perf_counter() - began, out, json.loads(metrics.read_text())
 
 
@@ -98,6 +104,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--servalcat", help="path of a servalcat executable (separate venv)")
+    parser.add_argument("--baseline", help="another varref executable to time in the same run")
+    parser.add_argument("--varref-args", default="", help="extra options of varref refine")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = parser.parse_args()
     if not SHARED.exists():
@@ -112,9 +120,16 @@ def main() -> int:
         for case in args.cases.split(","):
             start, density, resolution, truth = prepare(case, work)
             times, report, out = [], None, None
-            for k in range(args.repeats):
-                elapsed, out, report = run_varref(start, density, resolution, work, f"{case}{k}")
+            base_times, base_out = [], None
+            extra = args.varref_args.split()
+            for k in range(args.repeats):  # alternate the builds so drifts of the machine hit both
+                elapsed, out, report = run_varref(start, density, resolution, work, f"{case}{k}",
+                                                  extra=extra)
                 times.append(elapsed)
+                if args.baseline:
+                    elapsed, base_out, _ = run_varref(start, density, resolution, work,
+                                                      f"{case}{k}base", args.baseline, extra)
+                    base_times.append(elapsed)
             row = {
                 "case": case, "atoms": report["n_atoms"], "resolution": resolution,
                 "varref_wall_s_median": statistics.median(times), "varref_wall_s_all": times,
@@ -125,6 +140,11 @@ def main() -> int:
             if truth is not None:
                 row["start_rmsd_to_truth"] = heavy_rmsd(truth, start)
                 row["varref_rmsd_to_truth"] = heavy_rmsd(truth, out)
+            if args.baseline:
+                row["baseline_wall_s_median"] = statistics.median(base_times)
+                row["wall_ratio_new_over_baseline"] = row["varref_wall_s_median"] / row["baseline_wall_s_median"]
+                if truth is not None:
+                    row["baseline_rmsd_to_truth"] = heavy_rmsd(truth, base_out)
             if args.servalcat and shutil.which(args.servalcat):
                 elapsed, produced = run_servalcat(args.servalcat, start, density, resolution, work, case, monlib)
                 row["servalcat_wall_s"] = elapsed
@@ -137,15 +157,17 @@ def main() -> int:
         print(f"\nmachine: {platform.processor() or platform.machine()}, {platform.system()} "
               f"{platform.release()}, Python {platform.python_version()}")
         print("| case | atoms | d (Å) | varref wall (median, s) | r.m.s.d. start → refined (Å) | bond / angle | "
-              "servalcat wall (s) | servalcat r.m.s.d. (Å) | ratio |")
-        print("|---|---|---|---|---|---|---|---|---|")
+              "servalcat wall (s) | servalcat r.m.s.d. (Å) | ratio | baseline wall (s) | baseline r.m.s.d. (Å) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
             rmsd = (f"{r['start_rmsd_to_truth']:.2f} → {r['varref_rmsd_to_truth']:.2f}"
                     if "varref_rmsd_to_truth" in r else "n/a (real map)")
             print(f"| {r['case']} | {r['atoms']} | {r['resolution']} | {r['varref_wall_s_median']:.1f} | {rmsd} | "
                   f"{r['bond_rmsd']:.4f} / {r['angle_rmsd']:.2f} | {r.get('servalcat_wall_s', float('nan')):.1f} | "
                   f"{r.get('servalcat_rmsd_to_truth', float('nan')):.2f} | "
-                  f"{r.get('wall_ratio_servalcat_over_varref', float('nan')):.1f} |")
+                  f"{r.get('wall_ratio_servalcat_over_varref', float('nan')):.1f} | "
+                  f"{r.get('baseline_wall_s_median', float('nan')):.1f} | "
+                  f"{r.get('baseline_rmsd_to_truth', float('nan')):.2f} |")
     return 0
 
 

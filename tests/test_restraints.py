@@ -9,11 +9,12 @@ import gemmi
 import numpy as np
 import pytest
 
+from varref.engine.angles import angle_values
+from varref.engine.bonds import bond_lengths
 from varref.errors import InputError
 from varref.model import read_model
 from varref.monlib import find_monomer_library, packaged_monomer_library
 from varref.restraints import build_restraints
-from varref.restraints.deviations import bond_angles, bond_lengths
 
 REAL_MODELS = [
     "models/1crn.pdb",
@@ -65,7 +66,7 @@ def test_deposited_geometry_is_within_a_few_sigma(built, relative):
     heavy_bonds = ~model.is_hydrogen[bonds.atoms].any(axis=1)
     heavy_angles = ~model.is_hydrogen[angles.atoms].any(axis=1)
     z_bond = (bond_lengths(model.xyz, bonds.atoms) - bonds.ideal) / bonds.sigma
-    z_angle = (bond_angles(model.xyz, angles.atoms) - angles.ideal) / angles.sigma
+    z_angle = (angle_values(model.xyz, angles.atoms) - angles.ideal) / angles.sigma
     assert np.mean(np.abs(z_bond[heavy_bonds]) < 5) > 0.95
     assert np.mean(np.abs(z_angle[heavy_angles]) < 5) > 0.95
 

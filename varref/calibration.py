@@ -32,7 +32,7 @@ from varref.engine.map_target import map_target_weights
 from varref.mapfit import correlations
 from varref.maps import Map
 from varref.model import Model
-from varref.refine.rigid_body import rigid_body_fit
+from varref.refinement.rigid_body import rigid_body_fit
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +59,16 @@ def scaling_centre(model: Model, xyz: np.ndarray | None = None) -> np.ndarray:
 
 def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | np.ndarray,
                  start: np.ndarray | None = None, refine: bool = False, restraints=None,
-                 weight: float | None = None, blurred: Map | None = None) -> dict[str, object]:
+                 weight: float | None = None, blurred: Map | None = None,
+                 options=None) -> dict[str, object]:
     """Rigid-body fit (and optionally refine) the model into the map scaled by ``scale``.
 
     ``density`` should be normalised and boxed around the model; ``blurred`` (optional) is its
     B = 100 Å² blurred copy for the fit's first stage, made once per scan (scaling the voxel
     size changes that blur by a few per cent, immaterial for a coarse first stage). Returns
-    the scale, CC_mask, CC_box and the fitted coordinates.
+    the scale, CC_mask, CC_box and the fitted coordinates. A refined trial uses ``options``
+    (a :class:`~varref.refinement.options.RefineOptions`; default one macro-cycle of 50
+    iterations, no final stage) with the scan's ``weight``.
     """
     xyz = model.xyz if start is None else start
     centre = scaling_centre(model, xyz)
@@ -74,11 +77,15 @@ def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | n
     fitted = rigid_body_fit(model, xyz, trial, weights,
                             blurred=None if blurred is None else scaled_map(blurred, scale, centre))
     if refine:
-        from varref.refine.protocol import RefineOptions, refine as refine_model
+        from varref.refinement.options import RefineOptions
+        from varref.refinement.pipeline import refine_coordinates
 
-        options = RefineOptions(resolution=resolution, macro_cycles=1, iterations=50,
-                                weight=weight, final_cc=False, box_margin=0.0)
-        fitted = refine_model(model, trial, options, restraints=restraints, xyz=fitted).xyz
+        if weight is None:
+            raise ValueError("a refined trial needs the scan's weight (searched once per scan)")
+        if options is None:
+            options = RefineOptions(resolution=resolution, macro_cycles=1, iterations=50, final_cc=False)
+        options = replace(options, weight=weight)
+        fitted = refine_coordinates(model, trial, restraints, fitted, options).xyz[0]
     metrics = correlations(model, fitted, trial, resolution, which=("cc_mask", "cc_box"))
     return {"scale": np.asarray(scale, dtype=float).tolist(), "cc_mask": float(metrics["cc_mask"]),
             "cc_box": float(metrics["cc_box"]), "xyz": fitted}
@@ -126,45 +133,53 @@ def scan_dataset(results: list[dict], density: Map) -> xr.Dataset:
 
 
 def _trial_summary(model: Model, density: Map, blurred: Map, resolution: float, scale,
-                   refine: bool, restraints, weight) -> dict[str, object]:
+                   refine: bool, restraints, weight, options) -> dict[str, object]:
     """Worker task: one trial without the coordinates (results stay small)."""
     result = fit_at_scale(model, density, resolution, scale, refine=refine, restraints=restraints,
-                          weight=weight, blurred=blurred)
+                          weight=weight, blurred=blurred, options=options)
     result.pop("xyz")
     return result
 
 
 def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales: np.ndarray,
                    refine: bool = False, brent: bool = False, anisotropic: bool = False,
-                   restraints=None, weight: float | None = None, progress: bool = True) -> dict:
+                   restraints=None, weight: float | None = None, progress: bool = True,
+                   options=None) -> dict:
     """Scan ``scales`` on Dask (one task per trial), then locate the optimum.
 
     Returns a dict with ``scan`` (xarray Dataset), ``scale`` (isotropic optimum), ``scale_sigma``,
     ``scale_xyz`` (per-axis optimum when ``anisotropic``, else the isotropic one three times),
-    ``best_voxel_size`` and ``cc_mask_best``.
+    ``best_voxel_size`` and ``cc_mask_best``. ``options`` are the refinement options of
+    refined trials (``refine``); the weight is searched once per scan unless given.
     """
     from distributed import as_completed
     from scipy.optimize import minimize, minimize_scalar
 
     from varref.ensemble.progress import Progress
-    from varref.refine.protocol import prepare_map
 
     density.require_orthogonal()
     span = float(np.max(np.abs(np.asarray(scales) - 1.0)))
     # the model must stay inside the box at every trial scale
-    prepared = prepare_map(density, model.xyz, 8.0 + span * float(np.max(density.voxel_size
-                           * np.array(density.shape_xyz))), None)
+    prepared = density.prepared(model.xyz, 8.0 + span * float(np.max(density.voxel_size
+                                * np.array(density.shape_xyz))))
+    blurred = prepared.blurred(100.0).normalised()
     if refine and restraints is None:
         from varref.restraints import build_restraints
 
         restraints = build_restraints(model)
-    from varref.refine.protocol import apply_b_factor
+    if refine and weight is None:
+        # one weight for every trial (searched at the header's scale after a rigid fit), so
+        # that trials differ only in the scale
+        from varref.refinement.options import RefineOptions
+        from varref.refinement.pipeline import find_weight
 
-    blurred = apply_b_factor(prepared, 100.0).normalised()
+        fitted = fit_at_scale(model, prepared, resolution, 1.0, blurred=blurred)["xyz"]
+        weight = find_weight(model, prepared, restraints, fitted,
+                             options or RefineOptions(resolution=resolution)).weight
     model_future, map_future, blurred_future = client.scatter([model, prepared, blurred],
                                                               broadcast=True, hash=False)
     futures = [client.submit(_trial_summary, model_future, map_future, blurred_future, resolution,
-                             float(s), refine, restraints, weight, pure=False, retries=3)
+                             float(s), refine, restraints, weight, options, pure=False, retries=3)
                for s in scales]
     bar = Progress(len(futures), "pixel-scan", progress)
     results = []
@@ -176,7 +191,7 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     best_scale, sigma, _ = parabola_optimum(scan["scale"].values, scan["cc_mask"].values)
 
     def negative_cc(scale) -> float:
-        return -fit_at_scale(model, prepared, resolution, scale, refine=refine,
+        return -fit_at_scale(model, prepared, resolution, scale, refine=refine, options=options,
                              restraints=restraints, weight=weight, blurred=blurred)["cc_mask"]
 
     if brent:

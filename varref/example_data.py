@@ -57,7 +57,7 @@ def hinge_motion(model: Model, restraints, hinge_residue_index: int, n_frames: i
     """
     from scipy.spatial.transform import Rotation
 
-    from varref.perturb import regularise
+    from varref.perturbation import regularise
 
     xyz = model.xyz
     hinge = np.flatnonzero((model.residue_index == hinge_residue_index) & (model.atom_name == "CA"))[0]

@@ -124,6 +124,28 @@ class Map:
             raise InputError(self.source or "map", "map is constant; cannot normalise")
         return replace(self, data=(data / rms).astype(np.float32))
 
+    def blurred(self, b: float) -> "Map":
+        """A copy with Fourier coefficients multiplied by exp(-b s²/4) (s = 1/d, Å⁻¹):
+        b > 0 blurs, b < 0 sharpens (the convention of Phenix and servalcat)."""
+        data = self.data.astype(np.float64)
+        transform = np.fft.rfftn(data)
+        nz, ny, nx = data.shape
+        fz = np.fft.fftfreq(nz, d=self.voxel_size[2])[:, None, None]
+        fy = np.fft.fftfreq(ny, d=self.voxel_size[1])[None, :, None]
+        fx = np.fft.rfftfreq(nx, d=self.voxel_size[0])[None, None, :]
+        transform *= np.exp(-b * (fx**2 + fy**2 + fz**2) / 4.0)
+        return replace(self, data=np.fft.irfftn(transform, s=data.shape, axes=(0, 1, 2)).astype(np.float32))
+
+    def prepared(self, xyz: np.ndarray, margin: float = 5.0, b: float | None = None) -> "Map":
+        """The map as refinement reads it: boxed around ``xyz`` with ``margin`` Å (at least
+        5 Å, so the interpolation stencil of every atom is inside), blurred/sharpened by
+        ``b`` when given, and normalised to zero mean and unit r.m.s."""
+        self.require_orthogonal()
+        boxed = self.box_around(xyz, margin=max(margin, 5.0))
+        if b:
+            boxed = boxed.blurred(b)
+        return boxed.normalised()
+
     def box_around(self, xyz: np.ndarray, margin: float = 5.0) -> "Map":
         """The sub-grid covering the points' bounding box plus ``margin`` Å, clipped to the map.
 

@@ -35,7 +35,8 @@ def model_density(model: Model, xyz: np.ndarray, grid: Map, resolution: float,
 
 def simulate_map(model: Model, resolution: float, voxel_size: float | None = None,
                  margin: float = 6.0, b_extra: float = 0.0, snr: float | None = None,
-                 seed: int = 0, b_iso: float | None = None) -> Map:
+                 seed: int = 0, b_iso: float | None = None, xyz: np.ndarray | None = None,
+                 grid: Map | None = None) -> Map:
     """A map of ``model`` at ``resolution`` Å on a box around it.
 
     Parameters
@@ -48,12 +49,19 @@ def simulate_map(model: Model, resolution: float, voxel_size: float | None = Non
         Signal-to-noise ratio of added white Gaussian noise (None: noise-free).
     b_iso
         Override every atom's B (e.g. 0 for a sharp reference); default: the model's B.
+    xyz
+        Coordinates to use instead of the model's (e.g. one frame of a motion).
+    grid
+        A map whose grid (shape, origin, voxel size) the result shares, so that the maps of
+        a series line up; ``voxel_size`` and ``margin`` are then ignored.
     """
-    if voxel_size is None:
-        voxel_size = min(resolution / 3.0, 1.0)
-    grid = grid_around(model.xyz, voxel_size, margin)
+    xyz = model.xyz if xyz is None else np.asarray(xyz, dtype=np.float64)
+    if grid is None:
+        if voxel_size is None:
+            voxel_size = min(resolution / 3.0, 1.0)
+        grid = grid_around(xyz, voxel_size, margin)
     source = model if b_iso is None else _with_b(model, b_iso)
-    data = model_density(source, model.xyz, grid, resolution, b_extra)
+    data = model_density(source, xyz, grid, resolution, b_extra)
     if snr is not None:
         signal_variance = float(np.var(data[data > 0.05 * data.max()]))
         noise = np.random.default_rng(seed).normal(scale=np.sqrt(signal_variance / snr), size=data.shape)

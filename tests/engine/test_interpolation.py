@@ -5,12 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from varref.engine.interpolation import (
-    interpolate,
-    interpolate_gradient,
-    tricubic_point,
-    trilinear_point,
-)
+from varref.engine.interpolation import interpolate
+from varref.engine.map_target import map_target_value_gradient
 
 ORIGIN = np.array([-3.0, 1.5, 7.25])
 VOXEL = np.array([0.9, 1.1, 0.8])
@@ -38,6 +34,14 @@ def smooth_field(x, y, z):
     for cx, cy, cz, width in centres:
         f = f + np.exp(-((x - cx) ** 2 + (y - cy) ** 2 + (z - cz) ** 2) / width)
     return f
+
+
+def interpolate_gradient(data, origin, voxel, xyz, method="tricubic"):
+    """Values and Cartesian gradients at points, through the production paths: values from
+    ``interpolate``, gradients from the map target with unit weights (T = -sum rho, so
+    dT/dx_i = -grad rho(x_i))."""
+    _, minus_gradient = map_target_value_gradient(data, origin, voxel, xyz, method=method)
+    return interpolate(data, origin, voxel, xyz, method), -minus_gradient
 
 
 def finite_difference_gradient(data, xyz, method, step=1e-6):
@@ -237,21 +241,6 @@ def test_any_point_is_safe(point):
             inside = bool(np.all((u >= low) & (u < n_xyz - high)))
         if not inside:
             assert values[0] == 0.0 and np.all(grads == 0.0)
-
-
-def test_point_kernels_work_in_grid_units():
-    # The per-point kernels (for use inside other numba kernels) take fractional indices
-    # and return d/du; the wrappers convert with the voxel size (eq. 27).
-    rng = np.random.default_rng(7)
-    data = smooth_field(*grid_coordinates())
-    xyz = points_inside(rng, 5)
-    for method, kernel in (("tricubic", tricubic_point), ("trilinear", trilinear_point)):
-        values, grads = interpolate_gradient(data, ORIGIN, VOXEL, xyz, method)
-        for p, value, grad in zip(xyz, values, grads):
-            u = (p - ORIGIN) / VOXEL
-            v, dx, dy, dz = kernel(data, u[0], u[1], u[2])
-            assert v == pytest.approx(value, rel=1e-12)
-            np.testing.assert_allclose(np.array([dx, dy, dz]) / VOXEL, grad, rtol=1e-10)
 
 
 def test_rejects_bad_input():

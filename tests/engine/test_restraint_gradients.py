@@ -1,20 +1,18 @@
-"""Analytic gradients of every restraint term against central finite differences,
-single-model and batched paths (synthetic topologies, float64)."""
+"""Analytic gradients of every restraint term against central finite differences, and the
+combined single-model and batched paths (synthetic topologies, float64)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from gradient_check import numerical_gradient
 
-from varref.engine.angles import angle_value_and_gradient, angle_value_and_gradient_batch
-from varref.engine.bonds import bond_value_and_gradient, bond_value_and_gradient_batch
-from varref.engine.chirals import chiral_value_and_gradient, chiral_value_and_gradient_batch
+from varref.engine.angles import angle_value_and_gradient
+from varref.engine.bonds import bond_value_and_gradient
+from varref.engine.chirals import chiral_value_and_gradient
 from varref.engine.neighbours import build_nonbonded_pairs
-from varref.engine.nonbonded import (
-    nonbonded_value_and_gradient,
-    nonbonded_value_and_gradient_batch,
-)
-from varref.engine.planes import plane_value_and_gradient, plane_value_and_gradient_batch
+from varref.engine.nonbonded import nonbonded_value_and_gradient
+from varref.engine.planes import plane_value_and_gradient
 from varref.engine.restraint_target import (
     TERM_NAMES,
     pack_restraints,
@@ -22,8 +20,8 @@ from varref.engine.restraint_target import (
     restraint_value_and_gradient,
     restraint_values_and_gradients_batch,
 )
-from varref.engine.synthetic import numerical_gradient, random_restraints
-from varref.engine.torsions import torsion_value_and_gradient, torsion_value_and_gradient_batch
+from varref.engine.synthetic import random_restraints
+from varref.engine.torsions import torsion_value_and_gradient
 
 RTOL = 1e-4
 
@@ -40,7 +38,7 @@ def system():
 
 def _single_terms(packed, pairs):
     """(name, f(xyz, grad) -> value) for each term, in TERM_NAMES order."""
-    p = packed
+    p = packed.kernel_arrays
     return [
         ("bond", lambda x, g: bond_value_and_gradient(x, p.bond_atoms, p.bond_ideal,
                                                       p.bond_weight, g)),
@@ -53,29 +51,8 @@ def _single_terms(packed, pairs):
         ("plane", lambda x, g: plane_value_and_gradient(x, p.plane_atoms, p.plane_offsets,
                                                         p.plane_weight, g)),
         ("nonbonded", lambda x, g: nonbonded_value_and_gradient(
-            x, pairs.pairs, pairs.contact, p.nonbonded_settings.c_rep, g)),
+            x, pairs.pairs, pairs.contact, packed.nonbonded_settings.c_rep, g)),
     ]
-
-
-def _batch_terms(packed, pairs, n_models):
-    p = packed
-    offsets = np.arange(n_models + 1, dtype=np.int64) * len(pairs)
-    all_pairs = np.ascontiguousarray(np.tile(pairs.pairs, (n_models, 1)))
-    all_contact = np.tile(pairs.contact, n_models)
-    return {
-        "bond": lambda x, g, v: bond_value_and_gradient_batch(
-            x, p.bond_atoms, p.bond_ideal, p.bond_weight, g, v),
-        "angle": lambda x, g, v: angle_value_and_gradient_batch(
-            x, p.angle_atoms, p.angle_ideal, p.angle_weight, g, v),
-        "torsion": lambda x, g, v: torsion_value_and_gradient_batch(
-            x, p.torsion_atoms, p.torsion_ideal, p.torsion_weight, p.torsion_period, g, v),
-        "chiral": lambda x, g, v: chiral_value_and_gradient_batch(
-            x, p.chiral_atoms, p.chiral_ideal, p.chiral_weight, p.chiral_both_signs, g, v),
-        "plane": lambda x, g, v: plane_value_and_gradient_batch(
-            x, p.plane_atoms, p.plane_offsets, p.plane_weight, g, v),
-        "nonbonded": lambda x, g, v: nonbonded_value_and_gradient_batch(
-            x, all_pairs, all_contact, offsets, p.nonbonded_settings.c_rep, g, v),
-    }
 
 
 def _relative_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -94,41 +71,6 @@ def test_term_gradient_matches_finite_differences(system, term):
     total = kernel(xyz, grad)
     assert total > 0.0, "synthetic system should strain every term"
     numeric = numerical_gradient(value, xyz)
-    assert _relative_error(grad, numeric) < RTOL
-
-
-@pytest.mark.parametrize("term", TERM_NAMES)
-def test_batched_term_equals_single_for_each_model(system, term):
-    xyz, packed, pairs = system
-    rng = np.random.default_rng(3)
-    # small moves keep the shared pair list valid (well inside the 1 A buffer)
-    batch = np.ascontiguousarray(xyz + rng.normal(scale=0.05, size=(4,) + xyz.shape))
-    single = dict(_single_terms(packed, pairs))[term]
-    grad = np.zeros_like(batch)
-    values = np.zeros(len(batch))
-    _batch_terms(packed, pairs, len(batch))[term](batch, grad, values)
-    for k in range(len(batch)):
-        g = np.zeros_like(xyz)
-        v = single(batch[k], g)
-        assert values[k] == pytest.approx(v, rel=1e-12, abs=1e-12)
-        np.testing.assert_allclose(grad[k], g, rtol=1e-12, atol=1e-12)
-
-
-def test_batched_term_gradient_matches_finite_differences(system):
-    xyz, packed, pairs = system
-    rng = np.random.default_rng(5)
-    batch = np.ascontiguousarray(xyz + rng.normal(scale=0.05, size=(2,) + xyz.shape))
-    kernels = _batch_terms(packed, pairs, len(batch))
-
-    def total(x):
-        v = np.zeros(len(x))
-        g = np.zeros_like(x)
-        for kernel in kernels.values():
-            kernel(x, g, v)
-        return v, g
-
-    values, grad = total(batch)
-    numeric = numerical_gradient(lambda x: float(total(x)[0].sum()), batch)
     assert _relative_error(grad, numeric) < RTOL
 
 
@@ -151,8 +93,7 @@ def test_total_is_sum_of_term_kernels(system):
     np.testing.assert_allclose(grad, expected_grad, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("parallel", [False, True])
-def test_batched_total_equals_single_for_each_model(system, parallel):
+def test_batched_total_equals_single_for_each_model(system):
     xyz, packed, _ = system
     rng = np.random.default_rng(9)
     batch = xyz + rng.normal(scale=0.4, size=(5,) + xyz.shape)
@@ -160,7 +101,7 @@ def test_batched_total_equals_single_for_each_model(system, parallel):
     batch_pairs = nbl.update(batch)
     terms = np.empty((len(batch), len(TERM_NAMES)))
     values, grad = restraint_values_and_gradients_batch(batch, packed, batch_pairs,
-                                                        parallel=parallel, terms_out=terms)
+                                                        terms_out=terms)
     for k in range(len(batch)):
         pairs_k = build_nonbonded_pairs(batch[k], packed.nonbonded, packed.nonbonded_settings)
         v, g = restraint_value_and_gradient(batch[k], packed, pairs_k)

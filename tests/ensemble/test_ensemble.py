@@ -8,9 +8,9 @@ import pytest
 from varref.ensemble.cluster import dask_client
 from varref.ensemble.ensemble import run_ensemble
 from varref.ensemble.precision import precision
-from varref.ensemble.results import finished_cells, open_store
+from varref.ensemble.results import ResultStore, open_results
 from varref.model import read_model
-from varref.refine.protocol import RefineOptions
+from varref.refinement.options import RefineOptions
 from varref.restraints import build_restraints
 from varref.simulate import simulate_map
 
@@ -89,7 +89,7 @@ def test_resume_completes_an_interrupted_run_with_identical_results(client, cram
 
     wiped = xr.Dataset({"finished": (("frame", "member"), np.array([[True, True, False, False]]))})
     wiped.to_zarr(str(partial), region={"frame": slice(0, 1), "member": slice(0, 4)}, zarr_format=2)
-    assert finished_cells(partial).sum() == 2
+    assert ResultStore.open(partial).finished().sum() == 2
     resumed = run_ensemble(client, model, restraints, density, partial, 4, 0.8, options,
                            batch_size=2, resume=True, progress=False)
     assert resumed["finished"].values.all()
@@ -144,5 +144,5 @@ def test_killing_a_worker_mid_run_loses_nothing(crambin, tmp_path):
     assert killed, "no worker was killed"
     assert disturbed["finished"].values.sum() == 6
     np.testing.assert_array_equal(disturbed["xyz"].values, reference["xyz"].values)
-    np.testing.assert_array_equal(open_store(tmp_path / "dist.zarr")["cc_mask"].values,
+    np.testing.assert_array_equal(open_results(tmp_path / "dist.zarr")["cc_mask"].values,
                                   reference["cc_mask"].values)

@@ -11,7 +11,7 @@ from varref.ensemble.series import frame_order, frame_summary, run_series
 from varref.example_data import hinge_motion
 from varref.maps import write_map
 from varref.model import read_model
-from varref.refine.protocol import RefineOptions
+from varref.refinement.options import RefineOptions
 from varref.restraints import build_restraints
 from varref.simulate import grid_around, model_density
 

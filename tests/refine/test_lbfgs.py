@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize, rosen, rosen_der
 
-from varref.refine.lbfgs import minimise_lbfgs
+from varref.refinement.lbfgs import minimise_lbfgs
 
 
 def rosenbrock_batch(x, members):

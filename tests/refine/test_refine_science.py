@@ -6,15 +6,17 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from varref.engine.geometry_stats import geometry_statistics
 from varref.engine.map_target import map_target_weights
 from varref.maps import read_map
 from varref.model import read_model
-from varref.perturb import calpha_rmsd, perturb
-from varref.refine.protocol import RefineOptions, refine
-from varref.refine.rigid_body import rigid_body_fit
-from varref.refine.weight import polymer_segments, search_weight
+from varref.perturbation import calpha_rmsd, perturb
+from varref.api import refine
+from varref.refinement.terms.geometry import GeometryTerm
+from varref.refinement.terms.map_value import MapValueTerm
+from varref.refinement.rigid_body import rigid_body_fit
+from varref.refinement.weight import polymer_segments, search_weight
 from varref.restraints import build_restraints
-from varref.restraints.deviations import deviation_summary
 from varref.simulate import simulate_map
 
 
@@ -48,7 +50,7 @@ PAPER_LIMITS = {2.0: 0.10, 3.0: 0.20, 4.0: 0.30, 6.0: 0.48}
 def test_exact_model_stays_at_the_truth(crambin, resolution):
     model, restraints = crambin
     density = simulate_map(model, resolution)
-    result = refine(model, density, RefineOptions(resolution=resolution, macro_cycles=3),
+    result = refine(model, density, resolution, macro_cycles=3,
                     restraints=restraints)
     assert heavy_rmsd(model, result.xyz, model.xyz) < PAPER_LIMITS[resolution]
     # the atom-centred target is not CC itself (paper, Appendix A): CC may dip slightly
@@ -61,7 +63,7 @@ def test_perturbed_model_comes_back_to_the_truth(trpv1):
     density = simulate_map(model, 3.0)
     start = perturb(model, restraints, 1.0, seed=7)
     assert calpha_rmsd(model, start, model.xyz) == pytest.approx(1.0, rel=0.03)
-    result = refine(model, density, RefineOptions(resolution=3.0, seed=1), restraints=restraints,
+    result = refine(model, density, 3.0, seed=1, restraints=restraints,
                     xyz=start)
     assert heavy_rmsd(model, result.xyz, model.xyz) < 0.5
     assert heavy_rmsd(model, result.xyz, model.xyz) < 0.5 * heavy_rmsd(model, start, model.xyz)
@@ -76,9 +78,9 @@ def test_refinement_is_reproducible_from_the_seed(crambin):
     model, restraints = crambin
     density = simulate_map(model, 3.0)
     start = perturb(model, restraints, 0.5, seed=3)
-    options = RefineOptions(resolution=3.0, macro_cycles=2, seed=11)
-    first = refine(model, density, options, restraints=restraints, xyz=start)
-    second = refine(model, density, options, restraints=restraints, xyz=start)
+    options = dict(macro_cycles=2, seed=11)
+    first = refine(model, density, 3.0, restraints=restraints, xyz=start, **options)
+    second = refine(model, density, 3.0, restraints=restraints, xyz=start, **options)
     np.testing.assert_array_equal(first.xyz, second.xyz)
     assert first.weight == second.weight
 
@@ -92,11 +94,11 @@ def test_real_map_refinement_keeps_fit_and_improves_geometry(shared, relative_ma
     model = read_model(shared(relative_model))
     density = read_map(shared(relative_map))
     restraints = build_restraints(model)
-    result = refine(model, density, RefineOptions(resolution=resolution), restraints=restraints)
+    result = refine(model, density, resolution, restraints=restraints)
     assert result.after["cc_mask"] >= result.before["cc_mask"] - 0.005
-    heavy_before = deviation_summary(model.xyz, restraints, model.is_hydrogen)
-    heavy_after = deviation_summary(result.xyz, restraints, model.is_hydrogen)
-    for kind in ("bonds_heavy", "angles_heavy"):
+    heavy_before = geometry_statistics(model.xyz, restraints)
+    heavy_after = geometry_statistics(result.xyz, restraints)
+    for kind in ("bonds", "angles"):  # among heavy atoms
         assert heavy_after[kind]["rmsd"] <= max(heavy_before[kind]["rmsd"], 0.012 if "bond" in kind else 1.5)
     # the model stays where the map puts it (no drift)
     assert heavy_rmsd(model, result.xyz, model.xyz) < 1.0
@@ -109,7 +111,7 @@ def test_hydrogens_follow_their_parents(shared):
     assert np.all(map_target_weights(model.atomic_number, model.is_hydrogen)[model.is_hydrogen] == 0)
     restraints = build_restraints(model)
     density = read_map(shared("maps/emd2566_ribosome_chain9/2566_3J6B_9.mrc"))
-    result = refine(model, density, RefineOptions(resolution=3.2, macro_cycles=2, weight=10.0),
+    result = refine(model, density, 3.2, macro_cycles=2, weight=10.0,
                     restraints=restraints)
     to_h = model.is_hydrogen[restraints.bonds.atoms].any(axis=1)
     lengths = np.linalg.norm(result.xyz[restraints.bonds.atoms[to_h, 0]]
@@ -122,12 +124,14 @@ def test_weight_search_single_segment_uses_that_segment(crambin):
     model, restraints = crambin
     density = simulate_map(model, 3.0).normalised()
     weights = map_target_weights(model.atomic_number, model.is_hydrogen)
-    found = search_weight(model, restraints, density, model.xyz, weights, n_segments=1, seed=5)
+    found = search_weight(model, restraints, [GeometryTerm(restraints)],
+                          [MapValueTerm(density, weights)], model.xyz, n_segments=1, seed=5)
     assert len(found.segments) == 1
     assert found.weight == pytest.approx(found.segments[0].chosen_weight)
     assert found.weight not in (found.ladder[0], found.ladder[-1])
     # a different seed picks a different segment; the same seed the same one
-    again = search_weight(model, restraints, density, model.xyz, weights, n_segments=1, seed=5)
+    again = search_weight(model, restraints, [GeometryTerm(restraints)],
+                          [MapValueTerm(density, weights)], model.xyz, n_segments=1, seed=5)
     assert again.segments[0].first_residue == found.segments[0].first_residue
 
 
@@ -135,9 +139,11 @@ def test_weight_search_responds_to_the_geometry_target(trpv1):
     model, restraints = trpv1
     density = simulate_map(model, 3.0).normalised()
     weights = map_target_weights(model.atomic_number, model.is_hydrogen)
-    strict = search_weight(model, restraints, density, model.xyz, weights, n_segments=4,
+    strict = search_weight(model, restraints, [GeometryTerm(restraints)],
+                          [MapValueTerm(density, weights)], model.xyz, n_segments=4,
                            bond_rmsd_target=0.005, angle_rmsd_target=0.8)
-    loose = search_weight(model, restraints, density, model.xyz, weights, n_segments=4,
+    loose = search_weight(model, restraints, [GeometryTerm(restraints)],
+                          [MapValueTerm(density, weights)], model.xyz, n_segments=4,
                           bond_rmsd_target=0.03, angle_rmsd_target=3.0)
     assert loose.weight > strict.weight
 
@@ -169,7 +175,7 @@ def test_perturbation_is_smooth_reproducible_and_keeps_geometry(crambin):
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
     assert calpha_rmsd(model, a, model.xyz) == pytest.approx(1.5, rel=0.03)
-    geometry = deviation_summary(a, restraints)
+    geometry = geometry_statistics(a, restraints)
     assert geometry["bonds"]["rmsd"] < 0.02 and geometry["angles"]["rmsd"] < 2.5
     # smooth: bonded atoms move nearly together; white noise of the same r.m.s. would give
     # bonded displacement differences of about sqrt(2) * 1.5 = 2.1 Å
@@ -183,9 +189,9 @@ def test_final_cc_stage_brings_the_model_closer_to_the_truth(trpv1):
     model, restraints = trpv1
     density = simulate_map(model, 3.0)
     start = perturb(model, restraints, 1.0, seed=7)
-    common = dict(resolution=3.0, seed=1, macro_cycles=3)
-    without = refine(model, density, RefineOptions(final_cc=False, **common), restraints=restraints, xyz=start)
-    polished = refine(model, density, RefineOptions(final_cc=True, **common), restraints=restraints, xyz=start)
+    common = dict(seed=1, macro_cycles=3)
+    without = refine(model, density, 3.0, final_cc=False, restraints=restraints, xyz=start, **common)
+    polished = refine(model, density, 3.0, final_cc=True, restraints=restraints, xyz=start, **common)
     np.testing.assert_array_equal(without.cycles[-1]["cc_mask"], polished.cycles[-2]["cc_mask"])
     assert heavy_rmsd(model, polished.xyz, model.xyz) < heavy_rmsd(model, without.xyz, model.xyz) - 0.01
     assert polished.after["cc_mask"] > without.after["cc_mask"]

@@ -22,7 +22,6 @@ import numpy as np
 from varref.example_data import example_helix, hinge_motion
 from varref.maps import write_map
 from varref.model import write_ensemble, write_model
-from varref.refine.protocol import RefineOptions
 from varref.restraints import build_restraints
 from varref.simulate import grid_around, model_density
 
@@ -41,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from varref.ensemble.cluster import dask_client
     from varref.ensemble.mapseries import open_map_series, write_map_series
     from varref.ensemble.plots import plot_series_cc, plot_series_displacement
-    from varref.ensemble.series import frame_summary, run_series
+    from varref.api import refine_series
+    from varref.ensemble.series import frame_summary
 
     started = time.perf_counter()
     out = Path(args.output_dir)
@@ -73,11 +73,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"[2/4] simulated {args.frames} maps at 3.5 Å with noise: {out / 'maps.zarr'}")
 
     series = open_map_series(out / "maps.zarr")
-    options = RefineOptions(resolution=3.5, macro_cycles=5, seed=args.seed, final_cc=False)
     print("[3/4] chained series refinement from the consensus on a local Dask cluster")
     with dask_client(workers=args.workers) as client:
-        dataset = run_series(client, consensus, restraints, series, out / "series.zarr", options,
-                             mode="chained")
+        dataset = refine_series(consensus, series, 3.5, mode="chained", client=client,
+                                store=out / "series.zarr", restraints=restraints, progress=True,
+                                macro_cycles=5, seed=args.seed)
     summary = frame_summary(dataset, len(truths) // 2)
     best = summary["best_member"]
     refined = dataset["xyz"].values[np.arange(len(truths)), best].astype(np.float64)

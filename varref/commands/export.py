@@ -1,8 +1,10 @@
 """Export models from an ensemble or series results store as one multi-model mmCIF/PDB.
 
-Model number k+1 is frame k (its member with the highest CC_mask); with --all-members every
-finished member of every frame, frame by frame. The atom names, residues and chains come from
-the model the run started from (its path is recorded in the store) or from --model.
+Model number k+1 is frame k (its finished member with the highest CC_mask); with
+--all-members every finished member of every frame, frame by frame. Atom names, residues,
+chains, B and occupancy come from the input model embedded in the store, so the export works
+from any directory; --model uses another file instead (its atoms must be the store's). Only
+the exported members' coordinates are read.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from varref.ensemble.results import open_store, run_parameters
+from varref.ensemble.results import ResultStore, check_model_matches, model_from_results
 from varref.errors import InputError
 from varref.model import read_model, write_ensemble
 
@@ -23,33 +25,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="results store written by varref ensemble or varref series")
     parser.add_argument("--output", "-o", required=True, help="multi-model .cif or .pdb")
     parser.add_argument("--all-members", action="store_true", help="every member, not the best per frame")
-    parser.add_argument("--model", help="the starting model (default: the path recorded in the store)")
+    parser.add_argument("--model", help="take identifiers, B and occupancy from this model file "
+                                        "instead of the input model embedded in the store")
 
 
-def selected_coordinates(dataset, all_members: bool) -> list[np.ndarray]:
-    """Coordinates to export: best CC_mask member per frame, or every finished member."""
-    finished = dataset["finished"].values
-    xyz = dataset["xyz"]
-    chosen = []
+def selected_members(store: ResultStore, all_members: bool) -> list[tuple[int, int]]:
+    """(frame, member) cells to export: best CC_mask member per frame, or every finished member.
+
+    Examples
+    --------
+    >>> selected_members(ResultStore.open("series.zarr"), all_members=False)  # doctest: +SKIP
+    [(0, 1), (1, 0), (2, 0)]
+    """
+    finished = store.finished()
+    cells = []
     for frame in range(finished.shape[0]):
-        members = np.flatnonzero(finished[frame])
-        if len(members) == 0:
+        if not finished[frame].any():
             continue
-        if not all_members:
-            cc = dataset["cc_mask"].values[frame][members]
-            members = members[[int(np.nanargmax(cc))]]
-        chosen.extend(xyz.values[frame, m].astype(np.float64) for m in members)
-    return chosen
+        if all_members:
+            cells.extend((frame, int(m)) for m in np.flatnonzero(finished[frame]))
+        else:
+            cells.append((frame, store.best_member(frame)))
+    return cells
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = open_store(args.store)
-    model = read_model(args.model or run_parameters(dataset)["model"])
-    if model.n_atoms != dataset.sizes["atom"]:
-        raise InputError(args.model or "model", f"has {model.n_atoms} atoms, the store {dataset.sizes['atom']}")
-    coordinates = selected_coordinates(dataset, args.all_members)
-    if not coordinates:
+    store = ResultStore.open(args.store)
+    dataset = store.dataset()
+    if args.model:
+        model = read_model(args.model)
+        check_model_matches(model, dataset, args.model)
+    else:
+        model = model_from_results(dataset)
+    cells = selected_members(store, args.all_members)
+    if not cells:
         raise InputError(args.store, "no finished member to export")
-    write_ensemble(model, coordinates, args.output)
-    print(f"wrote {len(coordinates)} model(s) to {args.output}")
+    write_ensemble(model, [store.member_xyz(frame, member) for frame, member in cells], args.output)
+    print(f"wrote {len(cells)} model(s) to {args.output}")
     return 0

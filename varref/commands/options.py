@@ -16,3 +16,51 @@ def add_chemistry_options(parser: argparse.ArgumentParser) -> None:
         "--restraints", metavar="FILE.cif", action="append", default=[],
         help="extra restraint dictionary for a ligand or modified residue (repeatable)",
     )
+
+
+def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = True,
+                           weight_help: str = "data weight w (default: automatic search)",
+                           macro_cycles: int = 5, iterations: int = 100,
+                           title: str = "refinement") -> None:
+    """The options of the refinement pipeline, the same for refine, ensemble, series and
+    pixel-scan --refine (defaults shown in --help)."""
+    group = parser.add_argument_group(title)
+    group.add_argument("--macro-cycles", type=int, default=macro_cycles,
+                       help=f"macro-cycles (default {macro_cycles})")
+    group.add_argument("--iterations", type=int, default=iterations,
+                       help=f"L-BFGS iterations per macro-cycle (default {iterations})")
+    group.add_argument("--weight", type=float, help=weight_help)
+    group.add_argument("--rigid-body", action="store_true", help="rigid-body fit first (default off)")
+    group.add_argument("--final-cc", action=argparse.BooleanOptionalAction, default=final_cc,
+                       help="finish with a short density-correlation stage (default "
+                       f"{'on' if final_cc else 'off'})")
+    group.add_argument("--map-b", type=float, help="B (Å²) applied to the map: >0 blurs, <0 sharpens "
+                       "(default none)")
+    group.add_argument("--bond-rmsd-target", type=float, default=0.01,
+                       help="weight search target, Å (default 0.01)")
+    group.add_argument("--angle-rmsd-target", type=float, default=1.0,
+                       help="weight search target, degrees (default 1.0)")
+    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    restraints = parser.add_argument_group("restraints (docs/methods-restraints.md)")
+    restraints.add_argument("--ramachandran", action=argparse.BooleanOptionalAction, default=True,
+                            help="Ramachandran restraints (default on)")
+    restraints.add_argument("--cbeta", action=argparse.BooleanOptionalAction, default=True,
+                            help="C-beta restraints (default on)")
+    restraints.add_argument("--secondary-structure", action=argparse.BooleanOptionalAction, default=None,
+                            help="backbone H-bond and base-pair restraints (default: on at 4 Å "
+                            "or worse, off at better resolution)")
+    restraints.add_argument("--reference-model", metavar="MODEL",
+                            help="torsion restraints to a reference model file, or 'start' for the "
+                            "starting model (default none)")
+
+
+def refinement_options(args: argparse.Namespace) -> dict[str, object]:
+    """The keyword arguments of :class:`~varref.refinement.options.RefineOptions` given on
+    the command line (for :mod:`varref.api`)."""
+    return {
+        "macro_cycles": args.macro_cycles, "iterations": args.iterations, "weight": args.weight,
+        "rigid_body": args.rigid_body, "final_cc": args.final_cc, "map_b": args.map_b,
+        "bond_rmsd_target": args.bond_rmsd_target, "angle_rmsd_target": args.angle_rmsd_target,
+        "seed": args.seed, "ramachandran": args.ramachandran, "cbeta": args.cbeta,
+        "secondary_structure": args.secondary_structure, "reference_model": args.reference_model,
+    }

@@ -10,7 +10,7 @@ import argparse
 from varref.commands.options import add_chemistry_options
 from varref.errors import InputError
 from varref.model import read_model, write_model
-from varref.perturb import calpha_rmsd, perturb
+from varref.perturbation import calpha_rmsd, perturb
 from varref.restraints import build_restraints
 
 NAME = "perturb"

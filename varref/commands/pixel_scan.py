@@ -15,7 +15,7 @@ import json
 import numpy as np
 
 from varref.atomic import atomic_path
-from varref.commands.options import add_chemistry_options
+from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
 from varref.errors import InputError
 from varref.maps import read_map, write_map
 from varref.model import read_model
@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-map", metavar="CORRECTED.mrc", help="the map with the corrected voxel size")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
     parser.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    add_refinement_options(parser, final_cc=False, macro_cycles=1, iterations=50,
+                           title="refinement of each trial (with --refine)",
+                           weight_help="data weight of refined trials (default: searched once at "
+                           "the header's voxel size)")
     add_chemistry_options(parser)
 
 
@@ -73,7 +77,7 @@ def plot_scan(scan, result: dict, path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from varref.calibration import run_pixel_scan, scaled_map, scaling_centre
+    from varref.calibration import scaled_map, scaling_centre
     from varref.ensemble.cluster import dask_client
 
     if args.resolution <= 0:
@@ -86,15 +90,20 @@ def run(args: argparse.Namespace) -> int:
     density = read_map(args.map)
     density.require_orthogonal()
     density.box_around(model.xyz)  # the standard error when the model is outside the map
+    from varref.api import pixel_scan
+
     restraints = None
+    options = refinement_options(args) if args.refine else {}
     if args.refine:
+        from varref.refinement.options import RefineOptions
         from varref.restraints import build_restraints
 
+        RefineOptions(resolution=args.resolution, **options)
         restraints = build_restraints(model, monlib_dir=args.monlib, extra_cifs=args.restraints)
     with dask_client(args.scheduler, args.workers) as client:
-        result = run_pixel_scan(client, model, density, args.resolution, scales, refine=args.refine,
-                                brent=args.brent, anisotropic=args.anisotropic,
-                                restraints=restraints)
+        result = pixel_scan(model, density, args.resolution, scales=scales, refine=args.refine,
+                            brent=args.brent, anisotropic=args.anisotropic, client=client,
+                            restraints=restraints, progress=True, **options)
     scan = result["scan"]
     voxel = result["best_voxel_size"]
     print(f"header voxel size {np.round(density.voxel_size, 4).tolist()} Å")

@@ -1,8 +1,10 @@
 """Build a model's restraints from the monomer library and report them.
 
 Prints the number of each restraint type and how far the model deviates from the ideal
-values (r.m.s. deviations and the share of restraints within 4 sigma), bonds and angles
-with and without hydrogens. ``--json`` writes the same numbers to a file.
+values (r.m.s. and largest deviation, restraints beyond 4 sigma) for every restraint kind,
+bonds and angles among heavy atoms and with hydrogens (see
+:func:`varref.engine.geometry_stats.geometry_statistics`). ``--json`` writes the same
+numbers to a file.
 """
 
 from __future__ import annotations
@@ -12,9 +14,9 @@ import json
 
 from varref.atomic import atomic_path
 from varref.commands.options import add_chemistry_options
+from varref.engine.geometry_stats import geometry_statistics
 from varref.model import read_model
 from varref.restraints import build_restraints
-from varref.restraints.deviations import deviation_summary
 
 NAME = "restraints"
 HELP = "build restraints from the monomer library and report deviations"
@@ -30,13 +32,13 @@ def run(args: argparse.Namespace) -> int:
     model = read_model(args.model)
     restraints = build_restraints(model, monlib_dir=args.monlib, extra_cifs=args.restraints)
     report = {"model": args.model, "atoms": model.n_atoms, "counts": restraints.counts(),
-              "deviations": deviation_summary(model.xyz, restraints, model.is_hydrogen)}
+              "deviations": geometry_statistics(model.xyz, restraints)}
     print(f"{args.model}: {model.n_atoms} atoms")
     for kind, count in report["counts"].items():
         print(f"  {kind:26s} {count:8d}")
     for kind, stats in report["deviations"].items():
-        print(f"  {kind:26s} rmsd {stats['rmsd']:8.4f}  max {stats['max']:8.3f}  "
-              f"within 4 sigma {stats['fraction_within_4_sigma'] * 100:5.1f}%  (n={stats['n']})")
+        print(f"  {kind:26s} rmsd {stats['rmsd']:8.4f}  max {stats['max_deviation']:8.3f}  "
+              f"> 4 sigma {stats['n_outliers_4sigma']:6d}  (n={stats['n']})")
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2))

@@ -15,11 +15,9 @@ import argparse
 from pathlib import Path
 
 from varref.commands.cluster_options import add_cluster_options
-from varref.commands.options import add_chemistry_options
+from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
 from varref.errors import InputError
-from varref.model import read_model
-from varref.refine.protocol import RefineOptions
-from varref.restraints import build_restraints
+from varref.refinement.options import RefineOptions
 
 NAME = "series"
 HELP = "refine a model into every map of a series (variability)"
@@ -37,36 +35,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models-per-map", type=int, default=1, help="members per frame (default 1)")
     parser.add_argument("--perturb-rmsd", type=float, default=0.5,
                         help="Cα r.m.s.d. of members 2..M of each frame, Å (default 0.5)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
-    parser.add_argument("--weight", type=float, help="data weight (default: searched on the reference frame)")
-    parser.add_argument("--macro-cycles", type=int, default=5, help="default 5")
     parser.add_argument("--plots", metavar="PREFIX", help="plot file prefix (default: OUTPUT without .zarr)")
+    add_refinement_options(parser, final_cc=False,
+                           weight_help="data weight (default: searched on the reference frame)")
     add_cluster_options(parser)
     add_chemistry_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    from varref.api import as_model, refine_series
     from varref.ensemble.cluster import dask_client
     from varref.ensemble.mapseries import natural_sorted, open_maps
     from varref.ensemble.plots import plot_series_cc, plot_series_displacement
-    from varref.ensemble.series import frame_summary, run_series
+    from varref.ensemble.series import frame_summary
 
-    if args.resolution <= 0:
-        raise InputError("--resolution", "must be positive")
+    options = refinement_options(args)
+    RefineOptions(resolution=args.resolution, **options)  # every option checked before any reading
     output = Path(args.output)
     if output.exists() and not args.resume:
         raise InputError(output, "exists; use --resume to continue it or choose another --output")
-    model = read_model(args.model)
+    model = as_model(args.model)
     inputs = args.maps if len(args.maps) == 1 else natural_sorted(args.maps)
     series = open_maps(inputs, resolution=args.resolution)
-    series.frame(0).box_around(model.xyz)  # the standard error when the model is outside the maps
-    restraints = build_restraints(model, monlib_dir=args.monlib, extra_cifs=args.restraints)
-    options = RefineOptions(resolution=args.resolution, macro_cycles=args.macro_cycles,
-                            weight=args.weight, seed=args.seed, final_cc=False)
     with dask_client(args.scheduler, args.workers) as client:
-        dataset = run_series(client, model, restraints, series, output, options, mode=args.mode,
-                             reference_frame=args.reference_frame, models_per_map=args.models_per_map,
-                             perturb_rmsd=args.perturb_rmsd, resume=args.resume)
+        dataset = refine_series(model, series, args.resolution, mode=args.mode, client=client,
+                                store=output, reference_frame=args.reference_frame,
+                                models_per_map=args.models_per_map, perturb_rmsd=args.perturb_rmsd,
+                                batch_size=args.batch_size, resume=args.resume, monlib=args.monlib,
+                                extra_restraints=args.restraints, progress=True, **options)
     reference = len(series) // 2 if args.reference_frame is None else args.reference_frame
     summary = frame_summary(dataset, reference)
     prefix = args.plots or str(output.with_suffix(""))

@@ -85,20 +85,6 @@ def angle_value_and_gradient(
 
 
 @njit(nogil=True, cache=True)
-def angle_value_and_gradient_batch(
-    xyz: np.ndarray,
-    atoms: np.ndarray,
-    ideal: np.ndarray,
-    weight: np.ndarray,
-    grad: np.ndarray,
-    values: np.ndarray,
-) -> None:
-    """Batched :func:`angle_value_and_gradient` for xyz (K, N, 3); adds into values, grad."""
-    for k in range(xyz.shape[0]):
-        values[k] += angle_value_and_gradient(xyz[k], atoms, ideal, weight, grad[k])
-
-
-@njit(nogil=True, cache=True)
 def angle_values(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
     """Model bond angles in degrees, shape (n,)."""
     out = np.empty(atoms.shape[0])

@@ -58,23 +58,6 @@ def bond_value_and_gradient(
 
 
 @njit(nogil=True, cache=True)
-def bond_value_and_gradient_batch(
-    xyz: np.ndarray,
-    atoms: np.ndarray,
-    ideal: np.ndarray,
-    weight: np.ndarray,
-    grad: np.ndarray,
-    values: np.ndarray,
-) -> None:
-    """Batched :func:`bond_value_and_gradient` for xyz (K, N, 3) sharing one topology.
-
-    Adds each model's value to ``values[k]`` and its gradient to ``grad[k]``.
-    """
-    for k in range(xyz.shape[0]):
-        values[k] += bond_value_and_gradient(xyz[k], atoms, ideal, weight, grad[k])
-
-
-@njit(nogil=True, cache=True)
 def bond_lengths(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
     """Model bond lengths (Å), shape (n,)."""
     out = np.empty(atoms.shape[0])

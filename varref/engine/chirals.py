@@ -95,21 +95,6 @@ def chiral_value_and_gradient(
 
 
 @njit(nogil=True, cache=True)
-def chiral_value_and_gradient_batch(
-    xyz: np.ndarray,
-    atoms: np.ndarray,
-    ideal: np.ndarray,
-    weight: np.ndarray,
-    both_signs: np.ndarray,
-    grad: np.ndarray,
-    values: np.ndarray,
-) -> None:
-    """Batched :func:`chiral_value_and_gradient` for xyz (K, N, 3); adds into values, grad."""
-    for k in range(xyz.shape[0]):
-        values[k] += chiral_value_and_gradient(xyz[k], atoms, ideal, weight, both_signs, grad[k])
-
-
-@njit(nogil=True, cache=True)
 def chiral_volumes(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
     """Signed model chiral volumes (Å^3), shape (n,)."""
     out = np.empty(atoms.shape[0])

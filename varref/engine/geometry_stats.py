@@ -1,165 +1,96 @@
-"""Geometry statistics for reports: r.m.s. deviations, maxima and > 4 sigma outliers.
+"""Geometry statistics of a model against its restraints: r.m.s. deviations, maxima, outliers.
 
-Deviations are residuals in the units of each restraint (bonds and planes Å, angles and
-torsions degrees, chiral volumes Å^3), exactly the residuals the target uses (torsions
-wrapped to the nearest periodic minimum, chirals with the both-signs rule).
+The one place that computes restraint deviations for reports (``varref validate``,
+``varref restraints``, refinement metrics). Residuals are in the units of each restraint
+(bonds and planes Å, angles and torsions degrees, chiral volumes Å^3) and are exactly the
+residuals the refinement target uses: torsions wrapped to the nearest periodic minimum,
+chirals with the both-signs rule, planes as atom distances to the least-squares plane.
+
+Bond and angle figures follow MolProbity's default: ``bonds`` and ``angles`` cover only
+restraints among heavy atoms, since X-H lengths depend on whether the model puts H at the
+nucleus or at the electron cloud; ``bonds_with_h`` and ``angles_with_h`` cover all of them.
+Torsions, chiral volumes and planes cover all their restraints.
 """
 
 from __future__ import annotations
-
-from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from varref.engine.angles import angle_values
 from varref.engine.bonds import bond_lengths
 from varref.engine.chirals import chiral_deltas
-from varref.engine.neighbours import NonbondedPairs, build_nonbonded_pairs
-from varref.engine.nonbonded import nonbonded_overlaps
 from varref.engine.planes import plane_deviations
-from varref.engine.restraint_target import PackedRestraints
+from varref.engine.restraint_target import pack_kernel_arrays
 from varref.engine.torsions import torsion_deltas
+from varref.restraints.arrays import Restraints
+
+#: A residual beyond this many sigmas is an outlier (MolProbity's threshold).
+OUTLIER_SIGMA = 4.0
 
 
-@dataclass(frozen=True)
-class TermStatistics:
-    """Deviation statistics of one restraint kind.
-
-    Attributes
-    ----------
-    count : int
-        Number of residuals (for planes: plane-atom memberships).
-    rmsd : float
-        Root-mean-square residual (0 when count is 0).
-    max_deviation : float
-        Largest absolute residual.
-    rms_z : float
-        Root-mean-square of residual/sigma.
-    n_outliers : int
-        Residuals with ``|residual| > outlier_sigma * sigma``.
-    """
-
-    count: int
-    rmsd: float
-    max_deviation: float
-    rms_z: float
-    n_outliers: int
-
-
-@dataclass(frozen=True)
-class ContactStatistics:
-    """Non-bonded contacts closer than their contact distance r0.
-
-    ``n_overlaps``: pairs with d < r0; ``max_overlap``: largest r0 - d (Å, 0 if none);
-    ``n_severe``: pairs overlapping by more than 0.4 Å (MolProbity's clash threshold,
-    here against the restraint contact distances, so not a clashscore).
-    """
-
-    n_pairs_checked: int
-    n_overlaps: int
-    max_overlap: float
-    n_severe: int
-
-
-@dataclass(frozen=True)
-class GeometryStatistics:
-    """Per-term statistics of one model; see :func:`geometry_statistics`."""
-
-    bonds: TermStatistics
-    angles: TermStatistics
-    torsions: TermStatistics
-    chirals: TermStatistics
-    planes: TermStatistics
-    nonbonded: ContactStatistics
-
-    def as_dict(self) -> dict[str, dict[str, float]]:
-        """Nested plain-dict form (for JSON/logs)."""
-        return asdict(self)
-
-    def summary(self) -> str:
-        """One line: bond/angle r.m.s.d. and outliers, as refinement logs print it."""
-        b, a = self.bonds, self.angles
-        return (f"bonds rmsd {b.rmsd:.4f} A (max {b.max_deviation:.3f}, {b.n_outliers} > 4sd); "
-                f"angles rmsd {a.rmsd:.3f} deg (max {a.max_deviation:.2f}, "
-                f"{a.n_outliers} > 4sd); chirals rmsd {self.chirals.rmsd:.3f}; "
-                f"planarity rmsd {self.planes.rmsd:.4f} A; "
-                f"torsions rmsd {self.torsions.rmsd:.2f} deg; "
-                f"non-bonded overlaps {self.nonbonded.n_overlaps}")
-
-
-def term_statistics(delta: np.ndarray, sigma: np.ndarray, outlier_sigma: float = 4.0
-                    ) -> TermStatistics:
-    """Statistics of residuals ``delta`` with per-residual ``sigma`` (same shape)."""
-    delta = np.asarray(delta, dtype=np.float64)
+def _statistics(delta: np.ndarray, weight: np.ndarray) -> dict[str, float]:
+    """Statistics of residuals ``delta`` whose restraints have weights 1/sigma^2."""
     if delta.size == 0:
-        return TermStatistics(0, 0.0, 0.0, 0.0, 0)
-    z = delta / sigma
-    return TermStatistics(
-        count=int(delta.size),
-        rmsd=float(np.sqrt(np.mean(delta * delta))),
-        max_deviation=float(np.max(np.abs(delta))),
-        rms_z=float(np.sqrt(np.mean(z * z))),
-        n_outliers=int(np.count_nonzero(np.abs(z) > outlier_sigma)),
-    )
-
-
-def restraint_deltas(xyz: np.ndarray, packed: PackedRestraints) -> dict[str, np.ndarray]:
-    """Residuals of every covalent restraint: ``{"bonds", "angles", "torsions", "chirals",
-    "planes"}`` -> 1-D arrays (planes: one distance per plane atom, aligned with
-    ``packed.plane_atoms``)."""
-    xyz = np.ascontiguousarray(xyz, dtype=np.float64)
-    p = packed
+        return {"n": 0, "rmsd": 0.0, "max_deviation": 0.0, "rms_z": 0.0,
+                "n_outliers_4sigma": 0}
+    z = delta * np.sqrt(weight)
     return {
-        "bonds": bond_lengths(xyz, p.bond_atoms) - p.bond_ideal,
-        "angles": angle_values(xyz, p.angle_atoms) - p.angle_ideal,
-        "torsions": torsion_deltas(xyz, p.torsion_atoms, p.torsion_ideal, p.torsion_period),
-        "chirals": chiral_deltas(xyz, p.chiral_atoms, p.chiral_ideal, p.chiral_both_signs),
-        "planes": plane_deviations(xyz, p.plane_atoms, p.plane_offsets),
+        "n": int(delta.size),
+        "rmsd": float(np.sqrt(np.mean(delta * delta))),
+        "max_deviation": float(np.max(np.abs(delta))),
+        "rms_z": float(np.sqrt(np.mean(z * z))),
+        "n_outliers_4sigma": int(np.count_nonzero(np.abs(z) > OUTLIER_SIGMA)),
     }
 
 
-def geometry_statistics(
-    xyz: np.ndarray,
-    packed: PackedRestraints,
-    nonbonded_pairs: NonbondedPairs | None = None,
-    outlier_sigma: float = 4.0,
-) -> GeometryStatistics:
-    """Geometry statistics of one model.
+def geometry_statistics(xyz: np.ndarray, restraints: Restraints) -> dict[str, dict[str, float]]:
+    """Deviations of a model from its restraints, per restraint kind.
 
     Parameters
     ----------
     xyz : (N, 3) array
-    packed : PackedRestraints
-    nonbonded_pairs : NonbondedPairs, optional
-        A pair list valid for ``xyz``; built afresh (no buffer) when omitted.
-    outlier_sigma : float
-        Outlier threshold in sigmas (default 4).
+        Coordinates in Å, atom order of ``restraints``.
+    restraints : Restraints
+        Hydrogens are recognised by ``restraints.nonbonded.is_hydrogen``.
 
     Returns
     -------
-    GeometryStatistics
+    dict
+        ``bonds``, ``angles`` (restraints among heavy atoms), ``bonds_with_h``,
+        ``angles_with_h`` (all), ``torsions``, ``chirals``, ``planes`` (one residual per
+        plane atom), each ``{"n", "rmsd", "max_deviation", "rms_z", "n_outliers_4sigma"}``:
+        count, r.m.s. and largest absolute residual, r.m.s. of residual/sigma, and the
+        number of residuals beyond :data:`OUTLIER_SIGMA` sigmas.
+
+    Raises
+    ------
+    ValueError
+        Coordinates or hydrogen flags do not match the restraints, or the restraints are
+        malformed (see :func:`~varref.engine.restraint_target.pack_kernel_arrays`).
     """
+    n = int(restraints.n_atoms)
     xyz = np.ascontiguousarray(xyz, dtype=np.float64)
-    p = packed
-    deltas = restraint_deltas(xyz, p)
-    plane_sizes = np.diff(p.plane_offsets)
-    plane_sigma = np.repeat(p.plane_sigma, plane_sizes)
-    stats = {
-        "bonds": term_statistics(deltas["bonds"], p.bond_sigma, outlier_sigma),
-        "angles": term_statistics(deltas["angles"], p.angle_sigma, outlier_sigma),
-        "torsions": term_statistics(deltas["torsions"], p.torsion_sigma, outlier_sigma),
-        "chirals": term_statistics(deltas["chirals"], p.chiral_sigma, outlier_sigma),
-        "planes": term_statistics(deltas["planes"], plane_sigma, outlier_sigma),
+    if xyz.shape != (n, 3):
+        raise ValueError(f"coordinates of shape {xyz.shape}, restraints are for ({n}, 3)")
+    is_hydrogen = np.asarray(restraints.nonbonded.is_hydrogen, dtype=bool)
+    if is_hydrogen.shape != (n,):
+        raise ValueError(f"nonbonded.is_hydrogen has shape {is_hydrogen.shape}, expected ({n},)")
+    r = pack_kernel_arrays(restraints)  # validated indices: the kernels do no bounds checks
+    bond_delta = bond_lengths(xyz, r.bond_atoms) - r.bond_ideal
+    angle_delta = angle_values(xyz, r.angle_atoms) - r.angle_ideal
+    heavy_bond = ~is_hydrogen[r.bond_atoms].any(axis=1)
+    heavy_angle = ~is_hydrogen[r.angle_atoms].any(axis=1)
+    return {
+        "bonds": _statistics(bond_delta[heavy_bond], r.bond_weight[heavy_bond]),
+        "angles": _statistics(angle_delta[heavy_angle], r.angle_weight[heavy_angle]),
+        "bonds_with_h": _statistics(bond_delta, r.bond_weight),
+        "angles_with_h": _statistics(angle_delta, r.angle_weight),
+        "torsions": _statistics(
+            torsion_deltas(xyz, r.torsion_atoms, r.torsion_ideal, r.torsion_period),
+            r.torsion_weight),
+        "chirals": _statistics(
+            chiral_deltas(xyz, r.chiral_atoms, r.chiral_ideal, r.chiral_both_signs),
+            r.chiral_weight),
+        "planes": _statistics(plane_deviations(xyz, r.plane_atoms, r.plane_offsets),
+                              np.repeat(r.plane_weight, np.diff(r.plane_offsets))),
     }
-    if nonbonded_pairs is None:
-        no_buffer = replace(p.nonbonded_settings, buffer=0.0)
-        nonbonded_pairs = build_nonbonded_pairs(xyz, p.nonbonded, no_buffer)
-    overlap = nonbonded_overlaps(xyz, nonbonded_pairs.pairs, nonbonded_pairs.contact)
-    positive = overlap[overlap > 0.0]
-    contacts = ContactStatistics(
-        n_pairs_checked=int(len(overlap)),
-        n_overlaps=int(positive.size),
-        max_overlap=float(positive.max()) if positive.size else 0.0,
-        n_severe=int(np.count_nonzero(positive > 0.4)),
-    )
-    return GeometryStatistics(nonbonded=contacts, **stats)

@@ -1,4 +1,5 @@
-"""Map interpolation at arbitrary Cartesian points, with analytic gradients.
+"""Map interpolation at arbitrary Cartesian points; the point kernels also return analytic
+gradients (the map target, :mod:`varref.engine.map_target`, uses them).
 
 Two schemes, as in Afonine et al. (2018) Acta Cryst. D74, 531, Appendix B:
 
@@ -37,9 +38,6 @@ from numba import njit
 
 __all__ = [
     "interpolate",
-    "interpolate_gradient",
-    "tricubic_point",
-    "trilinear_point",
     "tricubic_flat",
     "trilinear_flat",
     "interpolation_method_code",
@@ -189,22 +187,7 @@ def trilinear_flat(flat, nx, ny, nz, ux, uy, uz):
 
 
 @njit(nogil=True, cache=True)
-def tricubic_point(data, ux, uy, uz):
-    """Tricubic value and gradient (grid units) at fractional index; ``data`` 3-D."""
-    nz, ny, nx = data.shape
-    return tricubic_flat(data.ravel(), nx, ny, nz, ux, uy, uz)
-
-
-@njit(nogil=True, cache=True)
-def trilinear_point(data, ux, uy, uz):
-    """Trilinear value and gradient (grid units) at fractional index; ``data`` 3-D."""
-    nz, ny, nx = data.shape
-    return trilinear_flat(data.ravel(), nx, ny, nz, ux, uy, uz)
-
-
-@njit(nogil=True, cache=True)
-def _interpolate_kernel(data, origin, voxel_size, xyz, method, values, gradients,
-                        want_gradient):
+def _interpolate_kernel(data, origin, voxel_size, xyz, method, values):
     nz, ny, nx = data.shape
     flat = data.ravel()
     inv_x = 1.0 / voxel_size[0]
@@ -215,15 +198,9 @@ def _interpolate_kernel(data, origin, voxel_size, xyz, method, values, gradients
         uy = (xyz[i, 1] - origin[1]) * inv_y
         uz = (xyz[i, 2] - origin[2]) * inv_z
         if method == METHOD_TRICUBIC:
-            v, gx, gy, gz = tricubic_flat(flat, nx, ny, nz, ux, uy, uz)
+            values[i] = tricubic_flat(flat, nx, ny, nz, ux, uy, uz)[0]
         else:
-            v, gx, gy, gz = trilinear_flat(flat, nx, ny, nz, ux, uy, uz)
-        values[i] = v
-        if want_gradient:
-            # eq. 27: d/dx_cart = (1 / voxel) d/du
-            gradients[i, 0] = gx * inv_x
-            gradients[i, 1] = gy * inv_y
-            gradients[i, 2] = gz * inv_z
+            values[i] = trilinear_flat(flat, nx, ny, nz, ux, uy, uz)[0]
 
 
 # --------------------------------------------------------------------------------------
@@ -280,33 +257,5 @@ def interpolate(data: np.ndarray, origin: np.ndarray, voxel_size: np.ndarray,
     data, origin, voxel_size = as_kernel_grid(data, origin, voxel_size)
     xyz = _check_points(xyz)
     values = np.empty(len(xyz), dtype=np.float64)
-    gradients = np.empty((0, 3), dtype=np.float64)
-    _interpolate_kernel(data, origin, voxel_size, xyz, interpolation_method_code(method),
-                        values, gradients, False)
+    _interpolate_kernel(data, origin, voxel_size, xyz, interpolation_method_code(method), values)
     return values
-
-
-def interpolate_gradient(data: np.ndarray, origin: np.ndarray, voxel_size: np.ndarray,
-                         xyz: np.ndarray, method: str = "tricubic"
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Map values and Cartesian gradients at points, in one pass.
-
-    Parameters
-    ----------
-    data, origin, voxel_size, xyz, method
-        As in :func:`interpolate`.
-
-    Returns
-    -------
-    values : (N,) float64
-    gradients : (N, 3) float64
-        d value / d (x, y, z) in map units per Å. Points whose stencil leaves the grid get
-        value 0 and gradient 0 (outside = no density, no force).
-    """
-    data, origin, voxel_size = as_kernel_grid(data, origin, voxel_size)
-    xyz = _check_points(xyz)
-    values = np.empty(len(xyz), dtype=np.float64)
-    gradients = np.empty((len(xyz), 3), dtype=np.float64)
-    _interpolate_kernel(data, origin, voxel_size, xyz, interpolation_method_code(method),
-                        values, gradients, True)
-    return values, gradients

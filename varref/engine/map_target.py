@@ -30,7 +30,6 @@ __all__ = [
     "map_target_weights",
     "map_target_value_gradient",
     "map_target_value_gradient_batched",
-    "map_target_value",
 ]
 
 
@@ -109,29 +108,6 @@ def _map_target_batched_kernel(data, origin, voxel_size, xyz, weights, method, v
                                        gradients[k])
 
 
-@njit(nogil=True, cache=True)
-def _map_target_value_kernel(data, origin, voxel_size, xyz, weights, method):
-    nz, ny, nx = data.shape
-    flat = data.ravel()
-    inv_x = 1.0 / voxel_size[0]
-    inv_y = 1.0 / voxel_size[1]
-    inv_z = 1.0 / voxel_size[2]
-    total = 0.0
-    for i in range(xyz.shape[0]):
-        w = weights[i]
-        if w == 0.0:
-            continue
-        ux = (xyz[i, 0] - origin[0]) * inv_x
-        uy = (xyz[i, 1] - origin[1]) * inv_y
-        uz = (xyz[i, 2] - origin[2]) * inv_z
-        if method == METHOD_TRICUBIC:
-            v, _, _, _ = tricubic_flat(flat, nx, ny, nz, ux, uy, uz)
-        else:
-            v, _, _, _ = trilinear_flat(flat, nx, ny, nz, ux, uy, uz)
-        total -= w * v
-    return total
-
-
 def _prepare(data, origin, voxel_size, xyz, weights, trailing_ndim):
     data, origin, voxel_size = as_kernel_grid(data, origin, voxel_size)
     xyz = np.ascontiguousarray(xyz, dtype=np.float64)
@@ -183,17 +159,6 @@ def map_target_value_gradient(data: np.ndarray, origin: np.ndarray, voxel_size: 
     value = _map_target_kernel(data, origin, voxel_size, xyz, weights,
                                interpolation_method_code(method), out)
     return float(value), out
-
-
-def map_target_value(data: np.ndarray, origin: np.ndarray, voxel_size: np.ndarray,
-                     xyz: np.ndarray, weights: np.ndarray | None = None,
-                     method: str = "tricubic") -> float:
-    """Map target value only (for line searches); arguments as in
-    :func:`map_target_value_gradient`."""
-    data, origin, voxel_size, xyz, weights = _prepare(data, origin, voxel_size, xyz,
-                                                      weights, 2)
-    return float(_map_target_value_kernel(data, origin, voxel_size, xyz, weights,
-                                          interpolation_method_code(method)))
 
 
 def map_target_value_gradient_batched(data: np.ndarray, origin: np.ndarray,

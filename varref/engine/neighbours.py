@@ -94,80 +94,6 @@ def _bin_atoms(xyz: np.ndarray, cell_size: float):
 
 
 @njit(nogil=True, cache=True)
-def pairs_within_cutoff(xyz: np.ndarray, cutoff: float) -> np.ndarray:
-    """All atom pairs ``(i, j)``, ``i < j``, closer than ``cutoff`` (cell-list search).
-
-    Parameters
-    ----------
-    xyz : (N, 3) float64
-    cutoff : float
-        Distance in Å (strict ``d < cutoff``).
-
-    Returns
-    -------
-    (P, 2) int64
-        Pairs in cell order (spatially local), each with ``i < j``.
-    """
-    n = xyz.shape[0]
-    out = np.empty((max(16, 8 * n), 2), dtype=np.int64)
-    count = 0
-    if n < 2:
-        return out[:0].copy()
-    nx, ny, nz, cell_start, cell_atoms = _bin_atoms(xyz, cutoff)
-    # coordinates in cell order: the inner loops then read memory sequentially
-    sorted_xyz = np.empty((n, 3))
-    for a in range(n):
-        i = cell_atoms[a]
-        sorted_xyz[a, 0] = xyz[i, 0]
-        sorted_xyz[a, 1] = xyz[i, 1]
-        sorted_xyz[a, 2] = xyz[i, 2]
-    cut2 = cutoff * cutoff
-    for ix in range(nx):
-        for iy in range(ny):
-            for iz in range(nz):
-                c = (ix * ny + iy) * nz + iz
-                if cell_start[c] == cell_start[c + 1]:
-                    continue
-                for ox in range(0, 2):
-                    jx = ix + ox
-                    if jx >= nx:
-                        continue
-                    for oy in range(-1, 2):
-                        jy = iy + oy
-                        if jy < 0 or jy >= ny:
-                            continue
-                        for oz in range(-1, 2):
-                            jz = iz + oz
-                            if jz < 0 or jz >= nz:
-                                continue
-                            c2 = (jx * ny + jy) * nz + jz
-                            if c2 < c:
-                                continue  # each unordered cell pair once (half shell)
-                            for a in range(cell_start[c], cell_start[c + 1]):
-                                xa = sorted_xyz[a, 0]
-                                ya = sorted_xyz[a, 1]
-                                za = sorted_xyz[a, 2]
-                                b0 = a + 1 if c2 == c else cell_start[c2]
-                                for b in range(b0, cell_start[c2 + 1]):
-                                    dx = sorted_xyz[b, 0] - xa
-                                    dy = sorted_xyz[b, 1] - ya
-                                    dz = sorted_xyz[b, 2] - za
-                                    if dx * dx + dy * dy + dz * dz < cut2:
-                                        if count == out.shape[0]:
-                                            out = _grow(out, 2 * count)
-                                        i = cell_atoms[a]
-                                        j = cell_atoms[b]
-                                        if i < j:
-                                            out[count, 0] = i
-                                            out[count, 1] = j
-                                        else:
-                                            out[count, 0] = j
-                                            out[count, 1] = i
-                                        count += 1
-    return out[:count].copy()
-
-
-@njit(nogil=True, cache=True)
 def _nonbonded_pairs_cell_list(
     xyz: np.ndarray,
     cutoff: float,
@@ -369,15 +295,6 @@ class BatchNonbondedPairs:
                 or np.any(np.diff(offsets) < 0)):
             raise ValueError("offsets must be a valid int64 CSR index into pairs")
 
-    @property
-    def n_models(self) -> int:
-        return len(self.offsets) - 1
-
-    def model(self, k: int) -> NonbondedPairs:
-        """The pair list of model k."""
-        lo, hi = self.offsets[k], self.offsets[k + 1]
-        return NonbondedPairs(self.pairs[lo:hi], self.contact[lo:hi], self.n_atoms)
-
 
 def build_nonbonded_pairs(
     xyz: np.ndarray, topology: NonbondedTopology, settings: NonbondedSettings
@@ -448,11 +365,6 @@ class NeighbourList:
         self._pairs = build_nonbonded_pairs(xyz, self.topology, self.settings)
         self._reference = xyz
         self.n_builds += 1
-        return self._pairs
-
-    @property
-    def pairs(self) -> NonbondedPairs | None:
-        """The current pair list (None before the first build)."""
         return self._pairs
 
 

@@ -201,42 +201,6 @@ def nonbonded_value_and_gradient(
     return total
 
 
-@njit(nogil=True, cache=True)
-def nonbonded_value_and_gradient_batch(
-    xyz: np.ndarray,
-    pairs: np.ndarray,
-    contact: np.ndarray,
-    pair_offsets: np.ndarray,
-    c_rep: float,
-    grad: np.ndarray,
-    values: np.ndarray,
-) -> None:
-    """Batched repulsion: model k uses ``pairs[pair_offsets[k]:pair_offsets[k+1]]``.
-
-    Each model of the batch has its own neighbour list (they share the topology, not the
-    contacts); the lists are concatenated with ``pair_offsets`` (K + 1,).
-    """
-    for k in range(xyz.shape[0]):
-        lo = pair_offsets[k]
-        hi = pair_offsets[k + 1]
-        values[k] += nonbonded_value_and_gradient(
-            xyz[k], pairs[lo:hi], contact[lo:hi], c_rep, grad[k])
-
-
-@njit(nogil=True, cache=True)
-def nonbonded_overlaps(xyz: np.ndarray, pairs: np.ndarray, contact: np.ndarray) -> np.ndarray:
-    """Overlap ``r0 - d`` (Å) of every listed pair, positive when the pair is too close."""
-    out = np.empty(pairs.shape[0])
-    for p in range(pairs.shape[0]):
-        i = pairs[p, 0]
-        j = pairs[p, 1]
-        dx = xyz[j, 0] - xyz[i, 0]
-        dy = xyz[j, 1] - xyz[i, 1]
-        dz = xyz[j, 2] - xyz[i, 2]
-        out[p] = contact[p] - math.sqrt(dx * dx + dy * dy + dz * dz)
-    return out
-
-
 @dataclass(frozen=True)
 class NonbondedTopology:
     """Per-atom repulsion data and the 1-2/1-3/1-4 pair table, packed for the kernels.
@@ -261,10 +225,6 @@ class NonbondedTopology:
     partner_offsets: np.ndarray
     partners: np.ndarray
     partner_kind: np.ndarray
-
-    @property
-    def n_atoms(self) -> int:
-        return len(self.radius)
 
 
 KIND_EXCLUDED = 1

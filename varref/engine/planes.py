@@ -229,20 +229,6 @@ def plane_value_and_gradient(
 
 
 @njit(nogil=True, cache=True)
-def plane_value_and_gradient_batch(
-    xyz: np.ndarray,
-    atoms: np.ndarray,
-    offsets: np.ndarray,
-    weight: np.ndarray,
-    grad: np.ndarray,
-    values: np.ndarray,
-) -> None:
-    """Batched :func:`plane_value_and_gradient` for xyz (K, N, 3); adds into values, grad."""
-    for k in range(xyz.shape[0]):
-        values[k] += plane_value_and_gradient(xyz[k], atoms, offsets, weight, grad[k])
-
-
-@njit(nogil=True, cache=True)
 def plane_deviations(xyz: np.ndarray, atoms: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Signed distance (Å) of every plane atom to its plane, aligned with ``atoms`` (m,)."""
     a = np.empty((3, 3))

@@ -8,18 +8,19 @@ repulsion (see the term modules). Usage::
     nbl = packed.neighbour_list()                  # state: pair list + rebuild check
     value, grad = restraint_value_and_gradient(xyz, packed, nbl.update(xyz))
 
-The restraint arrays are packed once into contiguous typed arrays (with 1/sigma^2
-precomputed and indices validated, since the kernels do no bounds checks); evaluation is
-then a single numba call for all terms, also for a batch of K models (loop over K inside
-numba).
+The restraint arrays are packed once into one :class:`KernelArrays` of contiguous typed
+arrays (with 1/sigma^2 precomputed and indices validated, since the kernels do no bounds
+checks); evaluation is then a single numba call for all terms, also for a batch of K models
+(loop over K inside numba).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from varref.engine.angles import angle_value_and_gradient
 from varref.engine.bonds import bond_value_and_gradient
@@ -48,37 +49,49 @@ _NO_PAIRS = np.zeros((0, 2), dtype=np.int64)
 _NO_CONTACT = np.zeros(0, dtype=np.float64)
 
 
-@dataclass(frozen=True)
-class PackedRestraints:
-    """Restraints of one topology as contiguous typed arrays ready for the kernels.
+class KernelArrays(NamedTuple):
+    """The covalent restraints as the combined kernel reads them (one argument, not 17);
+    built by :func:`pack_kernel_arrays`.
 
-    Built by :func:`pack_restraints`. ``*_weight`` = 1/sigma^2; ``*_sigma`` is kept for
-    statistics. Index arrays are int64 and validated to lie in ``[0, n_atoms)``.
+    Shapes and units as in :mod:`varref.restraints.arrays`; ``*_weight`` = 1/sigma^2, index
+    arrays int64 and in range, ``torsion_period`` >= 1, everything C-contiguous.
     """
 
-    n_atoms: int
     bond_atoms: np.ndarray
     bond_ideal: np.ndarray
-    bond_sigma: np.ndarray
     bond_weight: np.ndarray
     angle_atoms: np.ndarray
     angle_ideal: np.ndarray
-    angle_sigma: np.ndarray
     angle_weight: np.ndarray
     torsion_atoms: np.ndarray
     torsion_ideal: np.ndarray
-    torsion_sigma: np.ndarray
     torsion_weight: np.ndarray
     torsion_period: np.ndarray
     chiral_atoms: np.ndarray
     chiral_ideal: np.ndarray
-    chiral_sigma: np.ndarray
     chiral_weight: np.ndarray
     chiral_both_signs: np.ndarray
     plane_atoms: np.ndarray
     plane_offsets: np.ndarray
-    plane_sigma: np.ndarray
     plane_weight: np.ndarray
+
+
+@dataclass(frozen=True)
+class PackedRestraints:
+    """Restraints of one topology ready for the kernels; built by :func:`pack_restraints`.
+
+    Attributes
+    ----------
+    n_atoms : int
+    kernel_arrays : KernelArrays
+        Covalent restraints, validated and typed.
+    nonbonded : NonbondedTopology
+        Per-atom repulsion data and the excluded/1-4 pair table.
+    nonbonded_settings : NonbondedSettings
+    """
+
+    n_atoms: int
+    kernel_arrays: KernelArrays
     nonbonded: NonbondedTopology
     nonbonded_settings: NonbondedSettings = field(default_factory=NonbondedSettings)
 
@@ -100,13 +113,14 @@ def _index_array(values, n_columns: int | None, n_atoms: int, what: str) -> np.n
     return arr
 
 
-def _sigma_and_weight(sigma, n: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _weight(sigma, n: int, what: str) -> np.ndarray:
+    """1/sigma^2 after checking every sigma is finite and positive."""
     sigma = np.ascontiguousarray(sigma, dtype=np.float64)
     if sigma.shape != (n,):
         raise ValueError(f"{what}: sigma has shape {sigma.shape}, expected ({n},)")
     if n and not (np.all(np.isfinite(sigma)) and np.all(sigma > 0)):
         raise ValueError(f"{what}: every sigma must be finite and > 0")
-    return sigma, 1.0 / (sigma * sigma)
+    return 1.0 / (sigma * sigma)
 
 
 def _float_array(values, n: int, what: str) -> np.ndarray:
@@ -114,6 +128,62 @@ def _float_array(values, n: int, what: str) -> np.ndarray:
     if arr.shape != (n,):
         raise ValueError(f"{what}: shape {arr.shape}, expected ({n},)")
     return arr
+
+
+def pack_kernel_arrays(restraints: Restraints) -> KernelArrays:
+    """Validated, typed covalent restraint arrays (the part of packing without repulsion).
+
+    Parameters
+    ----------
+    restraints : Restraints
+
+    Returns
+    -------
+    KernelArrays
+
+    Raises
+    ------
+    ValueError
+        An atom index is out of range, a sigma is not positive, or shapes disagree.
+    """
+    n = int(restraints.n_atoms)
+    b, a, t, c, p = (restraints.bonds, restraints.angles, restraints.torsions,
+                     restraints.chirals, restraints.planes)
+    bond_atoms = _index_array(b.atoms, 2, n, "bonds")
+    angle_atoms = _index_array(a.atoms, 3, n, "angles")
+    torsion_atoms = _index_array(t.atoms, 4, n, "torsions")
+    period = np.ascontiguousarray(t.period, dtype=np.int64).reshape(-1)
+    if period.shape != (len(torsion_atoms),):
+        raise ValueError("torsions: period has the wrong shape")
+    chiral_atoms = _index_array(c.atoms, 4, n, "chirals")
+    both = np.ascontiguousarray(c.both_signs, dtype=np.bool_).reshape(-1)
+    if both.shape != (len(chiral_atoms),):
+        raise ValueError("chirals: both_signs has the wrong shape")
+    plane_atoms = np.ascontiguousarray(_index_array(p.atoms, None, n, "planes").reshape(-1))
+    plane_offsets = np.ascontiguousarray(p.offsets, dtype=np.int64).reshape(-1)
+    n_planes = len(plane_offsets) - 1
+    if (n_planes < 0 or plane_offsets[0] != 0 or plane_offsets[-1] != len(plane_atoms)
+            or np.any(np.diff(plane_offsets) < 0)):
+        raise ValueError("planes: offsets are not a valid CSR index into atoms")
+    return KernelArrays(
+        bond_atoms=bond_atoms,
+        bond_ideal=_float_array(b.ideal, len(bond_atoms), "bonds.ideal"),
+        bond_weight=_weight(b.sigma, len(bond_atoms), "bonds"),
+        angle_atoms=angle_atoms,
+        angle_ideal=_float_array(a.ideal, len(angle_atoms), "angles.ideal"),
+        angle_weight=_weight(a.sigma, len(angle_atoms), "angles"),
+        torsion_atoms=torsion_atoms,
+        torsion_ideal=_float_array(t.ideal, len(torsion_atoms), "torsions.ideal"),
+        torsion_weight=_weight(t.sigma, len(torsion_atoms), "torsions"),
+        torsion_period=np.where(period <= 0, 1, period),  # contract: period 0 means 1
+        chiral_atoms=chiral_atoms,
+        chiral_ideal=_float_array(c.ideal, len(chiral_atoms), "chirals.ideal"),
+        chiral_weight=_weight(c.sigma, len(chiral_atoms), "chirals"),
+        chiral_both_signs=both,
+        plane_atoms=plane_atoms,
+        plane_offsets=plane_offsets,
+        plane_weight=_weight(p.sigma, n_planes, "planes"),
+    )
 
 
 def pack_restraints(
@@ -139,31 +209,8 @@ def pack_restraints(
     """
     n = int(restraints.n_atoms)
     settings = nonbonded_settings or NonbondedSettings()
-    b, a, t, c, p, nb = (restraints.bonds, restraints.angles, restraints.torsions,
-                         restraints.chirals, restraints.planes, restraints.nonbonded)
-
-    bond_atoms = _index_array(b.atoms, 2, n, "bonds")
-    bond_sigma, bond_weight = _sigma_and_weight(b.sigma, len(bond_atoms), "bonds")
-    angle_atoms = _index_array(a.atoms, 3, n, "angles")
-    angle_sigma, angle_weight = _sigma_and_weight(a.sigma, len(angle_atoms), "angles")
-    torsion_atoms = _index_array(t.atoms, 4, n, "torsions")
-    torsion_sigma, torsion_weight = _sigma_and_weight(t.sigma, len(torsion_atoms), "torsions")
-    period = np.ascontiguousarray(t.period, dtype=np.int64).reshape(-1)
-    if period.shape != (len(torsion_atoms),):
-        raise ValueError("torsions: period has the wrong shape")
-    period = np.where(period <= 0, 1, period)  # contract: period 0 means 1
-    chiral_atoms = _index_array(c.atoms, 4, n, "chirals")
-    chiral_sigma, chiral_weight = _sigma_and_weight(c.sigma, len(chiral_atoms), "chirals")
-    both = np.ascontiguousarray(c.both_signs, dtype=np.bool_).reshape(-1)
-    if both.shape != (len(chiral_atoms),):
-        raise ValueError("chirals: both_signs has the wrong shape")
-    plane_atoms = _index_array(p.atoms, None, n, "planes").reshape(-1)
-    plane_offsets = np.ascontiguousarray(p.offsets, dtype=np.int64).reshape(-1)
-    n_planes = len(plane_offsets) - 1
-    if (n_planes < 0 or plane_offsets[0] != 0 or plane_offsets[-1] != len(plane_atoms)
-            or np.any(np.diff(plane_offsets) < 0)):
-        raise ValueError("planes: offsets are not a valid CSR index into atoms")
-    plane_sigma, plane_weight = _sigma_and_weight(p.sigma, n_planes, "planes")
+    arrays = pack_kernel_arrays(restraints)
+    nb = restraints.nonbonded
 
     def per_atom(values, dtype, what):
         arr = np.ascontiguousarray(values, dtype=dtype).reshape(-1)
@@ -179,116 +226,58 @@ def pack_restraints(
         per_atom(nb.is_hydrogen, np.bool_, "is_hydrogen"),
         _index_array(nb.excluded_pairs, 2, n, "nonbonded.excluded_pairs"),
         _index_array(nb.pairs_14, 2, n, "nonbonded.pairs_14"),
-        bond_atoms,
+        arrays.bond_atoms,
     )
-    return PackedRestraints(
-        n_atoms=n,
-        bond_atoms=bond_atoms,
-        bond_ideal=_float_array(b.ideal, len(bond_atoms), "bonds.ideal"),
-        bond_sigma=bond_sigma,
-        bond_weight=bond_weight,
-        angle_atoms=angle_atoms,
-        angle_ideal=_float_array(a.ideal, len(angle_atoms), "angles.ideal"),
-        angle_sigma=angle_sigma,
-        angle_weight=angle_weight,
-        torsion_atoms=torsion_atoms,
-        torsion_ideal=_float_array(t.ideal, len(torsion_atoms), "torsions.ideal"),
-        torsion_sigma=torsion_sigma,
-        torsion_weight=torsion_weight,
-        torsion_period=np.ascontiguousarray(period, dtype=np.int64),
-        chiral_atoms=chiral_atoms,
-        chiral_ideal=_float_array(c.ideal, len(chiral_atoms), "chirals.ideal"),
-        chiral_sigma=chiral_sigma,
-        chiral_weight=chiral_weight,
-        chiral_both_signs=both,
-        plane_atoms=np.ascontiguousarray(plane_atoms),
-        plane_offsets=plane_offsets,
-        plane_sigma=plane_sigma,
-        plane_weight=plane_weight,
-        nonbonded=topology,
-        nonbonded_settings=settings,
-    )
+    return PackedRestraints(n, arrays, topology, settings)
 
 
 # --------------------------------------------------------------------------- kernels
 
 
+# The restraints cross into numba as a plain tuple, ``tuple(packed.kernel_arrays)``, and get
+# their names back once per call with ``KernelArrays(*arrays)``. Passing the namedtuple itself
+# costs ~2 us more per call (measured; its type fingerprint spells out every field name), a
+# quarter of a 40-atom evaluation.
+
+
 @njit(nogil=True, cache=True)
-def _evaluate_model(
-    xyz, grad, terms,
-    bond_atoms, bond_ideal, bond_weight,
-    angle_atoms, angle_ideal, angle_weight,
-    torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
-    chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
-    plane_atoms, plane_offsets, plane_weight,
-    nb_pairs, nb_contact, c_rep,
-):
-    """All terms of one model; per-term values go to ``terms`` (6,), gradient to grad.
+def _evaluate_model(xyz, grad, terms, r, nb_pairs, nb_contact, c_rep):
+    """All terms of one model (``r``: :class:`KernelArrays`); per-term values go to
+    ``terms`` (6,), the gradient to ``grad``.
 
     ``grad`` is zeroed here rather than by the caller so that, in the batched loop, each
     model's gradient is cleared right before use while it is still in cache.
     """
     grad[:, :] = 0.0
-    terms[0] = bond_value_and_gradient(xyz, bond_atoms, bond_ideal, bond_weight, grad)
-    terms[1] = angle_value_and_gradient(xyz, angle_atoms, angle_ideal, angle_weight, grad)
-    terms[2] = torsion_value_and_gradient(xyz, torsion_atoms, torsion_ideal, torsion_weight,
-                                          torsion_period, grad)
-    terms[3] = chiral_value_and_gradient(xyz, chiral_atoms, chiral_ideal, chiral_weight,
-                                         chiral_both_signs, grad)
-    terms[4] = plane_value_and_gradient(xyz, plane_atoms, plane_offsets, plane_weight, grad)
+    terms[0] = bond_value_and_gradient(xyz, r.bond_atoms, r.bond_ideal, r.bond_weight, grad)
+    terms[1] = angle_value_and_gradient(xyz, r.angle_atoms, r.angle_ideal, r.angle_weight, grad)
+    terms[2] = torsion_value_and_gradient(xyz, r.torsion_atoms, r.torsion_ideal,
+                                          r.torsion_weight, r.torsion_period, grad)
+    terms[3] = chiral_value_and_gradient(xyz, r.chiral_atoms, r.chiral_ideal, r.chiral_weight,
+                                         r.chiral_both_signs, grad)
+    terms[4] = plane_value_and_gradient(xyz, r.plane_atoms, r.plane_offsets, r.plane_weight,
+                                        grad)
     terms[5] = nonbonded_value_and_gradient(xyz, nb_pairs, nb_contact, c_rep, grad)
     return terms[0] + terms[1] + terms[2] + terms[3] + terms[4] + terms[5]
 
 
 @njit(nogil=True, cache=True)
-def _evaluate_batch(
-    xyz, grad, terms, values,
-    bond_atoms, bond_ideal, bond_weight,
-    angle_atoms, angle_ideal, angle_weight,
-    torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
-    chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
-    plane_atoms, plane_offsets, plane_weight,
-    nb_pairs, nb_contact, nb_offsets, c_rep,
-):
-    """Loop of :func:`_evaluate_model` over K models, single thread."""
+def _evaluate_single(xyz, grad, terms, arrays, nb_pairs, nb_contact, c_rep):
+    """:func:`_evaluate_model` called from Python (``arrays``: plain tuple, see above)."""
+    return _evaluate_model(xyz, grad, terms, KernelArrays(*arrays), nb_pairs, nb_contact, c_rep)
+
+
+@njit(nogil=True, cache=True)
+def _evaluate_batch(xyz, grad, terms, values, arrays, nb_pairs, nb_contact, nb_offsets, c_rep):
+    """Loop of :func:`_evaluate_model` over K models on one thread; model k uses pair rows
+    ``nb_offsets[k]:nb_offsets[k+1]``. Single-threaded on purpose: it releases the GIL, so
+    callers (Dask threads) run several evaluations at once without oversubscribing cores."""
+    r = KernelArrays(*arrays)
     for k in range(xyz.shape[0]):
         lo = nb_offsets[k]
         hi = nb_offsets[k + 1]
-        values[k] = _evaluate_model(
-            xyz[k], grad[k], terms[k],
-            bond_atoms, bond_ideal, bond_weight,
-            angle_atoms, angle_ideal, angle_weight,
-            torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
-            chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
-            plane_atoms, plane_offsets, plane_weight,
-            nb_pairs[lo:hi], nb_contact[lo:hi], c_rep)
-
-
-@njit(nogil=True, cache=True, parallel=True)
-def _evaluate_batch_parallel(
-    xyz, grad, terms, values,
-    bond_atoms, bond_ideal, bond_weight,
-    angle_atoms, angle_ideal, angle_weight,
-    torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
-    chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
-    plane_atoms, plane_offsets, plane_weight,
-    nb_pairs, nb_contact, nb_offsets, c_rep,
-):
-    """As :func:`_evaluate_batch` with models spread over numba threads (prange).
-
-    Models write disjoint slices of ``grad``/``terms``/``values``, so there is no race.
-    """
-    for k in prange(xyz.shape[0]):
-        lo = nb_offsets[k]
-        hi = nb_offsets[k + 1]
-        values[k] = _evaluate_model(
-            xyz[k], grad[k], terms[k],
-            bond_atoms, bond_ideal, bond_weight,
-            angle_atoms, angle_ideal, angle_weight,
-            torsion_atoms, torsion_ideal, torsion_weight, torsion_period,
-            chiral_atoms, chiral_ideal, chiral_weight, chiral_both_signs,
-            plane_atoms, plane_offsets, plane_weight,
-            nb_pairs[lo:hi], nb_contact[lo:hi], c_rep)
+        values[k] = _evaluate_model(xyz[k], grad[k], terms[k], r, nb_pairs[lo:hi],
+                                    nb_contact[lo:hi], c_rep)
 
 
 # --------------------------------------------------------------------------- public API
@@ -362,15 +351,8 @@ def restraint_value_and_gradient(
     else:
         _check_pairs_topology(nonbonded_pairs, packed.n_atoms)
         pairs, contact = nonbonded_pairs.pairs, nonbonded_pairs.contact
-    p = packed
-    value = _evaluate_model(
-        xyz, grad, terms,
-        p.bond_atoms, p.bond_ideal, p.bond_weight,
-        p.angle_atoms, p.angle_ideal, p.angle_weight,
-        p.torsion_atoms, p.torsion_ideal, p.torsion_weight, p.torsion_period,
-        p.chiral_atoms, p.chiral_ideal, p.chiral_weight, p.chiral_both_signs,
-        p.plane_atoms, p.plane_offsets, p.plane_weight,
-        pairs, contact, float(p.nonbonded_settings.c_rep))
+    value = _evaluate_single(xyz, grad, terms, tuple(packed.kernel_arrays), pairs, contact,
+                             float(packed.nonbonded_settings.c_rep))
     return float(value), grad
 
 
@@ -379,11 +361,11 @@ def restraint_values_and_gradients_batch(
     packed: PackedRestraints,
     nonbonded_pairs: BatchNonbondedPairs | None = None,
     *,
-    parallel: bool = False,
     grad: np.ndarray | None = None,
     terms_out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Restraint targets and gradients of K models sharing one topology (one numba call).
+    """Restraint targets and gradients of K models sharing one topology (one numba call,
+    one thread, GIL released).
 
     Parameters
     ----------
@@ -391,10 +373,6 @@ def restraint_values_and_gradients_batch(
     packed : PackedRestraints
     nonbonded_pairs : BatchNonbondedPairs, optional
         Per-model pair lists (``BatchNeighbourList.update(xyz)``); None skips repulsion.
-    parallel : bool
-        Spread the K models over numba's threads (``prange``). Default False: a single
-        thread that releases the GIL, so that callers (e.g. Dask threads) can run several
-        evaluations concurrently without oversubscribing cores.
     grad : (K, N, 3) float64 C-contiguous array, optional
         Output buffer, overwritten.
     terms_out : (K, 6) float64 array, optional
@@ -419,16 +397,8 @@ def restraint_values_and_gradients_batch(
                                    nonbonded_pairs.offsets)
         if len(offsets) != n_models + 1:
             raise ValueError(f"pair lists for {len(offsets) - 1} models, got {n_models}")
-    kernel = _evaluate_batch_parallel if parallel else _evaluate_batch
-    p = packed
-    kernel(
-        xyz, grad, terms, values,
-        p.bond_atoms, p.bond_ideal, p.bond_weight,
-        p.angle_atoms, p.angle_ideal, p.angle_weight,
-        p.torsion_atoms, p.torsion_ideal, p.torsion_weight, p.torsion_period,
-        p.chiral_atoms, p.chiral_ideal, p.chiral_weight, p.chiral_both_signs,
-        p.plane_atoms, p.plane_offsets, p.plane_weight,
-        pairs, contact, offsets, float(p.nonbonded_settings.c_rep))
+    _evaluate_batch(xyz, grad, terms, values, tuple(packed.kernel_arrays), pairs, contact,
+                    offsets, float(packed.nonbonded_settings.c_rep))
     return values, grad
 
 

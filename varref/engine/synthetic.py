@@ -1,9 +1,9 @@
-"""Synthetic restraint sets for tests and benchmarks of the restraint kernels.
+"""Synthetic restraint sets: for tests, and for compiling the kernels in a fresh Dask worker
+(:func:`varref.ensemble.cluster.warm_up`) without the monomer library.
 
 Nothing here is chemistry: atoms are random points and restraints random atom tuples whose
 ideal values sit near the current model values, so every term has non-zero residuals and
-gradients. Use :func:`random_restraints` wherever a test needs a topology without the
-monomer library.
+gradients.
 """
 
 from __future__ import annotations
@@ -128,20 +128,3 @@ def random_restraints(
         nonbonded=nonbonded,
     )
     return xyz, restraints
-
-
-def numerical_gradient(func, xyz: np.ndarray, step: float = 1e-5) -> np.ndarray:
-    """Central finite-difference gradient of ``func(xyz) -> float`` (same shape as xyz)."""
-    xyz = np.array(xyz, dtype=np.float64, copy=True)
-    grad = np.empty_like(xyz)
-    flat = xyz.reshape(-1)
-    out = grad.reshape(-1)
-    for q in range(flat.size):
-        keep = flat[q]
-        flat[q] = keep + step
-        plus = func(xyz)
-        flat[q] = keep - step
-        minus = func(xyz)
-        flat[q] = keep
-        out[q] = (plus - minus) / (2.0 * step)
-    return grad

@@ -124,21 +124,6 @@ def torsion_value_and_gradient(
 
 
 @njit(nogil=True, cache=True)
-def torsion_value_and_gradient_batch(
-    xyz: np.ndarray,
-    atoms: np.ndarray,
-    ideal: np.ndarray,
-    weight: np.ndarray,
-    period: np.ndarray,
-    grad: np.ndarray,
-    values: np.ndarray,
-) -> None:
-    """Batched :func:`torsion_value_and_gradient` for xyz (K, N, 3); adds into values, grad."""
-    for k in range(xyz.shape[0]):
-        values[k] += torsion_value_and_gradient(xyz[k], atoms, ideal, weight, period, grad[k])
-
-
-@njit(nogil=True, cache=True)
 def torsion_values(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
     """Model dihedral angles in degrees, in (-180, 180], shape (n,)."""
     out = np.empty(atoms.shape[0])

@@ -26,9 +26,7 @@ import operator
 import os
 import re
 import shutil
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from varref.ensemble.progress import Progress
 from varref.errors import InputError
 from varref.maps import Map, read_map
 
@@ -415,14 +414,14 @@ def map_series_from_files(paths: Sequence[str | PathLike], resolution: float | N
         raise InputError("maps", "no maps given")
     resolution = _check_resolution(resolution)
     geometry = None
-    with _Progress(len(paths), "checking maps", progress) as report:
-        for k, path in enumerate(paths):
+    with Progress(len(paths), "checking maps", progress) as bar:
+        for path in paths:
             density = read_map(path)
             if geometry is None:
                 geometry = _Geometry.of(density)
             else:
                 geometry.check(density, path, Path(paths[0]).name)
-            report(k + 1)
+            bar.advance()
     assert geometry is not None
     return FileMapSeries(paths, geometry, resolution)
 
@@ -510,8 +509,8 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
         "sources": [p.name for p in paths],
         "varref_version": __version__,
     }
-    with _atomic_directory(output) as tmp, _Progress(len(paths), "writing maps",
-                                                      progress) as report:
+    with _atomic_directory(output) as tmp, Progress(len(paths), "writing maps",
+                                                     progress) as bar:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=attributes)
         array = group.create_array(
             ARRAY_NAME, shape=(len(paths), nz, ny, nx), chunks=(1, nz, ny, nx),
@@ -525,13 +524,13 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
             dimension_names=("frame", "z", "y", "x"),
         )
         array[0] = first.data
-        report(1)
+        bar.advance()
         del first
         for k, path in enumerate(paths[1:], start=1):
             density = read_map(path)
             geometry.check(density, path, paths[0].name)
             array[k] = density.data
-            report(k + 1)
+            bar.advance()
 
 
 @contextlib.contextmanager
@@ -565,34 +564,3 @@ def _atomic_directory(destination: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-class _Progress:
-    """``label: k/n`` on stderr once a job has run for a second (short jobs stay quiet):
-    rewritten in place on a terminal, about ten lines in a log file."""
-
-    DELAY = 1.0  # s
-
-    def __init__(self, total: int, label: str, enabled: bool):
-        self.total, self.label = total, label
-        self.enabled = enabled and total > 1
-        self.tty = self.enabled and sys.stderr.isatty()
-        self.step = max(1, -(-total // 10))
-        self.start = time.monotonic()
-        self.shown = False
-
-    def __enter__(self) -> "_Progress":
-        return self
-
-    def __call__(self, done: int) -> None:
-        if not self.enabled or time.monotonic() - self.start < self.DELAY:
-            return
-        if self.tty:
-            print(f"\r{self.label}: {done}/{self.total}", end="", file=sys.stderr, flush=True)
-            self.shown = True
-        elif done % self.step == 0 or done == self.total:
-            print(f"{self.label}: {done}/{self.total}", file=sys.stderr, flush=True)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.shown:  # end the line rewritten in place, also when an error follows
-            print(file=sys.stderr, flush=True)

@@ -22,22 +22,21 @@ themselves (zarr chunk or MRC file); no map travels inside the task graph.
 from __future__ import annotations
 
 import logging
+import uuid
 from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from varref import __version__
-from varref.engine.map_target import map_target_weights
-from varref.ensemble.precision import residue_of_atoms
+from varref.ensemble.ensemble import batches, check_resume, data_sha256, run_parameters_of
 from varref.ensemble.progress import Progress
-from varref.ensemble.results import create_store, finished_cells, open_store, run_parameters, write_member
+from varref.ensemble.results import ResultStore
 from varref.ensemble.tasks import MemberOutcome, RunContext, refine_members
 from varref.errors import InputError
 from varref.model import Model
-from varref.refine.protocol import RefineOptions, prepare_map
-from varref.refine.weight import search_weight
+from varref.refinement.options import RefineOptions
+from varref.refinement.pipeline import find_weight
 from varref.restraints import Restraints
 
 log = logging.getLogger(__name__)
@@ -50,7 +49,7 @@ def refine_frame(context: RunContext, series, frame: int, members: list[int],
     """Worker task: read ``frame`` from the series, box it around the start, refine members."""
     base = context.model.xyz if start is None else start
     margin = context.options.box_margin + 3.0 * context.perturb_rmsd + 3.0
-    prepared = prepare_map(series.frame(frame), base, margin, context.options.map_b)
+    prepared = series.frame(frame).prepared(base, margin, context.options.map_b)
     perturbed = [m for m in members if m > 0]
     outcomes = refine_members(context, prepared, frame, perturbed, start=base) if perturbed else []
     if 0 in members:  # member 0: the frame's start model itself, unperturbed
@@ -60,9 +59,10 @@ def refine_frame(context: RunContext, series, frame: int, members: list[int],
     return outcomes
 
 
-def best_coordinates(outcomes: list[MemberOutcome]) -> np.ndarray:
-    """Coordinates of the member with the highest CC_mask (the next frame's start)."""
-    return max(outcomes, key=lambda o: o.metrics["cc_mask"]).xyz
+def best_coordinates(*batches: list[MemberOutcome]) -> np.ndarray:
+    """Coordinates of the member with the highest CC_mask over a frame's member batches
+    (the next frame's start)."""
+    return max((o for batch in batches for o in batch), key=lambda o: o.metrics["cc_mask"]).xyz
 
 
 def frame_order(n_frames: int, reference: int) -> list[tuple[int, int | None]]:
@@ -76,11 +76,17 @@ def frame_order(n_frames: int, reference: int) -> list[tuple[int, int | None]]:
     return order
 
 
-def run_series(client, model: Model, restraints: Restraints, series, output: str | PathLike,
+def run_series(client, model: Model, restraints: Restraints, series,
+               output: str | PathLike | None,
                options: RefineOptions, mode: str = "chained", reference_frame: int | None = None,
                models_per_map: int = 1, perturb_rmsd: float = 0.5, resume: bool = False,
-               progress: bool = True) -> xr.Dataset:
-    """Refine ``model`` into every frame of ``series``; results streamed to ``output``."""
+               progress: bool = True, batch_size: int | None = None) -> xr.Dataset:
+    """Refine ``model`` into every frame of ``series``; results streamed to ``output``.
+
+    A frame's ``models_per_map`` members are refined in tasks of ``batch_size`` members
+    (default: all members of a frame in one task); in chained mode the next frame waits for
+    all of them and starts from the best.
+    """
     if mode not in MODES:
         raise InputError("--mode", f"must be one of {', '.join(MODES)}")
     n_frames = len(series)
@@ -89,71 +95,107 @@ def run_series(client, model: Model, restraints: Restraints, series, output: str
         raise InputError("--reference-frame", f"must be in 0..{n_frames - 1}")
     if models_per_map < 1:
         raise InputError("--models-per-map", "must be at least 1")
-    parameters = {
-        "kind": "series", "model": model.source, "mode": mode, "reference_frame": reference,
-        "models_per_map": models_per_map, "perturb_rmsd": perturb_rmsd,
-        "resolution": options.resolution, "seed": options.seed, "macro_cycles": options.macro_cycles,
-        "n_frames": n_frames, "sources": list(series.sources), "version": __version__,
-    }
-    if resume and Path(output).exists():
-        recorded = run_parameters(open_store(output))
-        for key in ("mode", "reference_frame", "models_per_map", "n_frames", "resolution", "seed"):
-            if recorded.get(key) != parameters[key]:
-                raise InputError(output, f"--resume: the store was made with {key}={recorded.get(key)!r}, "
-                                 f"this run has {parameters[key]!r}")
-        weight = recorded["weight"]
+    parameters = run_parameters_of(
+        model, options, kind="series", mode=mode, reference_frame=reference,
+        models_per_map=models_per_map, perturb_rmsd=float(perturb_rmsd), n_frames=n_frames,
+        sources=list(series.sources), map_sha256=data_sha256(series.frame(reference)))
+    if resume and output is not None and Path(output).exists():
+        store = ResultStore.open(output)
+        check_resume(store, parameters)
+        weight = store.parameters["weight"]
+        if options.weight is not None and float(options.weight) != weight:
+            raise InputError(output, f"--resume: the store was made with weight={weight!r}, "
+                             f"this run has {options.weight!r}")
     else:
         weight = options.weight
         if weight is None:
-            reference_map = prepare_map(series.frame(reference), model.xyz, options.box_margin, options.map_b)
-            weight = search_weight(model, restraints, reference_map, model.xyz,
-                                   map_target_weights(model.atomic_number, model.is_hydrogen),
-                                   seed=options.seed).weight
+            reference_map = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
+            weight = find_weight(model, reference_map, restraints, model.xyz, options).weight
         parameters["weight"] = float(weight)
-        create_store(output, model, n_frames, models_per_map, list(series.sources), parameters)
+        store = ResultStore.create(output, model, n_frames, models_per_map, list(series.sources),
+                                   parameters)
     log.info("series: %d frames, mode %s, reference frame %d, %d model(s) per map, weight %.3g",
              n_frames, mode, reference, models_per_map, weight)
 
     context = RunContext(model, restraints, options, float(weight), perturb_rmsd, options.seed)
-    done = finished_cells(output)
-    stored = open_store(output)
+    done = store.finished()
     context_future = client.scatter(context, broadcast=True, hash=False)
     members = list(range(models_per_map))
+    size = models_per_map if batch_size is None else batch_size
+    if size < 1:
+        raise InputError("--batch-size", "must be at least 1")
+    run = uuid.uuid4().hex  # task keys unique to this run (never from id(), which is reused)
     futures, results = {}, {}
     order = frame_order(n_frames, reference) if mode == "chained" else [(f, None) for f in range(n_frames)]
     for frame, previous in order:
         if done[frame].all():
             # resume: a finished frame still provides its best model to the next one
-            cc = stored["cc_mask"].values[frame]
-            results[frame] = stored["xyz"].values[frame, int(np.nanargmax(cc))].astype(np.float64)
+            results[frame] = store.member_xyz(frame, store.best_member(frame))
             continue
         start = None
         if previous is not None:
             start = futures[previous][1] if previous in futures else results[previous]
-        task = client.submit(refine_frame, context_future, series, frame, members, start,
-                             retries=3, pure=False, key=f"series-frame-{frame}-{id(order)}")
-        futures[frame] = (task, client.submit(best_coordinates, task, pure=False,
-                                              key=f"series-best-{frame}-{id(order)}"))
+        tasks = [client.submit(refine_frame, context_future, series, frame, chunk, start,
+                               retries=3, pure=False,
+                               key=f"series-frame{frame}-members{chunk[0]}-{chunk[-1]}-{run}")
+                 for chunk in batches(members, size)]
+        futures[frame] = (tasks, client.submit(best_coordinates, *tasks, pure=False,
+                                               key=f"series-best-{frame}-{run}"))
 
     from distributed import as_completed
 
     bar = Progress(len(futures) * models_per_map, "series", progress)
-    for task in as_completed([pair[0] for pair in futures.values()]):
+    for task in as_completed([task for pair in futures.values() for task in pair[0]]):
         for outcome in task.result():
-            write_member(output, outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
-                         outcome.metrics)
+            store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
+                               outcome.metrics)
             bar.advance()
-    return open_store(output)
+    return store.dataset()
 
 
 def frame_summary(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.ndarray]:
-    """Best member's CC_mask per frame and per-residue displacement from the reference frame."""
-    cc = dataset["cc_mask"].values
-    best = np.nanargmax(np.where(np.isnan(cc), -np.inf, cc), axis=1)
+    """Best member's CC_mask per frame and per-residue displacement from the reference frame.
+
+    Reads one member per frame (the finished member with the highest CC_mask). Displacements
+    are means over each residue's heavy atoms (not H or D), residues grouped by
+    ``residue_index`` in file order. A frame without a finished member has ``best_member``
+    −1 and NaN CC and displacements (so has every frame if the reference frame has none).
+
+    Returns
+    -------
+    dict
+        ``frames`` (F,), ``best_member`` (F,) int, ``cc_best`` (F,), ``residue_displacement``
+        (F, R) Å, and per residue (R,): ``residue_chain``, ``residue_number``,
+        ``residue_insertion_code``, ``residue_label`` (``"A/52A"``).
+
+    Examples
+    --------
+    >>> summary = frame_summary(open_results("series.zarr"), reference_frame=5)  # doctest: +SKIP
+    >>> summary["residue_displacement"].shape                                    # doctest: +SKIP
+    (11, 46)
+    """
+    from varref.ensemble.precision import is_heavy, per_residue_mean, residue_coords, residue_of_atoms
+
+    finished = np.asarray(dataset["finished"].values, dtype=bool)
+    cc = np.where(finished, np.asarray(dataset["cc_mask"].values, dtype=float), np.nan)
+    score = np.where(np.isnan(cc), -np.inf, cc)
+    best = np.where(finished.any(axis=1), np.argmax(score, axis=1), -1)
     frames = np.arange(cc.shape[0])
-    xyz = dataset["xyz"].values[frames, best].astype(np.float64)
+    n_atoms = dataset.sizes["atom"]
+    xyz = np.full((len(frames), n_atoms, 3), np.nan)
+    for frame in frames[best >= 0]:  # one chunk per frame
+        xyz[frame] = dataset["xyz"].isel(frame=int(frame), member=int(best[frame])).values
     displacement = np.linalg.norm(xyz - xyz[reference_frame], axis=-1)  # (frame, atom)
-    residue, _ = residue_of_atoms(dataset["chain_id"].values, dataset["residue_number"].values)
-    per_residue = np.stack([np.bincount(residue, weights=d) / np.bincount(residue) for d in displacement])
-    return {"frames": frames, "best_member": best, "cc_best": cc[frames, best],
-            "residue_displacement": per_residue}
+    residue, first_atoms = residue_of_atoms(dataset["residue_index"].values)
+    heavy = is_heavy(dataset["element"].values).astype(float)
+    per_residue = per_residue_mean(np.nan_to_num(displacement), residue, heavy)
+    per_residue[best < 0] = np.nan
+    if best[reference_frame] < 0:
+        per_residue[:] = np.nan
+    labels = {name: values for name, (_, values, _) in residue_coords(dataset, first_atoms).items()}
+    cc_best = np.where(best >= 0, cc[frames, np.maximum(best, 0)], np.nan)
+    return {"frames": frames, "best_member": best, "cc_best": cc_best,
+            "residue_displacement": per_residue,
+            "residue_chain": labels["residue_chain"], "residue_number": labels["residue_number"],
+            "residue_insertion_code": labels["residue_insertion_code"],
+            "residue_label": labels["residue_label"]}

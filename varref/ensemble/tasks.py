@@ -7,15 +7,15 @@ lost run would have, and the order in which tasks finish does not matter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from varref.maps import Map
 from varref.model import Model
-from varref.perturb import perturb_batch
-from varref.refine.batch import refine_batch
-from varref.refine.protocol import RefineOptions
+from varref.perturbation import perturb_batch
+from varref.refinement.options import RefineOptions
+from varref.refinement.pipeline import refine_coordinates
 from varref.restraints import Restraints
 
 
@@ -56,7 +56,15 @@ def refine_members(context: RunContext, prepared_map: Map, frame: int, members: 
     # batched L-BFGS keeps every member's history separate, so a member's start (and result)
     # is the same whatever batch it lands in (tested)
     starts = perturb_batch(context.model, context.restraints, context.perturb_rmsd, seeds, start=start)
-    xyz, metrics = refine_batch(context.model, prepared_map, context.restraints, starts,
-                                context.weight, context.options)
-    return [MemberOutcome(frame, member, xyz[k], starts[k], metrics[k])
-            for k, member in enumerate(members)]
+    result = refine_coordinates(context.model, prepared_map, context.restraints, starts,
+                                replace(context.options, weight=context.weight))
+    share = result.runtime_s / len(members)
+    outcomes = []
+    for k, member in enumerate(members):
+        metrics = dict(result.after[k])
+        metrics.update({"cc_mask_start": result.before[k]["cc_mask"],
+                        "bond_rmsd_start": result.before[k]["bond_rmsd"],
+                        "angle_rmsd_start": result.before[k]["angle_rmsd"],
+                        "weight": float(result.weight), "runtime_s": share})
+        outcomes.append(MemberOutcome(frame, member, result.xyz[k], starts[k], metrics))
+    return outcomes

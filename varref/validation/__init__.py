@@ -3,8 +3,9 @@
 Modules, one job each: :mod:`.tables` (Top8000 grids), :mod:`.residues` (per-residue atom
 lookup, dihedrals), :mod:`.ramachandran`, :mod:`.rotamers`, :mod:`.coot_fallback`,
 :mod:`.cbeta` (C-beta deviation, cis/twisted peptides), :mod:`.clashes`,
-:mod:`.geometry`, :mod:`.mapfit` (correlations, EMRinger), :mod:`.report`
-(:func:`validate`, :func:`format_summary`) and :mod:`.plots` (Ramachandran PNG).
+:mod:`.mapfit` (correlations, EMRinger), :mod:`.report` (:func:`validate`,
+:func:`format_summary`) and :mod:`.plots` (Ramachandran PNG). Bond and angle deviations
+come from :func:`varref.engine.geometry_stats.geometry_statistics`.
 Definitions, thresholds and references: ``docs/methods-validation.md``.
 """
 

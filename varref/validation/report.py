@@ -13,13 +13,14 @@ from os import PathLike
 
 import numpy as np
 
+from varref.engine.geometry_stats import geometry_statistics
 from varref.errors import InputError
 from varref.maps import Map
 from varref.model import Model
+from varref.restraints import build_restraints
 from varref.validation import coot_fallback
 from varref.validation.cbeta import cbeta_deviations, peptide_conformations
 from varref.validation.clashes import find_clashes
-from varref.validation.geometry import geometry_deviations
 from varref.validation.mapfit import emringer, map_model_correlations
 from varref.validation.ramachandran import (backbone_dihedrals, load_ramachandran_tables,
                                             ramachandran_analysis)
@@ -85,7 +86,7 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         rota = {"available": False, "reason": coot_fallback.ROTAMERS_UNAVAILABLE,
                 "source": "none", "residues": []}
     try:
-        geometry: dict[str, object] = geometry_deviations(model)
+        geometry: dict[str, object] = geometry_statistics(model.xyz, build_restraints(model))
     except InputError as exc:
         geometry = _not_available(exc)
     try:
@@ -222,16 +223,14 @@ def format_summary(report: dict[str, object]) -> str:
                  f"chains {info['n_chains']}")
     lines.append("")
     geometry = report["geometry"]
-    # with hydrogens, quote restraints without H: X-H lengths depend on the convention
+    # "bonds"/"angles" are over restraints without H: X-H lengths depend on the convention
     # (electron cloud vs nucleus) the model was built with
-    heavy = "bonds_heavy" in geometry
-    lines.append("Geometry (deviations from the monomer library"
-                 + (", restraints without H)" if heavy else ")"))
+    lines.append("Geometry (deviations from the monomer library, restraints without H)")
     if geometry.get("available") is False:
         lines.append(f"  not evaluated: {geometry['reason']}")
     else:
         for key, name, unit in (("bonds", "Bond lengths", " Å"), ("angles", "Bond angles", "°")):
-            stats = geometry[key + "_heavy" if heavy else key]
+            stats = geometry[key]
             lines.append(f"  {name:<14} r.m.s.d. {_f(stats['rmsd'], 3)}{unit}   max "
                          f"{_f(stats['max_deviation'], 3)}{unit}   > 4 sigma "
                          f"{stats['n_outliers_4sigma']} / {stats['n']}")

@@ -81,13 +81,11 @@ def rigid_body_fit(model: Model, xyz: np.ndarray, density: Map, map_weights: np.
     blurs once and rescales it with every trial); otherwise it is made here with ``blur``.
     Returns the fitted coordinates; restraints are untouched by rigid motions.
     """
-    from varref.refine.protocol import apply_b_factor
-
     if per_chain:
         bodies = [np.flatnonzero(model.chain_id == chain) for chain in dict.fromkeys(model.chain_id.tolist())]
     else:
         bodies = [np.arange(model.n_atoms)]
     if blurred is None:
-        blurred = apply_b_factor(density, blur).normalised() if blur > 0 else density
+        blurred = density.blurred(blur).normalised() if blur > 0 else density
     fitted = _fit(xyz, bodies, blurred, map_weights, max_iterations)
     return _fit(fitted, bodies, density, map_weights, max_iterations)

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from varref.engine.restraint_target import pack_restraints
 from varref.model import Model
-from varref.refine.lbfgs import minimise_lbfgs
-from varref.refine.target import RefinementTarget
+from varref.refinement.lbfgs import minimise_lbfgs
+from varref.refinement.objective import Objective
+from varref.refinement.terms.geometry import GeometryTerm
 from varref.restraints.arrays import Restraints
 
 
@@ -50,8 +50,7 @@ def regularise(restraints: Restraints, xyz: np.ndarray, iterations: int = 200) -
     single = batch.ndim == 2
     if single:
         batch = batch[np.newaxis]
-    target = RefinementTarget(pack_restraints(restraints), None, np.zeros(batch.shape[1]),
-                              np.zeros(len(batch)), batch)
+    target = Objective([GeometryTerm(restraints)], np.zeros(len(batch)), batch)
     result = minimise_lbfgs(target, target.pack(batch), max_iterations=iterations, max_step=0.5)
     regularised = target.unpack(result.x, np.arange(len(batch)))
     return regularised[0] if single else regularised

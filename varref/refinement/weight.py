@@ -23,13 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.spatial import cKDTree
 
-from varref.engine.restraint_target import pack_restraints
-from varref.maps import Map
+from varref.engine.angles import angle_values
+from varref.engine.bonds import bond_lengths
 from varref.model import Model
-from varref.refine.lbfgs import minimise_lbfgs
-from varref.refine.target import RefinementTarget
+from varref.refinement.lbfgs import minimise_lbfgs
+from varref.refinement.objective import Objective
+from varref.refinement.terms.base import Term
 from varref.restraints.arrays import Restraints
-from varref.restraints.deviations import bond_angles, bond_lengths
 from varref.restraints.subset import select_restraints
 
 log = logging.getLogger(__name__)
@@ -86,9 +86,9 @@ def polymer_segments(model: Model, length: int = 10) -> list[np.ndarray]:
 def search_weight(
     model: Model,
     restraints: Restraints,
-    density: Map,
+    restraint_terms: list[Term],
+    data_terms: list[Term],
     xyz: np.ndarray,
-    map_weights: np.ndarray,
     seed: int = 0,
     n_segments: int = 10,
     segment_length: int = 10,
@@ -103,13 +103,13 @@ def search_weight(
     Parameters
     ----------
     model, restraints
-        The model and its restraints.
-    density
-        Normalised target map.
+        The model and its restraints (for the bond/angle statistics of the trials).
+    restraint_terms, data_terms
+        The terms of the refinement (:mod:`varref.refinement.terms`); each segment trial
+        uses their restriction to the segment and its environment (``Term.subset``), so the
+        weight is found with every restraint the refinement will use.
     xyz
         Current coordinates (N, 3).
-    map_weights
-        Per-atom map-target weights (0 for hydrogens).
     seed
         Seeds the choice of segments (results are reproducible).
 
@@ -130,7 +130,7 @@ def search_weight(
     result = WeightSearchResult(weight=float("nan"), ladder=ladder)
     for residues in segments:
         result.segments.append(_trial_segment(
-            model, restraints, density, xyz, map_weights, residues, tree, ladder, iterations,
+            model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder, iterations,
             environment_radius, bond_rmsd_target, angle_rmsd_target))
 
     log_weights = np.log([s.chosen_weight for s in result.segments])
@@ -145,7 +145,7 @@ def search_weight(
     return result
 
 
-def _trial_segment(model, restraints, density, xyz, map_weights, residues, tree, ladder,
+def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder,
                    iterations, environment_radius, bond_target, angle_target) -> SegmentTrial:
     segment_atoms = np.flatnonzero(np.isin(model.residue_index, residues))
     near = tree.query_ball_point(xyz[segment_atoms], environment_radius)
@@ -153,8 +153,8 @@ def _trial_segment(model, restraints, density, xyz, map_weights, residues, tree,
     sub_restraints = select_restraints(restraints, sub_atoms)
     moving = np.isin(sub_atoms, segment_atoms)
     start = np.repeat(xyz[sub_atoms][np.newaxis], len(ladder), axis=0)
-    target = RefinementTarget(pack_restraints(sub_restraints), density, map_weights[sub_atoms],
-                              ladder, start, moving=moving)
+    sub_terms = [sub for term in data_terms + restraint_terms if (sub := term.subset(sub_atoms)) is not None]
+    target = Objective(sub_terms, ladder, start, moving=moving)
     minimised = minimise_lbfgs(target, target.pack(start), max_iterations=iterations, max_step=0.5)
     refined = target.unpack(minimised.x, np.arange(len(ladder)))
 
@@ -164,7 +164,7 @@ def _trial_segment(model, restraints, density, xyz, map_weights, residues, tree,
     angle_moves = moving[angles.atoms].any(axis=1)
     bond_rmsd = np.array([np.sqrt(np.mean((bond_lengths(x, bonds.atoms[bond_moves])
                                            - bonds.ideal[bond_moves]) ** 2)) for x in refined])
-    angle_rmsd = np.array([np.sqrt(np.mean((bond_angles(x, angles.atoms[angle_moves])
+    angle_rmsd = np.array([np.sqrt(np.mean((angle_values(x, angles.atoms[angle_moves])
                                             - angles.ideal[angle_moves]) ** 2)) for x in refined])
     # A short trial cannot always bring a poor start inside the targets even with almost no
     # map pull; the targets are then raised to what the restraints alone reached (the

@@ -1,0 +1,455 @@
+"""The public Python API: what a notebook calls, and what every CLI command wraps.
+
+Models and maps may be given as paths or as :class:`~varref.model.Model` /
+:class:`~varref.maps.Map` objects; restraints are built from the monomer library when not
+given. Functions that run many refinements take a Dask ``client`` (default: the current
+client if there is one, else a LocalCluster started for the call) and a results ``store``
+(default None: an in-memory xarray Dataset, no files written).
+
+>>> import varref
+>>> model = varref.example_helix(12)                          # doctest: +SKIP
+>>> density = varref.simulate_map(model, resolution=3.0)      # doctest: +SKIP
+>>> result = varref.refine(model, density, 3.0)               # doctest: +SKIP
+>>> result.after["cc_mask"]                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from os import PathLike
+
+import numpy as np
+import xarray as xr
+
+from varref.errors import InputError
+from varref.maps import Map, read_map
+from varref.model import Model, read_model, write_model
+from varref.refinement.options import RefineOptions
+from varref.refinement.weight import WeightSearchResult
+from varref.restraints import Restraints, build_restraints
+
+log = logging.getLogger(__name__)
+
+ModelLike = "str | PathLike | Model"
+MapLike = "str | PathLike | Map"
+
+_OPTION_NAMES = {f.name for f in fields(RefineOptions)}
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def as_model(model) -> Model:
+    """A :class:`Model` from a Model or a PDB/mmCIF path."""
+    return model if isinstance(model, Model) else read_model(model)
+
+
+def as_map(density) -> Map:
+    """A :class:`Map` from a Map or an MRC/CCP4/MTZ path."""
+    return density if isinstance(density, Map) else read_map(density)
+
+
+def refine_options(resolution: float, **options) -> RefineOptions:
+    """:class:`RefineOptions` from keyword arguments; an unknown name is an error."""
+    unknown = set(options) - _OPTION_NAMES
+    if unknown:
+        raise TypeError(f"unknown refinement option(s): {', '.join(sorted(unknown))}; "
+                        f"known: {', '.join(sorted(_OPTION_NAMES - {'resolution'}))}")
+    reference = options.get("reference_model")
+    if reference is not None and not isinstance(reference, Model) and str(reference) != "start":
+        # read once here (errors name the file before any work; workers get the Model)
+        options["reference_model"] = read_model(reference)
+    return RefineOptions(resolution=resolution, **options)
+
+
+def _restraints_for(model: Model, restraints: Restraints | None, monlib, extra_restraints) -> Restraints:
+    if restraints is not None:
+        return restraints
+    return build_restraints(model, monlib_dir=monlib, extra_cifs=list(extra_restraints or ()))
+
+
+@contextlib.contextmanager
+def _dask(client) -> Iterator[object]:
+    """The given client, else the current one, else a LocalCluster for this call."""
+    if client is not None:
+        yield client
+        return
+    from distributed import get_client
+
+    try:
+        current = get_client()
+    except ValueError:  # no client in this process
+        current = None
+    if current is not None:
+        yield current
+        return
+    from varref.ensemble.cluster import dask_client
+
+    with dask_client(quiet=True) as started:
+        yield started
+
+
+# --------------------------------------------------------------------------- refine
+
+
+@dataclass
+class RefinementResult:
+    """A refined model and what the refinement did.
+
+    Attributes
+    ----------
+    model : Model
+        The refined model (input topology, refined coordinates).
+    xyz : (N, 3) ndarray
+        Refined coordinates, Å.
+    weight : float
+        Data weight used.
+    weight_search : WeightSearchResult or None
+        The segment trials behind the weight (None when the weight was given).
+    before, after : dict
+        CC_mask, CC_box, CC_volume, CC_peaks, bond and angle r.m.s.d. before and after.
+    cycles : list of dict
+        The same metrics after every macro-cycle (and the final stage, when kept).
+    options : RefineOptions
+    runtime_s : float
+    """
+
+    model: Model
+    xyz: np.ndarray
+    weight: float
+    weight_search: WeightSearchResult | None
+    before: dict[str, float]
+    after: dict[str, float]
+    cycles: list[dict] = field(default_factory=list)
+    options: RefineOptions | None = None
+    runtime_s: float = 0.0
+
+    def write(self, path: str | PathLike) -> None:
+        """Write the refined model (format from the suffix: .cif/.mmcif or .pdb)."""
+        write_model(self.model, path)
+
+    def to_dict(self) -> dict[str, object]:
+        """Weight, options, metrics and timing as plain JSON-ready values."""
+        return {"weight": self.weight, "weight_searched": self.weight_search is not None,
+                "macro_cycles": len([c for c in self.cycles if c.get("cycle") != "final-cc"]),
+                "options": self.options.as_dict() if self.options else None,
+                "runtime_s": round(self.runtime_s, 3), "n_atoms": self.model.n_atoms,
+                "before": self.before, "after": self.after, "cycles": self.cycles}
+
+
+def refine(model, density, resolution: float, *, restraints: Restraints | None = None,
+           xyz: np.ndarray | None = None, monlib: str | None = None,
+           extra_restraints: Sequence[str] = (), **options) -> RefinementResult:
+    """Refine one model into one map (real-space refinement, Afonine et al. 2018).
+
+    Parameters
+    ----------
+    model
+        A :class:`Model` or a PDB/mmCIF path.
+    density
+        A :class:`Map` or an MRC/CCP4/MTZ path (any box; it is cut around the model).
+    resolution
+        Map resolution, Å.
+    restraints
+        Prebuilt restraints (default: built from the monomer library).
+    xyz
+        Starting coordinates (default: the model's).
+    monlib, extra_restraints
+        Monomer library directory and extra dictionaries (ligands), when building restraints.
+    **options
+        Any field of :class:`~varref.refinement.options.RefineOptions`: ``macro_cycles``,
+        ``weight``, ``rigid_body``, ``final_cc``, ``map_b``, ``seed``, ``ramachandran``, ...
+
+    Returns
+    -------
+    RefinementResult
+
+    Examples
+    --------
+    >>> import varref
+    >>> model = varref.example_helix(10)
+    >>> density = varref.simulate_map(model, 3.0)
+    >>> start = varref.perturb(model, 0.5, seed=1)
+    >>> result = varref.refine(model, density, 3.0, xyz=start, macro_cycles=2, final_cc=False)
+    >>> result.after["cc_mask"] > result.before["cc_mask"]
+    True
+    """
+    from varref.refinement.pipeline import refine_coordinates
+
+    opts = refine_options(resolution, **options)
+    model = as_model(model)
+    density = as_map(density)
+    start = np.array(model.xyz if xyz is None else xyz, dtype=np.float64)
+    if start.shape != model.xyz.shape:
+        raise InputError("xyz", f"shape {start.shape}, the model has {model.xyz.shape}")
+    model = model.with_xyz(start)  # the input model of the pipeline is the start
+    restraints = _restraints_for(model, restraints, monlib, extra_restraints)
+    prepared = density.prepared(start, opts.box_margin, opts.map_b)
+    started = time.perf_counter()
+    result = refine_coordinates(model, prepared, restraints, start, opts, record_cycles=True)
+    refined = result.xyz[0]
+    return RefinementResult(model.with_xyz(refined), refined, result.weight, result.weight_search,
+                            result.before[0], result.after[0], result.cycles[0], opts,
+                            time.perf_counter() - started)
+
+
+# --------------------------------------------------------------------------- many models
+
+
+def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rmsd: float, *,
+                    client=None, store: str | PathLike | None = None, batch_size: int = 10,
+                    resume: bool = False, restraints: Restraints | None = None,
+                    monlib: str | None = None, extra_restraints: Sequence[str] = (),
+                    progress: bool = False, **options) -> xr.Dataset:
+    """Refine ``n_models`` smoothly perturbed copies of a model into one map (precision).
+
+    Every member is perturbed from its own seed (a function of ``seed`` and the member
+    number only) and refined with the same weight (searched once on the input model unless
+    ``weight`` is given) by the same pipeline as :func:`refine`. Members run in Dask tasks of
+    ``batch_size``.
+
+    Parameters
+    ----------
+    model, density, resolution
+        As for :func:`refine`.
+    n_models
+        Ensemble size.
+    perturb_rmsd
+        Cα r.m.s.d. of the starting models from the input, Å.
+    client
+        A ``distributed.Client`` (default: the current one, else a LocalCluster for the call).
+    store
+        Zarr path for the results (members written as they finish; ``resume`` continues an
+        interrupted run). None keeps the results in memory.
+    **options
+        Fields of :class:`~varref.refinement.options.RefineOptions`; ``final_cc`` defaults
+        to False here (it multiplies the cost of every member).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions frame (1), member, atom, axis; see :mod:`varref.ensemble.results`.
+
+    Examples
+    --------
+    >>> import varref
+    >>> model = varref.example_helix(10)
+    >>> density = varref.simulate_map(model, 3.0)
+    >>> ds = varref.refine_ensemble(model, density, 3.0, n_models=4, perturb_rmsd=0.5,
+    ...                             macro_cycles=2, weight=20.0)   # doctest: +SKIP
+    >>> varref.precision(ds)["residue_rmsf"]                        # doctest: +SKIP
+    """
+    from varref.ensemble.ensemble import run_ensemble
+
+    options.setdefault("final_cc", False)
+    opts = refine_options(resolution, **options)
+    model = as_model(model)
+    density = as_map(density)
+    restraints = _restraints_for(model, restraints, monlib, extra_restraints)
+    with _dask(client) as dask_client:
+        return run_ensemble(dask_client, model, restraints, density, store, n_models, perturb_rmsd,
+                            opts, batch_size=batch_size, resume=resume, progress=progress)
+
+
+def refine_series(model, maps, resolution: float, *, mode: str = "chained", client=None,
+                  store: str | PathLike | None = None, reference_frame: int | None = None,
+                  models_per_map: int = 1, perturb_rmsd: float = 0.5,
+                  batch_size: int | None = None, resume: bool = False,
+                  restraints: Restraints | None = None, monlib: str | None = None,
+                  extra_restraints: Sequence[str] = (), progress: bool = False,
+                  **options) -> xr.Dataset:
+    """Refine one model (or ``models_per_map``) into every map of a series (variability).
+
+    Parameters
+    ----------
+    model
+        The consensus model (Model or path).
+    maps
+        A list of map files (used in the given order), a zarr map-series store
+        (``varref maps-to-zarr``), or a list of :class:`Map` objects on one grid.
+    resolution
+        Map resolution, Å.
+    mode
+        ``"chained"`` (walk outward from the reference frame, each frame starting from its
+        neighbour's best model) or ``"independent"`` (every frame from the input model).
+    store
+        Zarr path for the results, or None for an in-memory Dataset.
+    **options
+        Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc`` defaults
+        to False here).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions frame, member, atom, axis.
+
+    Examples
+    --------
+    >>> import varref
+    >>> frames = varref.example_data.hinge_motion(n_frames=3)      # doctest: +SKIP
+    >>> ds = varref.refine_series(frames.model, frames.maps, 3.5, weight=20.0,
+    ...                           macro_cycles=2)                  # doctest: +SKIP
+    """
+    from varref.ensemble.memory_series import MemoryMapSeries
+    from varref.ensemble.mapseries import MapSeriesBase, natural_sorted, open_maps
+    from varref.ensemble.series import run_series
+
+    options.setdefault("final_cc", False)
+    opts = refine_options(resolution, **options)
+    model = as_model(model)
+    if isinstance(maps, MapSeriesBase):
+        series = maps
+    elif isinstance(maps, (str, PathLike)):
+        series = open_maps([maps], resolution=resolution)
+    else:
+        maps = list(maps)
+        if maps and all(isinstance(m, Map) for m in maps):
+            series = MemoryMapSeries(maps, resolution=resolution)
+        else:
+            paths = [str(m) for m in maps]
+            series = open_maps(paths if len(paths) == 1 else natural_sorted(paths), resolution=resolution)
+    series.frame(0).box_around(model.xyz)  # the standard error when the model is outside the maps
+    restraints = _restraints_for(model, restraints, monlib, extra_restraints)
+    with _dask(client) as dask_client:
+        return run_series(dask_client, model, restraints, series, store, opts, mode=mode,
+                          reference_frame=reference_frame, models_per_map=models_per_map,
+                          perturb_rmsd=perturb_rmsd, resume=resume, progress=progress,
+                          batch_size=batch_size)
+
+
+def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | None = None,
+               refine: bool = False, brent: bool = False, anisotropic: bool = False,
+               client=None, restraints: Restraints | None = None, progress: bool = False,
+               **options) -> dict[str, object]:
+    """Calibrate a map's voxel size against a trusted model (what Phenix calls magref).
+
+    Parameters
+    ----------
+    scales
+        Trial scale factors of the voxel size (default 0.95-1.05 in 0.25 % steps).
+    refine
+        Follow each trial's rigid fit by one short restrained refinement, all trials with
+        one weight (searched once at the header's scale unless ``weight`` is given).
+    **options
+        Fields of :class:`~varref.refinement.options.RefineOptions` for refined trials
+        (default one macro-cycle of 50 iterations, no final stage).
+
+    Returns
+    -------
+    dict
+        ``scan`` (xarray Dataset of CC versus scale), ``scale``, ``scale_sigma``,
+        ``scale_xyz``, ``best_voxel_size``, ``cc_mask_best``.
+
+    Examples
+    --------
+    >>> result = varref.pixel_scan("model.cif", "map.mrc", 3.4)   # doctest: +SKIP
+    >>> result["best_voxel_size"]                                  # doctest: +SKIP
+    """
+    from varref.calibration import run_pixel_scan
+
+    model = as_model(model)
+    density = as_map(density)
+    scales = np.round(np.arange(0.95, 1.05 + 1e-9, 0.0025), 10) if scales is None else np.asarray(scales, float)
+    opts = None
+    if refine:
+        options.setdefault("macro_cycles", 1)
+        options.setdefault("iterations", 50)
+        options.setdefault("final_cc", False)
+        opts = refine_options(resolution, **options)
+        restraints = restraints or build_restraints(model)
+    elif options:
+        raise TypeError("refinement options need refine=True")
+    with _dask(client) as dask_client:
+        return run_pixel_scan(dask_client, model, density, resolution, scales, refine=refine,
+                              brent=brent, anisotropic=anisotropic, restraints=restraints,
+                              weight=None if opts is None else opts.weight, progress=progress,
+                              options=opts)
+
+
+# --------------------------------------------------------------------------- other tools
+
+
+def validate(model, density=None, resolution: float | None = None,
+             reference_data: str | PathLike | None = None) -> dict[str, object]:
+    """Validation report: geometry, Ramachandran, rotamers, C-beta, peptides, clashes, and
+    with a map the map-model correlations and EMRinger.
+
+    Examples
+    --------
+    >>> import varref
+    >>> report = varref.validate(varref.example_helix(10))
+    >>> report["geometry"]["bonds"]["rmsd"] < 0.05
+    True
+    """
+    from varref.validation import validate as validate_model
+
+    model = as_model(model)
+    density = None if density is None else as_map(density)
+    return validate_model(model, density, resolution, reference_data=reference_data)
+
+
+def simulate_map(model, resolution: float, **kwargs) -> Map:
+    """A map of the model at ``resolution`` Å (Gaussian atoms, optional noise ``snr``).
+
+    Keyword arguments are those of :func:`varref.simulate.simulate_map`: ``voxel_size``,
+    ``margin``, ``b_extra``, ``snr``, ``seed``, ``b_iso``.
+
+    Examples
+    --------
+    >>> import varref
+    >>> density = varref.simulate_map(varref.example_helix(10), 3.0)
+    >>> density.data.ndim
+    3
+    """
+    from varref.simulate import simulate_map as simulate
+
+    return simulate(as_model(model), resolution, **kwargs)
+
+
+def perturb(model, rmsd: float, seed: int = 0, restraints: Restraints | None = None) -> np.ndarray:
+    """Coordinates smoothly perturbed to a Cα r.m.s.d. of ``rmsd`` Å and regularised.
+
+    Examples
+    --------
+    >>> import varref
+    >>> model = varref.example_helix(10)
+    >>> start = varref.perturb(model, 1.0, seed=3)
+    >>> start.shape == model.xyz.shape
+    True
+    """
+    from varref.perturbation import perturb as perturb_model
+
+    if not np.isfinite(rmsd) or rmsd < 0:
+        raise InputError("rmsd", f"must be a finite number >= 0, got {rmsd!r}")
+    model = as_model(model)
+    return perturb_model(model, restraints or build_restraints(model), rmsd, seed=seed)
+
+
+def open_results(path: str | PathLike) -> xr.Dataset:
+    """Open a results store written by :func:`refine_ensemble` / :func:`refine_series`
+    (``varref ensemble`` / ``varref series``) as a lazy xarray Dataset.
+
+    Examples
+    --------
+    >>> ds = varref.open_results("ENS.zarr")     # doctest: +SKIP
+    >>> ds["cc_mask"].sel(frame=0).values        # doctest: +SKIP
+    """
+    from varref.ensemble.results import open_results as open_store
+
+    return open_store(path)
+
+
+def precision(dataset: xr.Dataset, frame: int = 0) -> xr.Dataset:
+    """Per-atom and per-residue RMSF of a frame's members after superposition.
+
+    Examples
+    --------
+    >>> spread = varref.precision(varref.open_results("ENS.zarr"))   # doctest: +SKIP
+    """
+    from varref.ensemble.precision import precision as member_precision
+
+    return member_precision(dataset, frame)

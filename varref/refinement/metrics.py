@@ -1,0 +1,21 @@
+"""Metrics of a refinement: map–model correlations and geometry of one coordinate set."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from varref.engine.geometry_stats import geometry_statistics
+from varref.mapfit import correlations
+from varref.maps import Map
+from varref.model import Model
+from varref.restraints import Restraints
+
+
+def model_metrics(model: Model, xyz: np.ndarray, restraints: Restraints, density: Map,
+                  resolution: float) -> dict[str, float]:
+    """CC_mask, CC_box, CC_volume, CC_peaks and bond/angle r.m.s.d. of coordinates ``xyz``."""
+    metrics = correlations(model, xyz, density, resolution)
+    deviations = geometry_statistics(xyz, restraints)
+    metrics["bond_rmsd"] = deviations["bonds"]["rmsd"]
+    metrics["angle_rmsd"] = deviations["angles"]["rmsd"]
+    return {key: float(value) for key, value in metrics.items()}

@@ -1,0 +1,228 @@
+"""The refinement pipeline: K >= 1 coordinate sets of one topology, one map; a single model is K = 1.
+
+Every command that refines goes through :func:`refine_coordinates` — ``varref refine``,
+ensembles, series and pixel-scan trials — so every option behaves the same everywhere.
+
+1. Terms: restraint terms from the registry (:mod:`varref.refinement.terms`), the
+   atom-centred map term for the macro-cycles.
+2. Weight: given, or searched (:mod:`varref.refinement.weight`) on problem 0 and shared by
+   all problems: a coarse search (9 weights, 50 iterations) before cycle 1 and the full
+   search after it, because a start far from the density strains the geometry in the short
+   trials and gives a weight that is too low once the model sits in the density.
+3. Optional rigid-body fit of every problem (:mod:`varref.refinement.rigid_body`).
+4. Macro-cycles: batched L-BFGS of ``w T_map + T_restraints``; every problem keeps its own
+   L-BFGS history and convergence, so a problem's result does not depend on its batch mates.
+5. Final stage (option ``final_cc``): a short minimisation with the density-correlation
+   term; per problem, the CC weight is halved (up to three times) while the geometry
+   leaves its targets, and the stage is kept only if it raises CC_mask.
+6. Metrics before and after (and per cycle when asked): CC_mask, CC_box, CC_volume,
+   CC_peaks, bond and angle r.m.s.d.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from varref.engine.map_target import map_target_weights
+from varref.engine.restraint_target import pack_restraints
+from varref.maps import Map
+from varref.model import Model
+from varref.refinement.lbfgs import minimise_lbfgs
+from varref.refinement.metrics import model_metrics
+from varref.refinement.objective import Objective
+from varref.refinement.options import RefineOptions
+from varref.refinement.terms import FINAL, MACRO, TermSetup, build_data_terms, build_restraint_terms
+from varref.refinement.weight import WeightSearchResult, search_weight
+from varref.restraints import Restraints
+
+log = logging.getLogger(__name__)
+
+#: Trial weights of the first, coarse weight search: 2 per decade from 0.1 to 1000.
+COARSE_LADDER = np.geomspace(0.1, 1000.0, 9)
+#: How often the final stage halves the CC weight before giving up.
+FINAL_CC_HALVINGS = 3
+
+
+@dataclass
+class PipelineResult:
+    """Refined coordinates (K, N, 3), the weight, and per-problem metrics."""
+
+    xyz: np.ndarray
+    weight: float
+    weight_search: WeightSearchResult | None
+    before: list[dict[str, float]]
+    after: list[dict[str, float]]
+    cycles: list[list[dict]] = field(default_factory=list)
+    runtime_s: float = 0.0
+
+
+def refine_coordinates(model: Model, density: Map, restraints: Restraints, starts: np.ndarray,
+                       options: RefineOptions, record_cycles: bool = False) -> PipelineResult:
+    """Refine K starting coordinate sets of ``model`` into a prepared map.
+
+    Parameters
+    ----------
+    model
+        Topology, identifiers, B-factors.
+    density
+        The map boxed, blurred and normalised (:meth:`varref.maps.Map.prepared`).
+    restraints
+        Restraints of ``model``.
+    starts
+        (K, N, 3) or (N, 3) starting coordinates.
+    options
+        See :class:`RefineOptions`.
+    record_cycles
+        Compute the metrics after every macro-cycle (cost: one model map per problem and
+        cycle); otherwise only before and after.
+
+    Returns
+    -------
+    PipelineResult
+    """
+    started = time.perf_counter()
+    xyz = np.array(starts, dtype=np.float64, copy=True)
+    if xyz.ndim == 2:
+        xyz = xyz[np.newaxis]
+    n_problems = len(xyz)
+    packed = pack_restraints(restraints)
+    setup = TermSetup(model, restraints, packed, density, options, xyz)
+    restraint_terms = build_restraint_terms(setup)
+    log.info("terms: %s", ", ".join(t.name for t in restraint_terms))
+
+    def metrics(coordinates: np.ndarray) -> dict[str, float]:
+        return model_metrics(model, coordinates, restraints, density, options.resolution)
+
+    before = [metrics(x) for x in xyz]
+    if n_problems == 1:
+        b = before[0]
+        log.info("start      cc_mask %.4f cc_box %.4f bond %.4f angle %.3f", b["cc_mask"],
+                 b["cc_box"], b["bond_rmsd"], b["angle_rmsd"])
+    map_weights = map_target_weights(model.atomic_number, model.is_hydrogen)
+    map_terms = build_data_terms(setup, MACRO)
+
+    def searched(coordinates: np.ndarray, coarse: bool) -> WeightSearchResult:
+        # the first search only has to start cycle 1 in the right decade
+        extra = {"ladder": COARSE_LADDER, "iterations": 50} if coarse else {}
+        found = search_weight(model, restraints, restraint_terms, map_terms, coordinates,
+                              seed=options.seed, bond_rmsd_target=options.bond_rmsd_target,
+                              angle_rmsd_target=options.angle_rmsd_target, **extra)
+        log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
+        return found
+
+    search = None
+    if options.weight is None:
+        search = searched(xyz[0], coarse=options.macro_cycles > 1)
+        weight = search.weight
+    else:
+        weight = float(options.weight)
+        log.info("weight     %.4g (given)", weight)
+
+    if options.rigid_body:
+        from varref.refinement.rigid_body import rigid_body_fit
+
+        xyz = np.stack([rigid_body_fit(model, x, density, map_weights) for x in xyz])
+
+    cycles: list[list[dict]] = [[] for _ in range(n_problems)]
+    objective = Objective(map_terms + restraint_terms, np.full(n_problems, weight), xyz)
+    members = np.arange(n_problems)
+    for cycle in range(1, options.macro_cycles + 1):
+        result = minimise_lbfgs(objective, objective.pack(xyz), max_iterations=options.iterations,
+                                max_step=options.max_step)
+        xyz = objective.unpack(result.x, members)
+        if record_cycles:
+            for k in range(n_problems):
+                row = metrics(xyz[k])
+                row.update(cycle=cycle, iterations=int(result.iterations[k]), weight=weight)
+                cycles[k].append(row)
+            if n_problems == 1:
+                m = cycles[0][-1]
+                log.info("cycle %d/%d  cc_mask %.4f cc_box %.4f bond %.4f angle %.3f (%d iterations)",
+                         cycle, options.macro_cycles, m["cc_mask"], m["cc_box"], m["bond_rmsd"],
+                         m["angle_rmsd"], m["iterations"])
+        if cycle == 1 and search is not None and options.macro_cycles > 1:
+            search = searched(xyz[0], coarse=False)
+            weight = search.weight
+            objective.weights[:] = weight
+
+    after = [cycles[k][-1] if cycles[k] else metrics(xyz[k]) for k in range(n_problems)]
+    if options.final_cc:
+        xyz, after = _final_stage(model, density, restraints, restraint_terms, xyz, after, weight,
+                                  options, metrics, cycles if record_cycles else None)
+    after = [{k: v for k, v in row.items() if k not in ("cycle", "iterations", "weight")}
+             for row in after]
+    return PipelineResult(xyz, weight, search, before, after, cycles,
+                          time.perf_counter() - started)
+
+
+def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight, options,
+                 metrics, cycles):
+    """Density-correlation stage with a per-problem geometry guard (see module docstring)."""
+    n_problems = len(xyz)
+    setup = TermSetup(model, restraints, None, density, options, xyz)
+    data_terms = build_data_terms(setup, FINAL)
+    bond_limit = np.array([max(options.bond_rmsd_target, e["bond_rmsd"]) for e in entry])
+    angle_limit = np.array([max(options.angle_rmsd_target, e["angle_rmsd"]) for e in entry])
+    scale = np.ones(n_problems)
+    pending = np.arange(n_problems)
+    polished = xyz.copy()
+    found: dict[int, dict] = {}
+    for _ in range(FINAL_CC_HALVINGS + 1):
+        objective = Objective(data_terms + restraint_terms, weight * scale, xyz)
+        # problems already settled stay where they are: only ``pending`` ones are minimised
+        result = minimise_lbfgs(_subset_objective(objective, pending), objective.pack(xyz[pending]),
+                                max_iterations=options.final_cc_iterations, max_step=0.2)
+        trial = objective.unpack(result.x, pending)
+        still = []
+        for i, k in enumerate(pending):
+            row = metrics(trial[i])
+            if row["bond_rmsd"] <= bond_limit[k] and row["angle_rmsd"] <= angle_limit[k]:
+                polished[k], found[k] = trial[i], row
+            else:
+                still.append(k)
+        if not still:
+            break
+        scale[still] *= 0.5
+        pending = np.array(still)
+    out_xyz, out_after = xyz.copy(), list(entry)
+    for k in range(n_problems):
+        if k not in found:
+            log.info("final CC   skipped: geometry strained even at 1/%d of the weight", 2 ** FINAL_CC_HALVINGS)
+        elif found[k]["cc_mask"] <= entry[k]["cc_mask"]:
+            log.info("final CC   skipped: CC_mask did not improve")
+        else:
+            out_xyz[k], out_after[k] = polished[k], found[k]
+            if cycles is not None:
+                cycles[k].append(dict(found[k], cycle="final-cc", iterations=options.final_cc_iterations,
+                                      weight=float(weight * scale[k])))
+            if n_problems == 1:
+                m = found[k]
+                log.info("final CC   cc_mask %.4f cc_box %.4f bond %.4f angle %.3f (CC weight scale %.3g)",
+                         m["cc_mask"], m["cc_box"], m["bond_rmsd"], m["angle_rmsd"], scale[k])
+    return out_xyz, out_after
+
+
+def _subset_objective(objective: Objective, problems: np.ndarray):
+    """The objective seen by a minimiser of ``problems`` only (its rows 0..k-1 map to them)."""
+    def evaluate(x: np.ndarray, rows: np.ndarray):
+        return objective(x, problems[rows])
+    return evaluate
+
+
+def find_weight(model: Model, density: Map, restraints: Restraints, xyz: np.ndarray,
+                options: RefineOptions) -> WeightSearchResult:
+    """The full weight search at coordinates ``xyz`` with the pipeline's terms — what
+    ensembles, series and pixel scans run once, so that all their refinements share one
+    weight."""
+    setup = TermSetup(model, restraints, pack_restraints(restraints), density, options,
+                      np.asarray(xyz, dtype=np.float64)[np.newaxis])
+    found = search_weight(model, restraints, build_restraint_terms(setup),
+                          build_data_terms(setup, MACRO), setup.start[0], seed=options.seed,
+                          bond_rmsd_target=options.bond_rmsd_target,
+                          angle_rmsd_target=options.angle_rmsd_target)
+    log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
+    return found

@@ -1,0 +1,77 @@
+"""Density correlation (paper's eq. 5, normalised): ``T = s_k · (−CC(ρ_model(x_k), ρ_target))``.
+
+CC runs over the molecular mask of each problem's coordinates when the term is built (fixed
+while the term lives), with ρ_model the Gaussian model map of the heavy atoms at the
+refinement's resolution. The per-problem scale ``s_k = |∇T_map| / |∇(−CC)|`` (gradient norms
+over the heavy atoms at the build coordinates) makes the term pull as hard as the
+atom-centred map term did, so the same data weight w serves both. A correlation target
+accounts for overlapping atoms, which the atom-centred target cannot (Appendix A), at a
+much higher cost per evaluation: the pipeline runs it as a short last stage.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from varref.engine.cc_target import cc_target_value_gradient
+from varref.engine.correlation import mask_radii, molecular_mask
+from varref.engine.map_target import map_target_value_gradient, map_target_weights
+from varref.engine.model_map import resolution_blur, scattering_coefficients
+from varref.refinement.terms.base import DATA, TermSetup
+
+
+class DensityCorrelationTerm:
+    """Scaled negative correlation of model and target map, one fixed mask per problem."""
+
+    name = "density_correlation"
+    kind = DATA
+
+    def __init__(self, setup: TermSetup) -> None:
+        model, density = setup.model, setup.density
+        self.density = density
+        self.heavy = ~model.is_hydrogen
+        self.coeff_a, self.coeff_b = scattering_coefficients(model.element[self.heavy])
+        self.blur = resolution_blur(setup.options.resolution)
+        self.b_iso = model.b_iso[self.heavy]
+        self.occupancy = model.occupancy[self.heavy]
+        radii = mask_radii(model.element[self.heavy])
+        map_weights = map_target_weights(model.atomic_number, model.is_hydrogen)
+        self.masks, self.scales = [], []
+        for xyz in setup.start:
+            mask = molecular_mask(xyz[self.heavy], radii, density.data.shape, density.origin,
+                                  density.voxel_size)
+            self.masks.append(mask)
+            _, map_gradient = map_target_value_gradient(density.data, density.origin,
+                                                        density.voxel_size, xyz, map_weights)
+            _, cc_gradient = self._one(xyz, mask)
+            cc_norm = np.linalg.norm(cc_gradient[self.heavy])
+            # a model with no heavy atom in the map has no CC gradient: the term is then zero
+            self.scales.append(np.linalg.norm(map_gradient[self.heavy]) / cc_norm if cc_norm > 0 else 0.0)
+
+    def _one(self, xyz: np.ndarray, mask: np.ndarray) -> tuple[float, np.ndarray]:
+        d = self.density
+        value, grad_heavy = cc_target_value_gradient(
+            xyz[self.heavy], d.data, d.origin, d.voxel_size, mask, self.coeff_a, self.coeff_b,
+            self.b_iso, self.occupancy, self.blur)
+        gradient = np.zeros_like(xyz)
+        gradient[self.heavy] = grad_heavy
+        return value, gradient
+
+    def evaluate(self, xyz: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        values = np.zeros(len(members))
+        gradient = np.zeros_like(xyz)
+        for i, k in enumerate(members):
+            if self.scales[k] == 0.0:
+                continue
+            value, grad = self._one(xyz[i], self.masks[k])
+            values[i], gradient[i] = self.scales[k] * value, self.scales[k] * grad
+        return values, gradient
+
+    def subset(self, atoms: np.ndarray) -> None:
+        """Not supported: the correlation of a segment depends on its environment's density,
+        and the weight search uses the atom-centred term only."""
+        raise NotImplementedError("the density-correlation term is not used on atom subsets")
+
+
+def build(setup: TermSetup) -> DensityCorrelationTerm | None:
+    return None if setup.density is None else DensityCorrelationTerm(setup)

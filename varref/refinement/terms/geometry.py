@@ -1,0 +1,50 @@
+"""Covalent geometry and non-bonded repulsion from the monomer library (one term).
+
+``T_geometry = T_bond + T_angle + T_torsion + T_chiral + T_plane + T_nonbonded``, evaluated by
+the engine's batched kernel (:mod:`varref.engine.restraint_target`) for K coordinate sets in
+one call. The only state is one buffered non-bonded pair list per problem.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from varref.engine.neighbours import BatchNonbondedPairs
+from varref.engine.restraint_target import PackedRestraints, pack_restraints, restraint_values_and_gradients_batch
+from varref.refinement.terms.base import RESTRAINT, TermSetup
+from varref.restraints.arrays import Restraints
+from varref.restraints.subset import select_restraints
+
+
+class GeometryTerm:
+    """Bonds, angles, torsions, chiralities, planes and repulsion of one topology."""
+
+    name = "geometry"
+    kind = RESTRAINT
+
+    def __init__(self, restraints: Restraints, packed: PackedRestraints | None = None) -> None:
+        self.restraints = restraints
+        self.packed = pack_restraints(restraints) if packed is None else packed
+        self._pair_lists: dict[int, object] = {}
+
+    def _pairs(self, xyz: np.ndarray, members: np.ndarray) -> BatchNonbondedPairs:
+        lists = []
+        for i, k in enumerate(members):
+            k = int(k)
+            if k not in self._pair_lists:
+                self._pair_lists[k] = self.packed.neighbour_list()
+            lists.append(self._pair_lists[k].update(xyz[i]))
+        offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+        offsets[1:] = np.cumsum([len(p) for p in lists])
+        return BatchNonbondedPairs(np.concatenate([p.pairs for p in lists]),
+                                   np.concatenate([p.contact for p in lists]), offsets)
+
+    def evaluate(self, xyz: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return restraint_values_and_gradients_batch(xyz, self.packed, self._pairs(xyz, members))
+
+    def subset(self, atoms: np.ndarray) -> "GeometryTerm":
+        return GeometryTerm(select_restraints(self.restraints, atoms))
+
+
+def build(setup: TermSetup) -> GeometryTerm:
+    return GeometryTerm(setup.restraints, setup.packed)
