@@ -35,3 +35,30 @@ def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def check_output_path(path: str | os.PathLike, inputs: tuple = (), option: str | None = None) -> Path:
+    """Check an output path before any computation: its directory exists and is writable,
+    and it is not one of the ``inputs`` (an output must never replace an input).
+
+    Raises
+    ------
+    InputError
+        Naming ``option`` (or the path) and the problem.
+    """
+    from varref.errors import InputError
+
+    path = Path(path)
+    name = option or str(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(name, f"directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise InputError(name, f"directory {directory} is not writable")
+    if path.is_dir():
+        raise InputError(name, f"{path} is a directory")
+    resolved = path.resolve()
+    for item in inputs:
+        if item is not None and Path(item).resolve() == resolved:
+            raise InputError(name, f"{path} is also an input; choose another output")
+    return path

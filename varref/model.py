@@ -287,8 +287,10 @@ def read_models(path: str | PathLike, altloc: str = "occupancy") -> list[Model]:
     return [Model.from_structure(st, k, altloc=altloc, source=str(path)) for k in range(len(st))]
 
 
-def _write_structure(st: gemmi.Structure, path: Path) -> None:
-    """Write by suffix (.pdb/.ent → PDB, .cif/.mmcif → mmCIF) atomically."""
+def _write_structure(st: gemmi.Structure, path: Path,
+                     extra_categories: dict[str, dict[str, list]] | None = None) -> None:
+    """Write by suffix (.pdb/.ent → PDB, .cif/.mmcif → mmCIF) atomically; mmCIF output gets
+    ``extra_categories`` (e.g. ``_em_3d_fitting``) as extra tables."""
     suffix = path.suffix.lower()
     if suffix not in PDB_SUFFIXES + CIF_SUFFIXES:
         raise InputError(path, "unknown model format: use a .pdb or .cif suffix")
@@ -297,12 +299,80 @@ def _write_structure(st: gemmi.Structure, path: Path) -> None:
             st.write_pdb(str(tmp))
         else:
             doc = st.make_mmcif_document()
+            for category, table in (extra_categories or {}).items():
+                doc[0].set_mmcif_category(category, table)
             doc.write_file(str(tmp))
 
 
-def write_model(model: Model, path: str | PathLike, xyz: np.ndarray | None = None) -> None:
-    """Write a model (optionally with replacement coordinates) as PDB or mmCIF by suffix."""
-    _write_structure(model.to_structure(xyz), Path(path))
+@dataclass
+class RefinementRecord:
+    """What a refinement writes into its model file (mmCIF ``_software``, ``_refine``,
+    ``_refine_ls_restr``, ``_em_3d_fitting``; PDB REMARK 3 and CRYST1).
+
+    ``cell`` is the map's box (a, b, c in Å; the model is written in P1 with it), the
+    metrics are the after-refinement values.
+    """
+
+    program: str
+    version: str
+    resolution: float
+    cell: tuple[float, float, float] | None = None
+    cc_mask: float | None = None
+    cc_box: float | None = None
+    bond_rmsd: float | None = None
+    angle_rmsd: float | None = None
+    n_bonds: int | None = None
+    n_angles: int | None = None
+    mean_b: float | None = None
+    target: str = "map value at atom centres, then density correlation"
+
+
+def _apply_record(st: gemmi.Structure, record: RefinementRecord) -> dict[str, dict[str, list]]:
+    if record.cell is not None:
+        st.cell = gemmi.UnitCell(*record.cell, 90.0, 90.0, 90.0)
+        st.spacegroup_hm = "P 1"
+    software = gemmi.SoftwareItem()
+    software.name, software.version = record.program, record.version
+    software.classification = gemmi.SoftwareItem.Classification.Refinement
+    st.meta.software = [*st.meta.software, software]
+    info = gemmi.RefinementInfo()
+    info.id = "ELECTRON MICROSCOPY"
+    info.resolution_high = float(record.resolution)
+    if record.mean_b is not None:
+        info.mean_b = float(record.mean_b)
+    restraints = []
+    for kind, value, count in (("f_bond_d", record.bond_rmsd, record.n_bonds),
+                               ("f_angle_d", record.angle_rmsd, record.n_angles)):
+        if value is not None:
+            restr = gemmi.RefinementInfo.Restr(kind)
+            restr.dev_ideal = float(value)
+            if count is not None:
+                restr.count = int(count)
+            restraints.append(restr)
+    info.restr_stats = restraints
+    st.meta.refinement = [info]
+
+    def text(value) -> str:
+        return "?" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
+
+    fitting = {"id": ["1"], "entry_id": [st.name or "varref"], "method": ["real-space refinement"],
+               "ref_space": ["REAL"], "ref_protocol": ["FLEXIBLE FIT"],
+               "target_criteria": [record.target], "software_name": [record.program],
+               "overall_b_value": [text(record.mean_b)],
+               "details": [f"resolution {record.resolution} A; CC_mask {text(record.cc_mask)}; "
+                           f"CC_box {text(record.cc_box)}; heavy-atom bond/angle r.m.s.d. "
+                           f"{text(record.bond_rmsd)} A / {text(record.angle_rmsd)} deg"]}
+    return {"_em_3d_fitting.": fitting}
+
+
+def write_model(model: Model, path: str | PathLike, xyz: np.ndarray | None = None,
+                b_iso: np.ndarray | None = None, record: RefinementRecord | None = None) -> None:
+    """Write a model as PDB or mmCIF by suffix, optionally with replacement coordinates
+    ``xyz``, B-factors ``b_iso`` and a refinement ``record`` (cell, software, statistics)."""
+    source = model if b_iso is None else replace(model, b_iso=np.asarray(b_iso, dtype=np.float64))
+    st = source.to_structure(xyz)
+    extra = _apply_record(st, record) if record is not None else None
+    _write_structure(st, Path(path), extra)
 
 
 def write_ensemble(

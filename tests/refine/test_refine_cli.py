@@ -6,6 +6,7 @@ import json
 
 import mrcfile
 import numpy as np
+import pytest
 
 from varref.cli import main
 from varref.model import read_model
@@ -33,6 +34,43 @@ def test_simulate_perturb_refine_round_trip(tmp_path, shared, capsys):
     reference, before, after = (read_model(p).xyz for p in (truth, start, refined))
     assert np.sqrt(np.mean(np.sum((after - reference) ** 2, 1))) < 0.6 * np.sqrt(
         np.mean(np.sum((before - reference) ** 2, 1)))
+    # complete outputs: the map's box as P1 cell, software and refinement records, a log and
+    # the parameter set beside the model, a before/after table
+    import gemmi
+
+    with mrcfile.open(density) as mrc:
+        box = [float(mrc.header.cella[axis]) for axis in "xyz"]
+    block = gemmi.cif.read(str(refined))[0]
+    assert [float(block.find_value(f"_cell.length_{a}")) for a in "abc"] == pytest.approx(box, abs=1e-3)
+    assert "varref" in list(block.find_values("_software.name"))
+    assert float(block.find_value("_refine.ls_d_res_high")) == 3.0
+    assert block.find_value("_em_3d_fitting.method").strip("'") == "real-space refinement"
+    log = (tmp_path / "refined.log").read_text()
+    assert "cycle 3/3" in log and "CC_mask" in log
+    params = json.loads((tmp_path / "refined.params.json").read_text())
+    assert params["options"]["macro_cycles"] == 3 and params["options"]["ramachandran"] is True
+    assert params["resolution"] == 3.0 and params["model"] == str(start)
+    metrics_rows = {row["metric"]: row for row in report["summary"]}
+    assert metrics_rows["CC_mask"]["after"] == pytest.approx(report["after"]["cc_mask"], abs=0.02)
+    assert "Ramachandran outliers" in metrics_rows and "Clashscore" in metrics_rows
+    assert "Ramachandran favoured" in out
+
+
+def test_refine_checks_outputs_before_working(tmp_path, shared, capsys):
+    """A missing output directory or an output equal to an input: one line, exit 2, nothing
+    computed or written, the input untouched."""
+    model = shared("models/1crn.pdb")
+    before = model.read_bytes()
+    status = main(["refine", str(model), str(tmp_path / "missing.mrc"), "--resolution", "3",
+                   "-o", str(tmp_path / "no" / "such" / "out.cif")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--output" in err and "does not exist" in err
+    copy = tmp_path / "model.pdb"
+    copy.write_bytes(before)
+    status = main(["refine", str(copy), str(tmp_path / "missing.mrc"), "--resolution", "3", "-o", str(copy)])
+    err = capsys.readouterr().err
+    assert status == 2 and "also an input" in err
+    assert copy.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["model.pdb"]
 
 
 def test_refine_rejects_bad_map_without_writing(tmp_path, shared, capsys):

@@ -3,21 +3,25 @@
 Minimises w·T_map + T_restraints with L-BFGS over 5 macro-cycles; the weight w is found by
 short trial refinements of random 10-residue segments aiming at bond r.m.s.d. 0.01 Å and
 angle r.m.s.d. 1.0° (Afonine et al. 2018), unless --weight is given. Writes the refined
-model (format from the suffix) and, with --json, the weight, timing and before/after metrics.
+model (format from the suffix; cell of the map's box, software and refinement records), a
+log (OUT.log) and the full parameter set (OUT.params.json) beside it, prints a before/after
+validation table, and with --json the weight, timing, metrics and that table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
 
+from varref import __version__
 from varref.api import as_map, as_model, refine
-from varref.atomic import atomic_path
+from varref.atomic import atomic_path, check_output_path
 from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
-from varref.model import write_model
+from varref.model import RefinementRecord, write_model
 from varref.refinement.options import RefineOptions
 
 NAME = "refine"
@@ -29,29 +33,78 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("map", help="MRC/CCP4 map or MTZ map coefficients")
     parser.add_argument("--resolution", type=float, required=True, help="map resolution, Å")
     parser.add_argument("--output", "-o", help="refined model, .cif or .pdb "
-                        "(default: MODEL_refined.cif)")
+                        "(default: MODEL_refined.cif); OUT.log and OUT.params.json are written beside it")
     parser.add_argument("--json", metavar="METRICS.json", help="write metrics as JSON (default none)")
+    parser.add_argument("--summary", action=argparse.BooleanOptionalAction, default=True,
+                        help="validate the start and the result and print a before/after table "
+                        "(default on)")
+    parser.add_argument("--reference-data", metavar="DIR",
+                        help="MolProbity Top8000 grids for the summary's Ramachandran/rotamer "
+                        "numbers (default $VARREF_REFERENCE_DATA)")
     add_refinement_options(parser)
     add_chemistry_options(parser)
 
 
+def _companions(output: Path) -> tuple[Path, Path]:
+    stem = output.with_suffix("")
+    return stem.with_name(stem.name + ".log"), stem.with_name(stem.name + ".params.json")
+
+
 def run(args: argparse.Namespace) -> int:
     options = refinement_options(args)
-    RefineOptions(resolution=args.resolution, **options)  # every option checked before any reading
+    checked = RefineOptions(resolution=args.resolution, **options)  # checked before any reading
+    output = Path(args.output) if args.output else Path(args.model).with_name(
+        Path(args.model).stem + "_refined.cif")
+    log_path, params_path = _companions(output)
+    inputs = (args.model, args.map, *args.restraints)
+    for path, option in ((output, "--output"), (log_path, "--output"), (params_path, "--output"),
+                         (args.json, "--json")):
+        if path is not None:
+            check_output_path(path, inputs, option)
     model = as_model(args.model)
     density = as_map(args.map)
     density.require_orthogonal()
     inside = density.contains(model.xyz)
     if not inside.any():
         density.box_around(model.xyz)  # raises the standard "entirely outside" error
-    output = Path(args.output) if args.output else Path(args.model).with_name(
-        Path(args.model).stem + "_refined.cif")
-    result = refine(model, density, args.resolution, monlib=args.monlib,
-                    extra_restraints=args.restraints, **options)
-    write_model(model, output, xyz=result.xyz)
+    parameters = {"program": "varref refine", "version": __version__, "model": args.model,
+                  "map": args.map, "output": str(output), "resolution": args.resolution,
+                  "options": checked.as_dict(), "monlib": args.monlib, "restraints": args.restraints}
+    # the log file receives everything the console log does, written atomically at the end
+    records: list[str] = []
+    handler = _ListHandler(records)
+    logger = logging.getLogger("varref")
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:  # the file gets INFO even when the console does not
+        logger.setLevel(logging.INFO)
+    try:
+        result = refine(model, density, args.resolution, monlib=args.monlib,
+                        extra_restraints=args.restraints, **options)
+        rows = _summary(model, result, density, args) if args.summary else []
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    after = result.after
+    geometry = result.model  # the refined model
+    record = RefinementRecord(
+        program="varref", version=__version__, resolution=args.resolution,
+        cell=tuple(float(v) for v in np.array(density.shape_xyz) * density.voxel_size),
+        cc_mask=after.get("cc_mask"), cc_box=after.get("cc_box"), bond_rmsd=after.get("bond_rmsd"),
+        angle_rmsd=after.get("angle_rmsd"), mean_b=float(np.mean(geometry.b_iso[~geometry.is_hydrogen])))
+    write_model(result.model, output, record=record)
     report = {"model": args.model, "map": args.map, "output": str(output),
               "resolution": args.resolution, "atoms_outside_map": int(np.count_nonzero(~inside)),
-              **result.to_dict()}
+              **result.to_dict(), "summary": rows}
+    if rows:
+        from varref.refinement.summary import format_summary_table
+
+        table = format_summary_table(rows)
+        records.append(table)
+    with atomic_path(log_path) as tmp:
+        tmp.write_text("\n".join(records) + "\n")
+    with atomic_path(params_path) as tmp:
+        tmp.write_text(json.dumps(parameters, indent=2) + "\n")
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
@@ -60,5 +113,30 @@ def run(args: argparse.Namespace) -> int:
     print(f"  cc_mask {b['cc_mask']:.4f} -> {a['cc_mask']:.4f}   cc_box {b['cc_box']:.4f} -> {a['cc_box']:.4f}")
     print(f"  bond rmsd {b['bond_rmsd']:.4f} -> {a['bond_rmsd']:.4f} Å   "
           f"angle rmsd {b['angle_rmsd']:.3f} -> {a['angle_rmsd']:.3f}°")
-    print(f"wrote {output}")
+    if rows:
+        print(table)
+    print(f"wrote {output}, {log_path.name}, {params_path.name}")
     return 0
+
+
+def _summary(model, result, density, args) -> list[dict]:
+    """Validation of the start and of the result on the map boxed around the model."""
+    from varref.refinement.summary import summary_rows
+    from varref.validation import validate
+
+    boxed = density.box_around(model.xyz, margin=8.0)
+    before = validate(model, boxed, args.resolution, reference_data=args.reference_data)
+    after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data)
+    return summary_rows(before, after)
+
+
+class _ListHandler(logging.Handler):
+    """Collects formatted log records (the refinement log written beside the output)."""
+
+    def __init__(self, records: list[str]) -> None:
+        super().__init__(level=logging.INFO)
+        self.records = records
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(self.format(record))
