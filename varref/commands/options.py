@@ -49,6 +49,9 @@ def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = Tru
     restraints.add_argument("--secondary-structure", action=argparse.BooleanOptionalAction, default=None,
                             help="backbone H-bond and base-pair restraints (default: on at 4 Å "
                             "or worse, off at better resolution)")
+    restraints.add_argument("--ncs", action=argparse.BooleanOptionalAction, default=True,
+                            help="torsion NCS restraints between copies of identical chains, found "
+                            "automatically (default on)")
     restraints.add_argument("--reference-model", metavar="MODEL",
                             help="torsion restraints to a reference model file, or 'start' for the "
                             "starting model (default none)")
@@ -63,4 +66,5 @@ def refinement_options(args: argparse.Namespace) -> dict[str, object]:
         "bond_rmsd_target": args.bond_rmsd_target, "angle_rmsd_target": args.angle_rmsd_target,
         "seed": args.seed, "ramachandran": args.ramachandran, "cbeta": args.cbeta,
         "secondary_structure": args.secondary_structure, "reference_model": args.reference_model,
+        "ncs": args.ncs,
     }

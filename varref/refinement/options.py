@@ -40,7 +40,7 @@ class RefineOptions:
         geometry within the targets).
     final_cc_iterations : int
     ramachandran, ramachandran_weight, cbeta, secondary_structure, reference_model,
-    reference_sigma, reference_limit
+    reference_sigma, reference_limit, ncs, ncs_sigma, ncs_limit
         Switches of the restraint terms (see docs/methods-restraints.md);
         ``secondary_structure=None`` means automatic by resolution.
     """
@@ -66,6 +66,9 @@ class RefineOptions:
     reference_model: object = None
     reference_sigma: float = 1.0
     reference_limit: float = 15.0
+    ncs: bool = True
+    ncs_sigma: float = 2.5
+    ncs_limit: float = 15.0
 
     def __post_init__(self) -> None:
         self.check()
@@ -93,6 +96,8 @@ class RefineOptions:
         finite("ramachandran_weight", self.ramachandran_weight, positive=True)
         finite("reference_sigma", self.reference_sigma, positive=True)
         finite("reference_limit", self.reference_limit, positive=True)
+        finite("ncs_sigma", self.ncs_sigma, positive=True)
+        finite("ncs_limit", self.ncs_limit, positive=True)
         for name in ("macro_cycles", "iterations", "final_cc_iterations"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

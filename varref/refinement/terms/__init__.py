@@ -16,7 +16,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from varref.refinement.terms import cbeta, density_correlation, geometry, map_value, reference, secondary_structure
+from varref.refinement.terms import (
+    cbeta,
+    density_correlation,
+    geometry,
+    map_value,
+    ncs,
+    ramachandran,
+    reference,
+    secondary_structure,
+)
 from varref.refinement.terms.base import DATA, RESTRAINT, Term, TermSetup
 
 #: Stage names of data terms.
@@ -37,9 +46,11 @@ REGISTRY: list[TermSpec] = [
     TermSpec("map_value", DATA, map_value.build, MACRO),
     TermSpec("density_correlation", DATA, density_correlation.build, FINAL),
     TermSpec("geometry", RESTRAINT, geometry.build),
+    TermSpec("ramachandran", RESTRAINT, ramachandran.build),
     TermSpec("cbeta", RESTRAINT, cbeta.build),
     TermSpec("secondary_structure", RESTRAINT, secondary_structure.build),
     TermSpec("reference", RESTRAINT, reference.build),
+    TermSpec("ncs", RESTRAINT, ncs.build),
 ]
 
 
