@@ -61,7 +61,17 @@ CLASHSCORE_UNAVAILABLE = (
 
 
 def shared_models(shared: Path) -> list[Path]:
-    """Every model file of the shared data set, in a stable order."""
+    """Every model file of the shared data set, in a stable order.
+
+    Parameters
+    ----------
+    shared
+        The shared folder (holding ``data/``).
+
+    Returns
+    -------
+    Paths of ``data/models/*.pdb|cif`` and ``data/maps/*/*.pdb|cif``.
+    """
     data = shared / "data"
     found = []
     for pattern in ("models/*.pdb", "models/*.cif", "maps/*/*.pdb", "maps/*/*.cif"):
@@ -80,7 +90,17 @@ def _monomer_library() -> str:
 def _rotamer_cache(top8000: Path, cache: Path) -> tuple[Path, list[str]]:
     """Pickle the shared rotamer grids with cctbx's own converter; point cctbx at them.
 
-    Returns the cache directory and the residue types (lower case) that have no grid.
+    Parameters
+    ----------
+    top8000
+        ``shared/data/validation/top8000``.
+    cache
+        Directory for the ``rota8000-*.data`` copies and their pickles.
+
+    Returns
+    -------
+    The cache directory and the residue types (lower case) that have no grid; those are
+    removed from cctbx's table list, so rotalyze leaves them out.
     """
     from mmtbx.command_line.rebuild_rotarama_cache import rebuild_pickle_files
     from mmtbx.rotamer import rotamer_eval
@@ -121,7 +141,18 @@ def _percent(k: int, n: int) -> float | None:
 
 
 def ramachandran_reference(hierarchy) -> dict:
-    """molprobity.ramalyze on a hierarchy: counts, percentages, non-favoured residues."""
+    """molprobity.ramalyze on a hierarchy.
+
+    Parameters
+    ----------
+    hierarchy
+        An iotbx.pdb hierarchy.
+
+    Returns
+    -------
+    dict with counts and percentages of favoured/allowed/outliers (ramalyze counts altloc
+    A or blank), residues per class, and every non-favoured residue.
+    """
     from mmtbx.validation import ramalyze
 
     result = ramalyze.ramalyze(pdb_hierarchy=hierarchy, out=None, quiet=True)
@@ -146,7 +177,18 @@ def ramachandran_reference(hierarchy) -> dict:
 
 
 def rotamer_reference(hierarchy) -> dict:
-    """molprobity.rotalyze on a hierarchy (every altloc conformer counts, as rotalyze does)."""
+    """molprobity.rotalyze on a hierarchy.
+
+    Parameters
+    ----------
+    hierarchy
+        An iotbx.pdb hierarchy.
+
+    Returns
+    -------
+    dict with counts and percentages (every altloc conformer counts, as in rotalyze) and
+    the outlier residues.
+    """
     from mmtbx.validation import rotalyze
 
     result = rotalyze.rotalyze(pdb_hierarchy=hierarchy, out=None, quiet=True)
@@ -175,13 +217,38 @@ def _referee_module(shared: Path):
     return module
 
 
+def to_json(value, indent: int = 0) -> str:
+    """JSON with nested objects indented and flat objects (residue rows) on one line each."""
+    pad = " " * (indent + 1)
+    if isinstance(value, dict) and any(isinstance(v, (dict, list)) for v in value.values()):
+        items = [f"{pad}{json.dumps(k)}: {to_json(v, indent + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + " " * indent + "}"
+    if isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        items = [f"{pad}{to_json(v, indent + 1)}" for v in value]
+        return "[\n" + ",\n".join(items) + "\n" + " " * indent + "]"
+    return json.dumps(value)
+
+
 def run_referee(shared: Path, out: Path, cache: Path) -> dict:
-    """Compute the table (inside the referee venv) and write it to ``out``."""
+    """Compute the table (inside the referee venv) and write it to ``out``.
+
+    Parameters
+    ----------
+    shared
+        The shared folder.
+    out
+        JSON file to write (atomically replaced).
+    cache
+        Directory for cctbx's rotamer pickles.
+
+    Returns
+    -------
+    The table written.
+    """
     library = _monomer_library()
     # cctbx reads these when its monomer-library server is first built
     os.environ["MMTBX_CCP4_MONOMER_LIB"] = library
     os.environ["CLIBD_MON"] = library + "/"
-    import libtbx.load_env  # noqa: F401  (cctbx before gemmi: referee.py's import order)
     from libtbx.version import get_version
 
     referee = _referee_module(shared)
@@ -221,7 +288,7 @@ def run_referee(shared: Path, out: Path, cache: Path) -> dict:
               f"out={rama.get('percent_outliers')}", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n")
+    tmp.write_text(to_json(table) + "\n")
     tmp.replace(out)
     print(f"wrote {out}")
     return table

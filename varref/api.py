@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from os import PathLike
 
 import numpy as np
@@ -116,6 +116,10 @@ class RefinementResult:
         The same metrics after every macro-cycle (and the final stage, when kept).
     options : RefineOptions
     runtime_s : float
+    fsc : dict
+        Map–model FSC summaries ``{"before": ..., "after": ...}`` (FSC-average, resolution at
+        FSC = 0.5; with half maps also the model–half-map and half-map FSCs), see
+        :func:`varref.fsc.fsc_summary`.
     """
 
     model: Model
@@ -127,6 +131,7 @@ class RefinementResult:
     cycles: list[dict] = field(default_factory=list)
     options: RefineOptions | None = None
     runtime_s: float = 0.0
+    fsc: dict = field(default_factory=dict)
 
     def write(self, path: str | PathLike) -> None:
         """Write the refined model (format from the suffix: .cif/.mmcif or .pdb)."""
@@ -138,12 +143,14 @@ class RefinementResult:
                 "macro_cycles": len([c for c in self.cycles if c.get("cycle") != "final-cc"]),
                 "options": self.options.as_dict() if self.options else None,
                 "runtime_s": round(self.runtime_s, 3), "n_atoms": self.model.n_atoms,
-                "before": self.before, "after": self.after, "cycles": self.cycles}
+                "before": self.before, "after": self.after, "cycles": self.cycles,
+                "fsc": self.fsc}
 
 
 def refine(model, density, resolution: float, *, restraints: Restraints | None = None,
            xyz: np.ndarray | None = None, monlib: str | None = None,
-           extra_restraints: Sequence[str] = (), **options) -> RefinementResult:
+           extra_restraints: Sequence[str] = (), half_maps=None, fsc: bool = True,
+           **options) -> RefinementResult:
     """Refine one model into one map (real-space refinement, Afonine et al. 2018).
 
     Parameters
@@ -151,7 +158,8 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     model
         A :class:`Model` or a PDB/mmCIF path.
     density
-        A :class:`Map` or an MRC/CCP4/MTZ path (any box; it is cut around the model).
+        A :class:`Map` or an MRC/CCP4/MTZ path (any box; it is cut around the model), or
+        None with ``half_maps`` (their average is refined against).
     resolution
         Map resolution, Å.
     restraints
@@ -160,6 +168,11 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
         Starting coordinates (default: the model's).
     monlib, extra_restraints
         Monomer library directory and extra dictionaries (ligands), when building restraints.
+    half_maps
+        Optional pair of half maps (Maps or paths on the map's grid): the FSC summaries then
+        include FSC(model, half 1), FSC(model, half 2) and the half-map FSC.
+    fsc
+        Compute the map–model FSC before and after (``result.fsc``; default True).
     **options
         Any field of :class:`~varref.refinement.options.RefineOptions`: ``macro_cycles``,
         ``weight``, ``rigid_body``, ``final_cc``, ``map_b``, ``seed``, ``ramachandran``, ...
@@ -182,7 +195,20 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
 
     opts = refine_options(resolution, **options)
     model = as_model(model)
+    halves = None
+    if half_maps is not None:
+        from varref.fsc import average_map, read_half_maps
+
+        halves = read_half_maps(*half_maps)
+        if density is None:
+            density = average_map(*halves)
+    if density is None:
+        raise InputError("map", "give a map or half maps")
     density = as_map(density)
+    if halves is not None:
+        from varref.fsc import require_same_grid
+
+        require_same_grid(density, halves[0])
     start = np.array(model.xyz if xyz is None else xyz, dtype=np.float64)
     if start.shape != model.xyz.shape:
         raise InputError("xyz", f"shape {start.shape}, the model has {model.xyz.shape}")
@@ -192,9 +218,36 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     started = time.perf_counter()
     result = refine_coordinates(model, prepared, restraints, start, opts, record_cycles=True)
     refined = result.xyz[0]
-    return RefinementResult(model.with_xyz(refined), refined, result.weight, result.weight_search,
-                            result.before[0], result.after[0], result.cycles[0], opts,
-                            time.perf_counter() - started)
+    runtime = time.perf_counter() - started
+    summaries = {}
+    if fsc:
+        summaries = {"before": fsc_summaries(model, start, density, resolution, halves),
+                     "after": fsc_summaries(replace(model, b_iso=result.b_iso[0]), refined, density,
+                                            resolution, halves)}
+    refined_model = replace(model.with_xyz(refined), b_iso=result.b_iso[0].copy())
+    return RefinementResult(refined_model, refined, result.weight, result.weight_search,
+                            result.before[0], result.after[0], result.cycles[0], opts, runtime,
+                            summaries)
+
+
+def fsc_curves(model: Model, xyz: np.ndarray, density: Map, resolution: float,
+               half_maps: tuple[Map, Map] | None = None) -> xr.Dataset:
+    """The map–model FSC curves (:func:`varref.fsc.model_map_fsc`) of ``xyz`` on the map
+    boxed around the model with an 8 Å margin (the FSC of a model is local; a whole cryo-EM
+    box would only add solvent and FFT time)."""
+    from varref.fsc import model_map_fsc
+
+    box = density.box_around(xyz, margin=8.0)
+    halves = None if half_maps is None else tuple(h.box_around(xyz, margin=8.0) for h in half_maps)
+    return model_map_fsc(model, xyz, box, resolution, half_maps=halves)
+
+
+def fsc_summaries(model: Model, xyz: np.ndarray, density: Map, resolution: float,
+                  half_maps: tuple[Map, Map] | None = None) -> dict[str, object]:
+    """FSC summary (:func:`varref.fsc.fsc_summary`) of :func:`fsc_curves`."""
+    from varref.fsc import fsc_summary
+
+    return fsc_summary(fsc_curves(model, xyz, density, resolution, half_maps))
 
 
 # --------------------------------------------------------------------------- many models
@@ -226,8 +279,9 @@ def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rm
         Zarr path for the results (members written as they finish; ``resume`` continues an
         interrupted run). None keeps the results in memory.
     **options
-        Fields of :class:`~varref.refinement.options.RefineOptions`; ``final_cc`` defaults
-        to False here (it multiplies the cost of every member).
+        Fields of :class:`~varref.refinement.options.RefineOptions`; ``final_cc`` and ``adp``
+        default to False here (each multiplies the cost of every member, and the results
+        store keeps coordinates, not B).
 
     Returns
     -------
@@ -246,6 +300,7 @@ def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rm
     from varref.ensemble.ensemble import run_ensemble
 
     options.setdefault("final_cc", False)
+    options.setdefault("adp", False)
     opts = refine_options(resolution, **options)
     model = as_model(model)
     density = as_map(density)
@@ -279,8 +334,8 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     store
         Zarr path for the results, or None for an in-memory Dataset.
     **options
-        Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc`` defaults
-        to False here).
+        Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc`` and
+        ``adp`` default to False here).
 
     Returns
     -------
@@ -299,6 +354,7 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     from varref.ensemble.series import run_series
 
     options.setdefault("final_cc", False)
+    options.setdefault("adp", False)
     opts = refine_options(resolution, **options)
     model = as_model(model)
     if isinstance(maps, MapSeriesBase):
@@ -359,6 +415,7 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
         options.setdefault("macro_cycles", 1)
         options.setdefault("iterations", 50)
         options.setdefault("final_cc", False)
+        options.setdefault("adp", False)
         opts = refine_options(resolution, **options)
         restraints = restraints or build_restraints(model)
     elif options:
@@ -374,9 +431,10 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
 
 
 def validate(model, density=None, resolution: float | None = None,
-             reference_data: str | PathLike | None = None) -> dict[str, object]:
+             reference_data: str | PathLike | None = None, half_maps=None) -> dict[str, object]:
     """Validation report: geometry, Ramachandran, rotamers, C-beta, peptides, clashes, and
-    with a map the map-model correlations and EMRinger.
+    with a map (or half maps) and a resolution the map-model correlations, EMRinger and the
+    map–model FSC (``report["fsc"]``, :func:`varref.fsc.fsc_summary`).
 
     Examples
     --------
@@ -388,8 +446,19 @@ def validate(model, density=None, resolution: float | None = None,
     from varref.validation import validate as validate_model
 
     model = as_model(model)
+    halves = None
+    if half_maps is not None:
+        from varref.fsc import average_map, read_half_maps
+
+        halves = read_half_maps(*half_maps)
+        if density is None:
+            density = average_map(*halves)
     density = None if density is None else as_map(density)
-    return validate_model(model, density, resolution, reference_data=reference_data)
+    report = validate_model(model, density, resolution, reference_data=reference_data)
+    if density is not None and resolution is not None:
+        # map–model FSC (with half maps: work/free-style FSCs and the half-map FSC)
+        report["fsc"] = fsc_summaries(model, model.xyz, density, resolution, halves)
+    return report
 
 
 def simulate_map(model, resolution: float, **kwargs) -> Map:

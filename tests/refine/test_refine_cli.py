@@ -20,8 +20,9 @@ def test_simulate_perturb_refine_round_trip(tmp_path, shared, capsys):
     metrics = tmp_path / "metrics.json"
     assert main(["simulate-map", str(truth), "--resolution", "3", "-o", str(density), "--noise", "20"]) == 0
     assert main(["perturb", str(truth), "--rmsd", "0.8", "--seed", "4", "-o", str(start)]) == 0
+    top8000 = shared("validation/top8000")
     assert main(["refine", str(start), str(density), "--resolution", "3", "-o", str(refined),
-                 "--json", str(metrics), "--macro-cycles", "3"]) == 0
+                 "--json", str(metrics), "--macro-cycles", "3", "--reference-data", str(top8000)]) == 0
     out = capsys.readouterr().out
     assert "cc_mask" in out and f"wrote {refined}" in out
     report = json.loads(metrics.read_text())
@@ -30,7 +31,7 @@ def test_simulate_perturb_refine_round_trip(tmp_path, shared, capsys):
     for key in ("cc_mask", "cc_box", "bond_rmsd", "angle_rmsd"):
         assert key in report["before"] and key in report["after"]
     assert report["after"]["cc_mask"] > report["before"]["cc_mask"]
-    assert [c["cycle"] for c in report["cycles"]] == [1, 2, 3, "final-cc"]
+    assert [c["cycle"] for c in report["cycles"]] == [1, 2, 3, "adp", "final-cc"]
     reference, before, after = (read_model(p).xyz for p in (truth, start, refined))
     assert np.sqrt(np.mean(np.sum((after - reference) ** 2, 1))) < 0.6 * np.sqrt(
         np.mean(np.sum((before - reference) ** 2, 1)))

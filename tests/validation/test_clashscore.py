@@ -69,3 +69,16 @@ def test_clashscore_ranks_a_poor_early_cryoem_model_last(read_shared_model):
     trpv1 = find_clashes(read_shared_model("trpv1_tm"))["clashscore"]
     assert trpv1 > 5 * max(crambin, modern)
     assert crambin < 10 and modern < 20
+
+
+def test_clashscore_of_a_model_over_32767_atoms_with_hydrogens():
+    from conftest import SHARED_DATA
+
+    from varref.model import read_model
+
+    path = SHARED_DATA / "maps" / "emd1997_groel_unfitted" / "1oel.pdb"
+    if not path.is_file():
+        pytest.skip("shared data not available: 1oel.pdb")
+    result = find_clashes(read_model(path))
+    assert result["n_atoms"] > 32767
+    assert 0.0 <= result["clashscore"] < 100.0

@@ -52,18 +52,43 @@ def test_summary_lists_the_headline_numbers(ubiquitin_report):
     assert f"{ubiquitin_report['clashes']['clashscore']:.2f}" in text
 
 
-def test_without_reference_data_ramachandran_comes_from_coot(read_shared_model, monkeypatch):
+def test_without_reference_data_no_molprobity_numbers_are_reported(read_shared_model,
+                                                                    monkeypatch):
     pytest.importorskip("coot_headless_api")
     monkeypatch.delenv("VARREF_REFERENCE_DATA", raising=False)
-    report = validate(read_shared_model("1crn"))
+    model = read_shared_model("3j6b_9")
+    report = validate(model)
     assert report["reference_data"] is None
-    assert "coot-headless-api" in report["sources"]["ramachandran"]
-    assert report["ramachandran"]["n_evaluated"] == 44
-    assert report["ramachandran"]["n_outliers"] == 0
+    rama = report["ramachandran"]
+    # Coot's clipper tables give other numbers than MolProbity (15 outliers here, MolProbity
+    # 8): they must not fill the fields that summaries and refinement tables quote
+    assert rama["available"] is False and "--reference-data" in rama["reason"]
+    assert "percent_outliers" not in rama and "n_outliers" not in rama
+    assert all(row["rama_status"] is None for row in report["per_residue"])
+    assert report["sources"]["ramachandran"] == "none"
+    # Coot's analysis is kept apart and labelled
+    coot = rama["coot"]
+    assert "not the MolProbity Top8000 analysis" in coot["source"]
+    assert coot["n_evaluated"] == 185 and coot["n_outliers"] == 15
+    text = format_summary(report)
+    assert "not evaluated: no --reference-data" in text
+    assert "Coot/clipper tables (not MolProbity): 15 outliers, 159 favoured of 185" in text
     # rotamers are not invented from Coot's library frequencies
     assert report["rotamers"]["available"] is False
     assert "--reference-data" in report["rotamers"]["reason"]
     assert all(row["rotamer_status"] is None for row in report["per_residue"])
+
+
+def test_refinement_summary_quotes_no_ramachandran_without_reference_data(read_shared_model,
+                                                                          monkeypatch):
+    from varref.refinement.summary import summary_rows
+
+    pytest.importorskip("coot_headless_api")
+    monkeypatch.delenv("VARREF_REFERENCE_DATA", raising=False)
+    report = validate(read_shared_model("1crn"))
+    metrics = [row["metric"] for row in summary_rows(report, report)]
+    assert "Bond r.m.s.d." in metrics
+    assert not any(metric.startswith(("Ramachandran", "Rotamer")) for metric in metrics)
 
 
 def test_reference_data_from_the_environment(read_shared_model, reference_data, monkeypatch):
@@ -84,3 +109,20 @@ def test_map_sections_are_filled_with_a_map(read_shared_model, reference_data):
     no_resolution = validate(model, simulated_map(model, 3.0), None, reference_data)
     assert no_resolution["map_fit"]["available"] is False
     assert "Model vs map" in format_summary(report)
+
+
+def test_geometry_section_is_the_heavy_atom_definition(read_shared_model, reference_data):
+    """The report quotes geometry_statistics: bonds/angles among heavy atoms (MolProbity's
+    convention), the with-H figures apart; 3J6B chain 9 carries 1,437 hydrogens."""
+    from varref.engine.geometry_stats import geometry_statistics
+    from varref.restraints import build_restraints
+
+    model = read_shared_model("3j6b_9")
+    assert model.is_hydrogen.sum() > 1000
+    report = validate(model, reference_data=reference_data)
+    expected = geometry_statistics(model.xyz, build_restraints(model))
+    assert report["geometry"] == expected
+    assert report["geometry"]["bonds"]["n"] < report["geometry"]["bonds_with_h"]["n"]
+    text = format_summary(report)
+    assert f"r.m.s.d. {expected['bonds']['rmsd']:.3f} Å" in text
+    assert f"r.m.s.d. {expected['angles']['rmsd']:.3f}°" in text

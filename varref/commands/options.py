@@ -34,6 +34,12 @@ def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = Tru
     group.add_argument("--final-cc", action=argparse.BooleanOptionalAction, default=final_cc,
                        help="finish with a short density-correlation stage (default "
                        f"{'on' if final_cc else 'off'})")
+    group.add_argument("--adp", action=argparse.BooleanOptionalAction, default=final_cc,
+                       help="refine isotropic B-factors after the macro-cycles (default "
+                       f"{'on' if final_cc else 'off'})")
+    group.add_argument("--adp-mode", choices=("auto", "atom", "group"), default="auto",
+                       help="per-atom B, one B per residue, or auto: group B at resolution worse "
+                       "than 4 Å (default auto)")
     group.add_argument("--map-b", type=float, help="B (Å²) applied to the map: >0 blurs, <0 sharpens "
                        "(default none)")
     group.add_argument("--bond-rmsd-target", type=float, default=0.01,
@@ -46,6 +52,11 @@ def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = Tru
                             help="Ramachandran restraints (default on)")
     restraints.add_argument("--cbeta", action=argparse.BooleanOptionalAction, default=True,
                             help="C-beta restraints (default on)")
+    restraints.add_argument("--rotamer", action=argparse.BooleanOptionalAction, default=True,
+                            help="side-chain rotamer restraints (default on)")
+    restraints.add_argument("--rotamer-fit", action=argparse.BooleanOptionalAction, default=True,
+                            help="replace rotamer-outlier side chains by the best-fitting library "
+                            "rotamer before refining (default on)")
     restraints.add_argument("--secondary-structure", action=argparse.BooleanOptionalAction, default=None,
                             help="backbone H-bond and base-pair restraints (default: on at 4 Å "
                             "or worse, off at better resolution)")
@@ -63,8 +74,10 @@ def refinement_options(args: argparse.Namespace) -> dict[str, object]:
     return {
         "macro_cycles": args.macro_cycles, "iterations": args.iterations, "weight": args.weight,
         "rigid_body": args.rigid_body, "final_cc": args.final_cc, "map_b": args.map_b,
+        "adp": args.adp, "adp_mode": args.adp_mode,
         "bond_rmsd_target": args.bond_rmsd_target, "angle_rmsd_target": args.angle_rmsd_target,
         "seed": args.seed, "ramachandran": args.ramachandran, "cbeta": args.cbeta,
+        "rotamer": args.rotamer, "rotamer_fit": args.rotamer_fit,
         "secondary_structure": args.secondary_structure, "reference_model": args.reference_model,
         "ncs": args.ncs,
     }

@@ -22,7 +22,10 @@ from varref.api import as_map, as_model, refine
 from varref.atomic import atomic_path, check_output_path
 from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
 from varref.model import RefinementRecord, write_model
+from varref.errors import InputError
 from varref.refinement.options import RefineOptions
+
+log = logging.getLogger(__name__)
 
 NAME = "refine"
 HELP = "refine a model into a map"
@@ -30,11 +33,21 @@ HELP = "refine a model into a map"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="PDB or mmCIF model")
-    parser.add_argument("map", help="MRC/CCP4 map or MTZ map coefficients")
+    parser.add_argument("map", nargs="?", help="MRC/CCP4 map or MTZ map coefficients (optional "
+                        "with --half-maps: their average is refined against)")
     parser.add_argument("--resolution", type=float, required=True, help="map resolution, Å")
     parser.add_argument("--output", "-o", help="refined model, .cif or .pdb "
                         "(default: MODEL_refined.cif); OUT.log and OUT.params.json are written beside it")
     parser.add_argument("--json", metavar="METRICS.json", help="write metrics as JSON (default none)")
+    parser.add_argument("--half-maps", nargs=2, metavar=("HALF1", "HALF2"),
+                        help="half maps: FSC(model, half 1/2) and the half-map FSC are reported "
+                        "(default none)")
+    parser.add_argument("--cross-validate", action="store_true",
+                        help="also refine against half 1 alone and compare the FSC with half 1 "
+                        "(work) and half 2 (free) to show over-fitting (needs --half-maps)")
+    parser.add_argument("--fsc-out", metavar="FSC.nc|FSC.json",
+                        help="map-model FSC curves of the result (default none)")
+    parser.add_argument("--fsc-plot", metavar="FSC.png", help="plot of those curves (default none)")
     parser.add_argument("--summary", action=argparse.BooleanOptionalAction, default=True,
                         help="validate the start and the result and print a before/after table "
                         "(default on)")
@@ -53,16 +66,28 @@ def _companions(output: Path) -> tuple[Path, Path]:
 def run(args: argparse.Namespace) -> int:
     options = refinement_options(args)
     checked = RefineOptions(resolution=args.resolution, **options)  # checked before any reading
+    if args.map is None and not args.half_maps:
+        raise InputError("map", "give a map or --half-maps HALF1 HALF2")
+    if args.cross_validate and not args.half_maps:
+        raise InputError("--cross-validate", "needs --half-maps HALF1 HALF2")
     output = Path(args.output) if args.output else Path(args.model).with_name(
         Path(args.model).stem + "_refined.cif")
     log_path, params_path = _companions(output)
-    inputs = (args.model, args.map, *args.restraints)
+    inputs = (args.model, args.map, *(args.half_maps or ()), *args.restraints)
     for path, option in ((output, "--output"), (log_path, "--output"), (params_path, "--output"),
-                         (args.json, "--json")):
+                         (args.json, "--json"), (args.fsc_out, "--fsc-out"),
+                         (args.fsc_plot, "--fsc-plot")):
         if path is not None:
             check_output_path(path, inputs, option)
+    if args.fsc_out and Path(args.fsc_out).suffix.lower() not in (".nc", ".json"):
+        raise InputError("--fsc-out", "use a .nc or .json suffix")
     model = as_model(args.model)
-    density = as_map(args.map)
+    halves = None
+    if args.half_maps:
+        from varref.fsc import average_map, read_half_maps
+
+        halves = read_half_maps(*args.half_maps)
+    density = as_map(args.map) if args.map else average_map(*halves)
     density.require_orthogonal()
     inside = density.contains(model.xyz)
     if not inside.any():
@@ -80,8 +105,15 @@ def run(args: argparse.Namespace) -> int:
         logger.setLevel(logging.INFO)
     try:
         result = refine(model, density, args.resolution, monlib=args.monlib,
-                        extra_restraints=args.restraints, **options)
+                        extra_restraints=args.restraints, half_maps=halves, **options)
         rows = _summary(model, result, density, args) if args.summary else []
+        cross = None
+        if args.cross_validate:
+            from varref.fsc import cross_validate
+
+            log.info("cross-validation: refining against half map 1 alone")
+            cross = cross_validate(model, halves[0], halves[1], args.resolution,
+                                   restraints=None, **options).to_dict()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
@@ -96,6 +128,20 @@ def run(args: argparse.Namespace) -> int:
     report = {"model": args.model, "map": args.map, "output": str(output),
               "resolution": args.resolution, "atoms_outside_map": int(np.count_nonzero(~inside)),
               **result.to_dict(), "summary": rows}
+    if cross is not None:
+        report["cross_validation"] = cross
+    if args.fsc_out or args.fsc_plot:
+        from varref.api import fsc_curves
+
+        curves = fsc_curves(result.model, result.xyz, density, args.resolution, halves)
+        if args.fsc_out:
+            from varref.fsc import write_fsc
+
+            write_fsc(curves, args.fsc_out)
+        if args.fsc_plot:
+            from varref.fsc import plot_fsc
+
+            plot_fsc(curves, args.fsc_plot, title=f"{output.name}: map-model FSC")
     if rows:
         from varref.refinement.summary import format_summary_table
 
@@ -115,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
           f"angle rmsd {b['angle_rmsd']:.3f} -> {a['angle_rmsd']:.3f}°")
     if rows:
         print(table)
+    if cross is not None:
+        print(f"cross-validation (refined against half 1): FSC-average work "
+              f"{cross['fsc_average_work']:.4f}, free {cross['fsc_average_free']:.4f}, "
+              f"gap {cross['fsc_average_gap']:.4f}")
     print(f"wrote {output}, {log_path.name}, {params_path.name}")
     return 0
 
@@ -127,6 +177,8 @@ def _summary(model, result, density, args) -> list[dict]:
     boxed = density.box_around(model.xyz, margin=8.0)
     before = validate(model, boxed, args.resolution, reference_data=args.reference_data)
     after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data)
+    if result.fsc:
+        before["fsc"], after["fsc"] = result.fsc["before"], result.fsc["after"]
     return summary_rows(before, after)
 
 

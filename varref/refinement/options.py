@@ -39,7 +39,14 @@ class RefineOptions:
         Finish with a short density-correlation stage (kept only if CC_mask rises with
         geometry within the targets).
     final_cc_iterations : int
-    ramachandran, ramachandran_weight, cbeta, secondary_structure, reference_model,
+    adp : bool
+        Refine isotropic B-factors (after the macro-cycles, before the final stage), as
+        Phenix does in its last macro-cycle (docs/methods-adp.md).
+    adp_mode : {"auto", "atom", "group"}
+        Per-atom B, one B per residue, or automatic (group B at resolution worse than 4 Å).
+    adp_iterations : int
+    ramachandran, ramachandran_weight, cbeta, rotamer, rotamer_sigma, rotamer_fit,
+    secondary_structure, reference_model,
     reference_sigma, reference_limit, ncs, ncs_sigma, ncs_limit
         Switches of the restraint terms (see docs/methods-restraints.md);
         ``secondary_structure=None`` means automatic by resolution.
@@ -59,9 +66,15 @@ class RefineOptions:
     max_step: float = 0.5
     final_cc: bool = True
     final_cc_iterations: int = 30
+    adp: bool = True
+    adp_mode: str = "auto"
+    adp_iterations: int = 30
     ramachandran: bool = True
     ramachandran_weight: float | None = None
     cbeta: bool = True
+    rotamer: bool = True
+    rotamer_sigma: float = 10.0
+    rotamer_fit: bool = True
     secondary_structure: bool | None = None
     reference_model: object = None
     reference_sigma: float = 1.0
@@ -97,8 +110,11 @@ class RefineOptions:
         finite("reference_sigma", self.reference_sigma, positive=True)
         finite("reference_limit", self.reference_limit, positive=True)
         finite("ncs_sigma", self.ncs_sigma, positive=True)
+        finite("rotamer_sigma", self.rotamer_sigma, positive=True)
         finite("ncs_limit", self.ncs_limit, positive=True)
-        for name in ("macro_cycles", "iterations", "final_cc_iterations"):
+        if self.adp_mode not in ("auto", "atom", "group"):
+            raise InputError("--adp-mode", f"must be auto, atom or group, got {self.adp_mode!r}")
+        for name in ("macro_cycles", "iterations", "final_cc_iterations", "adp_iterations"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InputError(_flag(name), f"must be an integer >= 1, got {value!r}")

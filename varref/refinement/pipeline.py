@@ -9,13 +9,18 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
    all problems: a coarse search (9 weights, 50 iterations) before cycle 1 and the full
    search after it, because a start far from the density strains the geometry in the short
    trials and gives a weight that is too low once the model sits in the density.
-3. Optional rigid-body fit of every problem (:mod:`varref.refinement.rigid_body`).
+3. Rotamer fit (option ``rotamer_fit``): outlier side chains replaced by the library rotamer
+   that fits the map best, in the input model (whose rotamers the rotamer term restrains)
+   and in every problem (:mod:`varref.refinement.rotamer_fit`). Optional rigid-body fit of
+   every problem (:mod:`varref.refinement.rigid_body`).
 4. Macro-cycles: batched L-BFGS of ``w T_map + T_restraints``; every problem keeps its own
    L-BFGS history and convergence, so a problem's result does not depend on its batch mates.
-5. Final stage (option ``final_cc``): a short minimisation with the density-correlation
+5. B-factors (option ``adp``): isotropic B per atom or per residue against the density
+   correlation (:mod:`varref.refinement.adp`), as Phenix refines ADPs in its last cycle.
+6. Final stage (option ``final_cc``): a short minimisation with the density-correlation
    term; per problem, the CC weight is halved (up to three times) while the geometry
    leaves its targets, and the stage is kept only if it raises CC_mask.
-6. Metrics before and after (and per cycle when asked): CC_mask, CC_box, CC_volume,
+7. Metrics before and after (and per cycle when asked): CC_mask, CC_box, CC_volume,
    CC_peaks, bond and angle r.m.s.d.
 """
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -58,6 +63,7 @@ class PipelineResult:
     after: list[dict[str, float]]
     cycles: list[list[dict]] = field(default_factory=list)
     runtime_s: float = 0.0
+    b_iso: np.ndarray | None = None  # (K, N) B-factors after refinement
 
 
 def refine_coordinates(model: Model, density: Map, restraints: Restraints, starts: np.ndarray,
@@ -89,19 +95,24 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
     if xyz.ndim == 2:
         xyz = xyz[np.newaxis]
     n_problems = len(xyz)
-    packed = pack_restraints(restraints)
-    setup = TermSetup(model, restraints, packed, density, options, xyz)
-    restraint_terms = build_restraint_terms(setup)
-    log.info("terms: %s", ", ".join(t.name for t in restraint_terms))
 
-    def metrics(coordinates: np.ndarray) -> dict[str, float]:
-        return model_metrics(model, coordinates, restraints, density, options.resolution)
+    b_iso = np.repeat(model.b_iso[np.newaxis], n_problems, axis=0)  # per problem, (K, N)
 
-    before = [metrics(x) for x in xyz]
+    def metrics(coordinates: np.ndarray, k: int = 0) -> dict[str, float]:
+        with_b = model if np.array_equal(b_iso[k], model.b_iso) else replace(model, b_iso=b_iso[k])
+        return model_metrics(with_b, coordinates, restraints, density, options.resolution)
+
+    before = [metrics(x, k) for k, x in enumerate(xyz)]
     if n_problems == 1:
         b = before[0]
         log.info("start      cc_mask %.4f cc_box %.4f bond %.4f angle %.3f", b["cc_mask"],
                  b["cc_box"], b["bond_rmsd"], b["angle_rmsd"])
+    if options.rotamer_fit:
+        model, xyz = _fit_rotamers(model, xyz, density, restraints, options)
+    packed = pack_restraints(restraints)
+    setup = TermSetup(model, restraints, packed, density, options, xyz)
+    restraint_terms = build_restraint_terms(setup)
+    log.info("terms: %s", ", ".join(t.name for t in restraint_terms))
     map_weights = map_target_weights(model.atomic_number, model.is_hydrogen)
     map_terms = build_data_terms(setup, MACRO)
 
@@ -110,7 +121,8 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
         extra = {"ladder": COARSE_LADDER, "iterations": 50} if coarse else {}
         found = search_weight(model, restraints, restraint_terms, map_terms, coordinates,
                               seed=options.seed, bond_rmsd_target=options.bond_rmsd_target,
-                              angle_rmsd_target=options.angle_rmsd_target, **extra)
+                              angle_rmsd_target=options.angle_rmsd_target,
+                              usable=inside_map(density, coordinates), **extra)
         log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
         return found
 
@@ -136,7 +148,7 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
         xyz = objective.unpack(result.x, members)
         if record_cycles:
             for k in range(n_problems):
-                row = metrics(xyz[k])
+                row = metrics(xyz[k], k)
                 row.update(cycle=cycle, iterations=int(result.iterations[k]), weight=weight)
                 cycles[k].append(row)
             if n_problems == 1:
@@ -149,21 +161,79 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
             weight = search.weight
             objective.weights[:] = weight
 
-    after = [cycles[k][-1] if cycles[k] else metrics(xyz[k]) for k in range(n_problems)]
+    if options.adp:
+        b_iso = _refine_b(model, xyz, density, restraints, options, b_iso,
+                          cycles if record_cycles else None, metrics)
+    after = [cycles[k][-1] if cycles[k] else metrics(xyz[k], k) for k in range(n_problems)]
     if options.final_cc:
         xyz, after = _final_stage(model, density, restraints, restraint_terms, xyz, after, weight,
-                                  options, metrics, cycles if record_cycles else None)
+                                  options, metrics, cycles if record_cycles else None, b_iso)
     after = [{k: v for k, v in row.items() if k not in ("cycle", "iterations", "weight")}
              for row in after]
     return PipelineResult(xyz, weight, search, before, after, cycles,
-                          time.perf_counter() - started)
+                          time.perf_counter() - started, b_iso)
+
+
+def inside_map(density: Map, xyz: np.ndarray, margin_voxels: float = 2.0) -> np.ndarray:
+    """(N,) bool: atoms at least ``margin_voxels`` inside the map box (where the tricubic
+    stencil has data), i.e. atoms the map can inform."""
+    grid = density.fractional_index(xyz)
+    upper = np.array(density.shape_xyz, dtype=np.float64) - 1.0 - margin_voxels
+    return np.all((grid >= margin_voxels) & (grid <= upper), axis=-1)
+
+
+def _fit_rotamers(model: Model, xyz: np.ndarray, density: Map, restraints: Restraints,
+                  options: RefineOptions) -> tuple[Model, np.ndarray]:
+    """Replace outlier side chains by the library rotamer that fits the map best (as Phenix
+    does at cryo-EM resolutions), in the input model — whose rotamers the rotamer term
+    restrains, so every problem gets the same restraints — and in every problem."""
+    from varref.refinement.rotamer_fit import fit_rotamer_outliers
+
+    fitted_model_xyz, report = fit_rotamer_outliers(model, model.xyz, density, restraints,
+                                                    method=options.interpolation)
+    log.info("rotamer fit: %d of %d outlier side chains changed%s%s", len(report.changed),
+             len(report.residues), ": " if report.changed else "", ", ".join(report.changed))
+    fitted = xyz.copy()
+    for k in range(len(xyz)):
+        if np.array_equal(xyz[k], model.xyz):  # the usual single refinement: already done
+            fitted[k] = fitted_model_xyz
+        else:
+            fitted[k] = fit_rotamer_outliers(model, xyz[k], density, restraints,
+                                             method=options.interpolation)[0]
+    return model.with_xyz(fitted_model_xyz), fitted
+
+
+def _refine_b(model, xyz, density, restraints, options, b_iso, cycles, metrics) -> np.ndarray:
+    """Isotropic B of every problem at its refined coordinates (:mod:`varref.refinement.adp`),
+    as Phenix refines ADPs in the last macro-cycle; the final stage then sees the new B."""
+    from varref.refinement.adp import refine_adp
+
+    refined, reports = b_iso.copy(), []
+    for k in range(len(xyz)):
+        refined[k], report = refine_adp(model, xyz[k], density, options.resolution, restraints,
+                                        mode=options.adp_mode, iterations=options.adp_iterations,
+                                        b_start=b_iso[k], seed=options.seed)
+        # atoms outside the map have no density to inform their B: they keep theirs
+        outside = ~inside_map(density, xyz[k])
+        refined[k, outside] = b_iso[k, outside]
+        reports.append(report)
+    b_iso[:] = refined  # the metrics closure reads this array
+    if cycles is not None:
+        for k in range(len(xyz)):
+            cycles[k].append(dict(metrics(xyz[k], k), cycle="adp",
+                                  iterations=int(reports[k]["iterations"]), weight=float("nan")))
+    if len(xyz) == 1:
+        log.info("B factors  %s B, %.1f-%.1f Å² (mean %.1f); CC_mask %.4f -> %.4f", report["mode"],
+                 report["b_min"], report["b_max"], report["b_mean"], report["cc_before"],
+                 report["cc_after"])
+    return refined
 
 
 def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight, options,
-                 metrics, cycles):
+                 metrics, cycles, b_iso=None):
     """Density-correlation stage with a per-problem geometry guard (see module docstring)."""
     n_problems = len(xyz)
-    setup = TermSetup(model, restraints, None, density, options, xyz)
+    setup = TermSetup(model, restraints, None, density, options, xyz, b_iso)
     data_terms = build_data_terms(setup, FINAL)
     bond_limit = np.array([max(options.bond_rmsd_target, e["bond_rmsd"]) for e in entry])
     angle_limit = np.array([max(options.angle_rmsd_target, e["angle_rmsd"]) for e in entry])
@@ -179,7 +249,7 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
         trial = objective.unpack(result.x, pending)
         still = []
         for i, k in enumerate(pending):
-            row = metrics(trial[i])
+            row = metrics(trial[i], k)
             if row["bond_rmsd"] <= bond_limit[k] and row["angle_rmsd"] <= angle_limit[k]:
                 polished[k], found[k] = trial[i], row
             else:
@@ -223,6 +293,7 @@ def find_weight(model: Model, density: Map, restraints: Restraints, xyz: np.ndar
     found = search_weight(model, restraints, build_restraint_terms(setup),
                           build_data_terms(setup, MACRO), setup.start[0], seed=options.seed,
                           bond_rmsd_target=options.bond_rmsd_target,
-                          angle_rmsd_target=options.angle_rmsd_target)
+                          angle_rmsd_target=options.angle_rmsd_target,
+                          usable=inside_map(density, setup.start[0]))
     log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
     return found

@@ -20,7 +20,11 @@ ROWS = (
     ("Angle r.m.s.d.", ("geometry", "angles", "rmsd"), "°", 3, "low"),
     ("CC_mask", ("map_fit", "cc_mask"), "", 4, "high"),
     ("CC_box", ("map_fit", "cc_box"), "", 4, "high"),
-    ("FSC-average", ("fsc", "fsc_average"), "", 4, "high"),
+    ("FSC-average (model, to d)", ("fsc", "fsc_average_model"), "", 4, "high"),
+    ("d at FSC(model, map) = 0.5", ("fsc", "d_fsc05_model"), "Å", 2, "low"),
+    ("FSC-average (model, half 1)", ("fsc", "fsc_average_half1"), "", 4, "high"),
+    ("FSC-average (model, half 2)", ("fsc", "fsc_average_half2"), "", 4, "high"),
+    ("d at FSC(half maps) = 0.143", ("fsc", "d_fsc0143_half"), "Å", 2, "low"),
 )
 
 

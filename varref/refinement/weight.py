@@ -97,6 +97,7 @@ def search_weight(
     ladder: np.ndarray = DEFAULT_LADDER,
     iterations: int = 100,
     environment_radius: float = 5.0,
+    usable: np.ndarray | None = None,
 ) -> WeightSearchResult:
     """Find the data weight ``w`` by short trial refinements of random segments.
 
@@ -112,6 +113,9 @@ def search_weight(
         Current coordinates (N, 3).
     seed
         Seeds the choice of segments (results are reproducible).
+    usable
+        (N,) bool, atoms inside the map; segments with fewer than 90 % of their heavy atoms
+        inside are not used (default: all segments).
 
     Returns
     -------
@@ -120,6 +124,18 @@ def search_weight(
     started = time.perf_counter()
     ladder = np.asarray(ladder, dtype=np.float64)
     segments = polymer_segments(model, segment_length)
+    if usable is not None and segments:
+        # a segment outside the map (or at its edge) has no data to balance: every weight
+        # looks acceptable there and would drag the global weight to the top of the ladder
+        heavy = ~model.is_hydrogen
+        inside = []
+        for residues in segments:
+            atoms = np.isin(model.residue_index, residues) & heavy
+            if atoms.any() and usable[atoms].mean() >= 0.9:
+                inside.append(residues)
+        if not inside:
+            raise ValueError("no polymer segment lies inside the map to search the weight on")
+        segments = inside
     if not segments:
         raise ValueError("no polymer segment to search the weight on")
     rng = np.random.default_rng(seed)

@@ -70,9 +70,17 @@ def build_restraints(
     """
     st = model.structure.clone()
     for index, atom in enumerate(_atoms(st[0])):
-        # prepare_topology renumbers serials, so the atom index rides in tls_group_id,
-        # a field the topology code leaves alone (checked by the tests)
-        atom.tls_group_id = index
+        # prepare_topology renumbers serials, so the atom index rides in b_iso, a field the
+        # topology code leaves alone (checked by the tests); a float32 holds integers exactly
+        # up to 2^24 atoms, where tls_group_id (16 bits) stopped at 32,767
+        atom.b_iso = float(index)
+    if model.n_atoms >= 2**24:
+        raise InputError(model.source or "model", f"{model.n_atoms} atoms: more than 16.7 million "
+                         "atoms are not supported")
+    # a cryo-EM model has no crystal symmetry: without this, automatic links would join
+    # atoms to symmetry copies made from a CRYST1 record (1J6Z: 17 "bonds" of 36-38 Å)
+    st.cell = gemmi.UnitCell()
+    st.spacegroup_hm = "P 1"
 
     residue_names = st[0].get_all_residue_names()
     monlib = load_monomer_library(residue_names, monlib_dir, extra_cifs)
@@ -127,7 +135,7 @@ def _require_dictionaries(model: Model, st: gemmi.Structure, monlib: gemmi.MonLi
 
 
 def _serials(atoms) -> list[int]:
-    return [atom.tls_group_id for atom in atoms]
+    return [int(atom.b_iso) for atom in atoms]
 
 
 def _bonds(topo: gemmi.Topo, use_nucleus: bool) -> BondRestraints:
@@ -205,10 +213,15 @@ def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
             for atom in res_info.res:
                 chemcomp = res_info.get_final_chemcomp(atom.altloc)
                 try:
-                    energy_type[atom.tls_group_id] = chemcomp.get_atom(atom.name).chem_type
+                    energy_type[int(atom.b_iso)] = chemcomp.get_atom(atom.name).chem_type
                 except (RuntimeError, IndexError, ValueError):
                     pass  # atom not in the dictionary: falls back to the element below
     ener = monlib.ener_lib.atoms
+    # a residue modelled without its hydrogens gets ener_lib's united-atom radii (atom + its
+    # H, "vdwh"), as Refmac does: with bare heavy-atom radii, CH groups pack far closer than
+    # their hydrogens allow, which MolProbity (adding H) then reports as clashes
+    residue_has_h = np.bincount(model.residue_index, weights=model.is_hydrogen.astype(float),
+                                minlength=int(model.residue_index.max()) + 1 if n else 0) > 0
     vdw = np.empty(n)
     ion = np.full(n, np.nan)
     hbond = np.zeros(n, np.int8)
@@ -222,6 +235,8 @@ def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
             unknown_elements.add(str(model.element[i]))
             continue
         vdw[i] = entry.vdw_radius
+        if not residue_has_h[model.residue_index[i]] and np.isfinite(entry.vdwh_radius):
+            vdw[i] = entry.vdwh_radius
         ion[i] = entry.ion_radius
         hbond[i] = HBOND_CODES.get(entry.hb_type, 0)
     if unknown_elements:

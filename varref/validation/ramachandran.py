@@ -1,17 +1,22 @@
 """Ramachandran validation with the MolProbity Top8000 percentile contours.
 
 Williams et al. (2018) Protein Sci. 27, 293 (MolProbity, Top8000 contours); the procedure
-is cctbx ``mmtbx/validation/ramalyze.py``:
+is cctbx ``mmtbx/validation/ramalyze.py`` (molprobity.ramalyze), checked residue by residue
+against it on every shared model (``tests/validation/test_molprobity_agreement.py``):
 
-* phi = C(i-1)-N-CA-C, psi = N-CA-C-N(i+1); a residue is evaluated when it is an amino
-  acid peptide-linked to both neighbours (so chain ends and breaks are skipped).
-* Class, in MolProbity's order of precedence: Gly; Pro (cis-Pro if the preceding peptide
-  has -30 < omega < 30, else trans-Pro); pre-Pro (the next residue is Pro); Ile/Val;
-  general (everything else).
+* Evaluated: residues of the 20 standard amino acids and MSE (iotbx's
+  ``common_amino_acid`` class; other modified residues are skipped and break the chain for
+  their neighbours) with N, CA and C, whose previous and next residues are such amino acids
+  peptide-linked to them (C-N < 2 Å), the previous one with C and the next one with N, CA
+  and C. So chain ends and breaks are skipped.
+* phi = C(i-1)-N-CA-C, psi = N-CA-C-N(i+1).
+* Class, in MolProbity's order of precedence: Gly; Pro -- cis-Pro when the preceding
+  peptide is *cis-like*, -90 < omega < 90 (twisted peptides go to the nearer of cis and
+  trans), else trans-Pro; pre-Pro (the next residue is Pro); Ile/Val; general.
 * The percentile is the class's Top8000 grid interpolated at (phi, psi)
   (:mod:`varref.validation.tables`).
 * Favoured >= 2 %; allowed >= 0.05 % (general), >= 0.2 % (cis-Pro), >= 0.1 % (others);
-  outlier otherwise.
+  outlier otherwise. Percentages are of evaluated residues.
 """
 
 from __future__ import annotations
@@ -48,9 +53,13 @@ RAMA_GRID_FILES = {
 FAVOURED_THRESHOLD = 0.02
 ALLOWED_THRESHOLD = {"general": 0.0005, "cis-proline": 0.002}
 ALLOWED_THRESHOLD_OTHER = 0.001
-#: A peptide with |omega| below this is cis (MolProbity ramalyze/omegalyze).
-CIS_OMEGA_LIMIT = 30.0
-
+#: Pro after a peptide with |omega| below this is cis-Pro. ramalyze splits at 90 degrees
+#: ("cis-like"), not at omegalyze's 30: a twisted Pro peptide is put on the nearer plot.
+CIS_OMEGA_LIMIT = 90.0
+#: Residue names ramalyze evaluates (iotbx ``common_amino_acid``: the 20 and MSE).
+MOLPROBITY_AMINO_ACIDS = frozenset((
+    "ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE", "LEU", "LYS",
+    "MET", "MSE", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL"))
 
 
 def load_ramachandran_tables(reference_data: str | PathLike) -> dict[str, PercentileTable]:
@@ -116,9 +125,34 @@ def ramachandran_classes(residues: ResidueTable, omega: np.ndarray) -> np.ndarra
     return classes.astype(str)
 
 
+def ramachandran_residues(residues: ResidueTable) -> np.ndarray:
+    """Indices of the residues MolProbity's ramalyze evaluates (rule in the module docstring).
+
+    Parameters
+    ----------
+    residues
+        The model's residue table (peptide links from C-N distances).
+
+    Returns
+    -------
+    (m,) int64, increasing.
+    """
+    standard = np.isin(residues.name, list(MOLPROBITY_AMINO_ACIDS))
+    n, ca, c = residues.atoms("N"), residues.atoms("CA"), residues.atoms("C")
+    backbone = (n >= 0) & (ca >= 0) & (c >= 0)
+    prev, nxt = residues.previous, residues.following
+    has_prev, has_next = prev >= 0, nxt >= 0
+    prev_ok = np.zeros(residues.n_residues, dtype=bool)
+    next_ok = np.zeros(residues.n_residues, dtype=bool)
+    # a link implies C(i-1) and N(i+1); ramalyze also needs CA and C of the next residue
+    prev_ok[has_prev] = standard[prev[has_prev]]
+    next_ok[has_next] = standard[nxt[has_next]] & backbone[nxt[has_next]]
+    return np.flatnonzero(standard & backbone & prev_ok & next_ok)
+
+
 def ramachandran_analysis(residues: ResidueTable,
                           tables: dict[str, PercentileTable]) -> dict[str, object]:
-    """Evaluate every residue with both phi and psi against the Top8000 grids.
+    """Evaluate the residues of :func:`ramachandran_residues` against the Top8000 grids.
 
     Parameters
     ----------
@@ -138,8 +172,7 @@ def ramachandran_analysis(residues: ResidueTable,
     """
     angles = backbone_dihedrals(residues)
     classes = ramachandran_classes(residues, angles["omega"])
-    evaluated = np.flatnonzero(residues.is_amino_acid & np.isfinite(angles["phi"])
-                               & np.isfinite(angles["psi"]))
+    evaluated = ramachandran_residues(residues)
     values = np.full(residues.n_residues, np.nan)
     for rama_class in RAMA_CLASSES:
         members = evaluated[classes[evaluated] == rama_class]

@@ -58,8 +58,9 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         Map resolution in Å; needed for the correlations (EMRinger does not use it).
     reference_data
         Directory with the MolProbity Top8000 grids (default ``$VARREF_REFERENCE_DATA``).
-        Without it, Ramachandran analysis comes from coot-headless-api and rotamers are
-        not evaluated (:mod:`varref.validation.coot_fallback` says why).
+        Without it the Ramachandran and rotamer sections are ``available: False`` with the
+        reason; ``ramachandran["coot"]`` then holds coot-headless-api's clipper-table
+        summary, which is not MolProbity's (:mod:`varref.validation.coot_fallback`).
 
     Returns
     -------
@@ -73,8 +74,7 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
     Raises
     ------
     InputError
-        The reference-data directory is missing or lacks the Ramachandran grids; or no
-        reference data is given and coot-headless-api cannot be used.
+        The reference-data directory is missing or lacks the Ramachandran grids.
     """
     residues = ResidueTable(model)
     reference = resolve_reference_data(reference_data)
@@ -82,7 +82,15 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         rama = ramachandran_analysis(residues, load_ramachandran_tables(reference))
         rota = rotamer_analysis(residues, load_rotamer_tables(reference))
     else:
-        rama = coot_fallback.coot_ramachandran_analysis(residues)
+        # Coot's clipper tables are not MolProbity's (3 classes, other contours: 3J6B gives
+        # 8.1 % outliers there, 4.3 % in MolProbity), so its numbers never fill the
+        # MolProbity fields that summaries and refinement tables read
+        try:
+            coot = _without(coot_fallback.coot_ramachandran_analysis(residues), "residues")
+        except InputError as exc:
+            coot = _not_available(exc)
+        rama = {"available": False, "reason": coot_fallback.RAMACHANDRAN_UNAVAILABLE,
+                "source": "none", "residues": [], "coot": coot}
         rota = {"available": False, "reason": coot_fallback.ROTAMERS_UNAVAILABLE,
                 "source": "none", "residues": []}
     try:
@@ -244,9 +252,18 @@ def format_summary(report: dict[str, object]) -> str:
                      f"overlaps >= {clashes['overlap_cutoff']} Å among {clashes['n_atoms']} "
                      "atoms with riding H)")
     rama = report["ramachandran"]
-    lines.append(f"  Ramachandran    favoured {_f(rama['percent_favoured'], 2, ' %')}   allowed "
-                 f"{_f(rama['percent_allowed'], 2, ' %')}   outliers "
-                 f"{_f(rama['percent_outliers'], 2, ' %')}   ({rama['n_evaluated']} residues)")
+    if rama.get("available") is False:
+        lines.append(f"  Ramachandran    {rama['reason']}")
+        coot = rama.get("coot")
+        if coot is not None and coot.get("available") is not False:
+            lines.append(f"                  Coot/clipper tables (not MolProbity): "
+                         f"{coot['n_outliers']} outliers, {coot['n_favoured']} favoured of "
+                         f"{coot['n_evaluated']} residues")
+    else:
+        lines.append(f"  Ramachandran    favoured {_f(rama['percent_favoured'], 2, ' %')}   "
+                     f"allowed {_f(rama['percent_allowed'], 2, ' %')}   outliers "
+                     f"{_f(rama['percent_outliers'], 2, ' %')}   ({rama['n_evaluated']} "
+                     "residues)")
     rota = report["rotamers"]
     if rota.get("available") is False:
         lines.append(f"  Rotamers        {rota['reason']}")
@@ -277,7 +294,8 @@ def format_summary(report: dict[str, object]) -> str:
         lines.append("Model vs map")
         if map_fit is not None and map_fit.get("available"):
             lines.append(f"  CC_mask {_f(map_fit['cc_mask'], 3)}   "
-                         f"CC_box {_f(map_fit['cc_box'], 3)}   CC_volume {_f(map_fit['cc_volume'], 3)}   CC_peaks "
+                         f"CC_box {_f(map_fit['cc_box'], 3)}   "
+                         f"CC_volume {_f(map_fit['cc_volume'], 3)}   CC_peaks "
                          f"{_f(map_fit['cc_peaks'], 3)}   (d = {map_fit['resolution']} Å)")
         elif map_fit is not None:
             lines.append(f"  correlations not computed: {map_fit['reason']}")

@@ -16,9 +16,8 @@ import numpy as np
 
 from varref.model import Model
 
-#: Longest C(i-1)-N(i) distance (Å) still treated as a peptide bond. MolProbity/cctbx
-#: treat residues as linked when the bond is "reasonable"; 2 Å separates a stretched
-#: bond from a chain break with room to spare.
+#: C(i-1)-N(i) distances (Å) below this are peptide bonds, as in cctbx's residue linking
+#: (``conformation_dependent_library``: d < 2 Å) that MolProbity's ramalyze uses.
 PEPTIDE_BOND_MAX = 2.0
 
 
@@ -79,7 +78,7 @@ class ResidueTable:
             distance = np.full(n_residues - 1, np.inf)
             distance[candidate] = np.linalg.norm(
                 model.xyz[carbonyl_c[candidate]] - model.xyz[amide_n[candidate]], axis=1)
-            linked = np.flatnonzero(distance <= PEPTIDE_BOND_MAX)
+            linked = np.flatnonzero(distance < PEPTIDE_BOND_MAX)
             self.previous[linked + 1] = linked
             self.following[linked] = linked + 1
 

@@ -24,6 +24,7 @@ from varref.refinement.terms import (
     ncs,
     ramachandran,
     reference,
+    rotamer,
     secondary_structure,
 )
 from varref.refinement.terms.base import DATA, RESTRAINT, Term, TermSetup
@@ -48,6 +49,7 @@ REGISTRY: list[TermSpec] = [
     TermSpec("geometry", RESTRAINT, geometry.build),
     TermSpec("ramachandran", RESTRAINT, ramachandran.build),
     TermSpec("cbeta", RESTRAINT, cbeta.build),
+    TermSpec("rotamer", RESTRAINT, rotamer.build),
     TermSpec("secondary_structure", RESTRAINT, secondary_structure.build),
     TermSpec("reference", RESTRAINT, reference.build),
     TermSpec("ncs", RESTRAINT, ncs.build),

@@ -60,7 +60,8 @@ class Term(Protocol):
 @dataclass
 class TermSetup:
     """What a term's ``build`` may read. ``density`` is the prepared (boxed, normalised)
-    map or None; ``start`` the (K, N, 3) starting coordinates."""
+    map or None; ``start`` the (K, N, 3) starting coordinates; ``b_iso`` (K, N) per-problem
+    B-factors when they differ from ``model.b_iso`` (after B refinement)."""
 
     model: "Model"
     restraints: "Restraints"
@@ -68,6 +69,7 @@ class TermSetup:
     density: "Map | None"
     options: "RefineOptions"
     start: np.ndarray
+    b_iso: np.ndarray | None = None
 
     @property
     def n_problems(self) -> int:

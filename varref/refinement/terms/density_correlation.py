@@ -32,27 +32,30 @@ class DensityCorrelationTerm:
         self.heavy = ~model.is_hydrogen
         self.coeff_a, self.coeff_b = scattering_coefficients(model.element[self.heavy])
         self.blur = resolution_blur(setup.options.resolution)
-        self.b_iso = model.b_iso[self.heavy]
+        n_problems = len(setup.start)
+        b_iso = (np.repeat(model.b_iso[np.newaxis], n_problems, axis=0) if setup.b_iso is None
+                 else np.asarray(setup.b_iso, dtype=np.float64))
+        self.b_iso = [b[self.heavy] for b in b_iso]  # per problem (B refinement may differ)
         self.occupancy = model.occupancy[self.heavy]
         radii = mask_radii(model.element[self.heavy])
         map_weights = map_target_weights(model.atomic_number, model.is_hydrogen)
         self.masks, self.scales = [], []
-        for xyz in setup.start:
+        for k, xyz in enumerate(setup.start):
             mask = molecular_mask(xyz[self.heavy], radii, density.data.shape, density.origin,
                                   density.voxel_size)
             self.masks.append(mask)
             _, map_gradient = map_target_value_gradient(density.data, density.origin,
                                                         density.voxel_size, xyz, map_weights)
-            _, cc_gradient = self._one(xyz, mask)
+            _, cc_gradient = self._one(xyz, mask, k)
             cc_norm = np.linalg.norm(cc_gradient[self.heavy])
             # a model with no heavy atom in the map has no CC gradient: the term is then zero
             self.scales.append(np.linalg.norm(map_gradient[self.heavy]) / cc_norm if cc_norm > 0 else 0.0)
 
-    def _one(self, xyz: np.ndarray, mask: np.ndarray) -> tuple[float, np.ndarray]:
+    def _one(self, xyz: np.ndarray, mask: np.ndarray, k: int) -> tuple[float, np.ndarray]:
         d = self.density
         value, grad_heavy = cc_target_value_gradient(
             xyz[self.heavy], d.data, d.origin, d.voxel_size, mask, self.coeff_a, self.coeff_b,
-            self.b_iso, self.occupancy, self.blur)
+            self.b_iso[k], self.occupancy, self.blur)
         gradient = np.zeros_like(xyz)
         gradient[self.heavy] = grad_heavy
         return value, gradient
@@ -63,7 +66,7 @@ class DensityCorrelationTerm:
         for i, k in enumerate(members):
             if self.scales[k] == 0.0:
                 continue
-            value, grad = self._one(xyz[i], self.masks[k])
+            value, grad = self._one(xyz[i], self.masks[k], k)
             values[i], gradient[i] = self.scales[k] * value, self.scales[k] * grad
         return values, gradient
 
