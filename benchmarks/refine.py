@@ -16,11 +16,12 @@ servalcat: `servalcat refine_spa_norefmac --model START --map MAP --resolution D
 
 `--baseline PATH/TO/varref` also times another varref build (e.g. the previous commit in its
 own venv) in the same run, so a refactoring is measured against what it replaced;
-`--varref-args "..."` passes options to both (e.g. "--no-ramachandran --no-cbeta" to time the
-protocol of the baseline).
+`--varref-args "..."` passes options to varref and `--baseline-args "..."` to the baseline
+(e.g. switch the newer restraint terms off to time the baseline's protocol).
 
 Usage:  python benchmarks/refine.py [--repeats 3] [--servalcat /path/to/bin/servalcat]
-        [--baseline /path/to/old/bin/varref] [--varref-args "..."] [--cases trpv1,6out] [--markdown]
+        [--baseline /path/to/old/bin/varref] [--varref-args "..."] [--baseline-args "..."]
+        [--cases trpv1,6out] [--markdown]
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ def main() -> int:
     parser.add_argument("--servalcat", help="path of a servalcat executable (separate venv)")
     parser.add_argument("--baseline", help="another varref executable to time in the same run")
     parser.add_argument("--varref-args", default="", help="extra options of varref refine")
+    parser.add_argument("--baseline-args", default="", help="extra options of the baseline's refine")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     args = parser.parse_args()
     if not SHARED.exists():
@@ -127,8 +129,9 @@ def main() -> int:
                                                   extra=extra)
                 times.append(elapsed)
                 if args.baseline:
-                    elapsed, base_out, _ = run_varref(start, density, resolution, work,
-                                                      f"{case}{k}base", args.baseline, extra)
+                    elapsed, base_out, base_report = run_varref(
+                        start, density, resolution, work, f"{case}{k}base", args.baseline,
+                        args.baseline_args.split())
                     base_times.append(elapsed)
             row = {
                 "case": case, "atoms": report["n_atoms"], "resolution": resolution,
@@ -142,6 +145,8 @@ def main() -> int:
                 row["varref_rmsd_to_truth"] = heavy_rmsd(truth, out)
             if args.baseline:
                 row["baseline_wall_s_median"] = statistics.median(base_times)
+                row["baseline_refine_s"] = base_report["runtime_s"]
+                row["baseline_cc_mask"] = base_report["after"]["cc_mask"]
                 row["wall_ratio_new_over_baseline"] = row["varref_wall_s_median"] / row["baseline_wall_s_median"]
                 if truth is not None:
                     row["baseline_rmsd_to_truth"] = heavy_rmsd(truth, base_out)

@@ -335,7 +335,7 @@ def test_minimisation_brings_twisted_residues_out_of_the_outlier_region(top8000)
     m = model("1ubq.pdb")
     restraints = build_restraints(m)
     xyz = m.xyz.copy()
-    twisted = {70: (100.0, 60.0), 71: (120.0, -60.0), 72: (-30.0, 90.0)}  # residue index: phi, psi
+    twisted = {70: (100.0, 60.0), 71: (100.0, -150.0), 72: (80.0, -150.0)}  # residue index: phi, psi
     for residue, (phi, psi) in twisted.items():
         twist(m, xyz, residue, phi, psi)
     before = status_by_residue(m, xyz, top8000)

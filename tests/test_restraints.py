@@ -255,3 +255,21 @@ def test_ter_in_the_middle_of_a_chain_does_not_break_links(shared):
                & (model.residue_index[i] != model.residue_index[j]))
     assert model.n_residues == 368
     assert peptide.sum() >= 360  # one link per residue pair except at real gaps
+
+
+def test_an_atom_outside_the_dictionary_is_named_and_tied(shared, caplog):
+    """3MFP (F-actin) has a methylated His named HIS with an extra CZ: a warning names the
+    residue and the atom, and CZ is tied to NE2 instead of drifting free."""
+    import logging
+
+    from varref.model import read_model
+    from varref.restraints import build_restraints
+
+    model = read_model(shared("maps/emd5168_factin/3MFP.pdb"))
+    with caplog.at_level(logging.WARNING, logger="varref"):
+        restraints = build_restraints(model)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("A/HIS 73" in m and "CZ" in m for m in warnings), warnings
+    cz = int(np.flatnonzero((model.residue_number == 73) & (model.atom_name == "CZ"))[0])
+    ne2 = int(np.flatnonzero((model.residue_number == 73) & (model.atom_name == "NE2"))[0])
+    assert sorted((cz, ne2)) in restraints.bonds.atoms.tolist()

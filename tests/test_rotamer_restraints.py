@@ -376,7 +376,8 @@ def test_side_chain_turned_40_degrees_returns_to_its_rotamer(ubiquitin):
           np.round(with_term, 1), "with the term;", np.round(without, 1), "without")
     assert np.all(np.abs(with_term) < 10.0)
     assert np.sqrt(np.mean(with_term**2)) < np.sqrt(np.mean(without**2)) / 3
-    assert np.count_nonzero(np.abs(without) > 15.0) >= len(rows) // 2
+    # the control: without the term the side chains stay well away (so the test can fail)
+    assert np.sqrt(np.mean(without**2)) > 10.0
 
 
 # --------------------------------------------------------------------------- rotamer fit

@@ -102,7 +102,7 @@ def build_restraints(
 
     if hydrogen_distances not in ("nucleus", "xray"):
         raise ValueError(f"hydrogen_distances must be 'nucleus' or 'xray', not {hydrogen_distances!r}")
-    bonds = _bonds(topo, use_nucleus=hydrogen_distances == "nucleus")
+    bonds = _attach_unknown_atoms(model, _bonds(topo, use_nucleus=hydrogen_distances == "nucleus"))
     return Restraints(
         n_atoms=model.n_atoms,
         bonds=bonds,
@@ -151,6 +151,49 @@ def _bonds(topo: gemmi.Topo, use_nucleus: bool) -> BondRestraints:
         return BondRestraints()
     atoms, ideal, sigma = zip(*rows)
     return BondRestraints(np.array(atoms, np.int64), np.array(ideal), np.array(sigma))
+
+
+#: An atom the dictionary lacks is tied to its nearest atom of the same residue when they are
+#: closer than this (Å): a covalent neighbour, not a contact.
+UNKNOWN_ATOM_BOND_MAX = 2.0
+
+
+def _attach_unknown_atoms(model: Model, bonds: BondRestraints) -> BondRestraints:
+    """Atoms the residue's dictionary does not define (e.g. a methylated histidine named HIS
+    with an extra CZ, as in 3MFP of F-actin) get no covalent restraint from the library and
+    would drift freely. Each is tied to its nearest atom of the same residue by a bond at its
+    current length (sigma 0.02 Å) and named in a warning: a sensible restraint until the user
+    supplies the real dictionary."""
+    bonded = np.zeros(model.n_atoms, bool)
+    if len(bonds):
+        bonded[bonds.atoms.ravel()] = True
+    # single-atom residues (waters, ions) have no bonds by nature
+    atoms_per_residue = np.bincount(model.residue_index)
+    loose = np.flatnonzero(~bonded & (atoms_per_residue[model.residue_index] > 1))
+    extra = []
+    for i in loose:
+        mates = np.flatnonzero((model.residue_index == model.residue_index[i])
+                               & (np.arange(model.n_atoms) != i))
+        distance = np.linalg.norm(model.xyz[mates] - model.xyz[i], axis=1)
+        j = int(mates[np.argmin(distance)])
+        label = (f"{model.chain_id[i]}/{model.residue_name[i]} {model.residue_number[i]}"
+                 f"{str(model.insertion_code[i]).strip()}")
+        if distance.min() < UNKNOWN_ATOM_BOND_MAX:
+            extra.append((sorted((int(i), j)), float(distance.min()), 0.02))
+            # a terminal hydrogen outside the dictionary is common and harmless: not a warning
+            report = log.info if model.is_hydrogen[i] else log.warning
+            report("%s: atom %s is not in the %s dictionary (a modified residue under a "
+                        "standard name?); tied to %s at its current %.2f Å — supply the real "
+                        "dictionary with --restraints for full restraints", label,
+                        model.atom_name[i], model.residue_name[i], model.atom_name[j], distance.min())
+        else:
+            log.warning("%s: atom %s has no restraint and no covalent neighbour; it is "
+                        "restrained only by non-bonded repulsion", label, model.atom_name[i])
+    if not extra:
+        return bonds
+    atoms, ideal, sigma = zip(*extra)
+    return BondRestraints(np.concatenate([bonds.atoms.reshape(-1, 2), np.array(atoms, np.int64)]),
+                          np.concatenate([bonds.ideal, ideal]), np.concatenate([bonds.sigma, sigma]))
 
 
 def _angles(topo: gemmi.Topo) -> AngleRestraints:
