@@ -5,7 +5,8 @@ drawn at random (seeded). Each segment is refined briefly — its atoms move, at
 5 Å of it stay fixed and keep their restraints and contacts — at every weight of a
 log-spaced ladder. All the ladder's trials of one segment are one batched minimisation (the
 engine evaluates the K trial copies in one call). Per segment we take the largest weight
-whose bond and angle r.m.s. deviations stay within the targets (0.01 Å, 1.0°); where a
+whose bond and angle r.m.s. deviations (restraints among heavy atoms) stay within the targets
+(0.01 Å, 1.0°); where a
 short trial cannot reach a target even at the smallest weight (a poor starting geometry),
 that target is raised to 1.1 × what the smallest weight reached. Segment
 weights more than 3 scaled median absolute deviations from the median (in log w) are
@@ -176,8 +177,11 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
 
     # geometry of the restraints that touch the moving atoms
     bonds, angles = sub_restraints.bonds, sub_restraints.angles
-    bond_moves = moving[bonds.atoms].any(axis=1)
-    angle_moves = moving[angles.atoms].any(axis=1)
+    # over heavy atoms, as every reported r.m.s.d. (MolProbity's definition): riding X-H
+    # bonds stay ideal and would dilute the strain the map pull puts on the heavy atoms
+    heavy = ~model.is_hydrogen[sub_atoms]
+    bond_moves = moving[bonds.atoms].any(axis=1) & heavy[bonds.atoms].all(axis=1)
+    angle_moves = moving[angles.atoms].any(axis=1) & heavy[angles.atoms].all(axis=1)
     bond_rmsd = np.array([np.sqrt(np.mean((bond_lengths(x, bonds.atoms[bond_moves])
                                            - bonds.ideal[bond_moves]) ** 2)) for x in refined])
     angle_rmsd = np.array([np.sqrt(np.mean((angle_values(x, angles.atoms[angle_moves])

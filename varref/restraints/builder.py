@@ -43,6 +43,7 @@ def build_restraints(
     extra_cifs: Sequence[str | PathLike] = (),
     automatic_links: bool = True,
     hydrogen_distances: str = "nucleus",
+    united_atom_radii: bool = True,
 ) -> Restraints:
     """Build every geometry restraint of ``model`` from the CCP4 monomer library.
 
@@ -62,6 +63,9 @@ def build_restraints(
         ``"nucleus"`` (default): bonds to hydrogen use the library's nuclear X-H distances
         (``value_nucleus``), as servalcat does for cryo-EM, where riding hydrogens sit at
         nuclear positions; ``"xray"``: the shorter electron-cloud distances.
+    united_atom_radii
+        Residues modelled without hydrogens get ener_lib's united-atom radii (``vdwh``) in
+        the non-bonded repulsion (default True), as Refmac does.
 
     Raises
     ------
@@ -110,7 +114,7 @@ def build_restraints(
         torsions=_torsions(topo),
         chirals=_chirals(topo),
         planes=_planes(topo),
-        nonbonded=_nonbonded(model, topo, monlib, bonds),
+        nonbonded=_nonbonded(model, topo, monlib, bonds, united_atom_radii),
     )
 
 
@@ -248,7 +252,7 @@ def _planes(topo: gemmi.Topo) -> PlaneRestraints:
 
 
 def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
-               bonds: BondRestraints) -> NonbondedParameters:
+               bonds: BondRestraints, united_atom_radii: bool = True) -> NonbondedParameters:
     n = model.n_atoms
     energy_type = [""] * n
     for chain_info in topo.chain_infos:
@@ -278,7 +282,8 @@ def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
             unknown_elements.add(str(model.element[i]))
             continue
         vdw[i] = entry.vdw_radius
-        if not residue_has_h[model.residue_index[i]] and np.isfinite(entry.vdwh_radius):
+        if united_atom_radii and not residue_has_h[model.residue_index[i]] \
+                and np.isfinite(entry.vdwh_radius):
             vdw[i] = entry.vdwh_radius
         ion[i] = entry.ion_radius
         hbond[i] = HBOND_CODES.get(entry.hb_type, 0)
