@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cross-validate", action="store_true",
                         help="also refine against half 1 alone and compare the FSC with half 1 "
                         "(work) and half 2 (free) to show over-fitting (needs --half-maps)")
+    parser.add_argument("--fsc", action=argparse.BooleanOptionalAction, default=True,
+                        help="map-model FSC of the start and the result in the report (default "
+                        "on; costs a few seconds on large boxes)")
     parser.add_argument("--fsc-out", metavar="FSC.nc|FSC.json",
                         help="map-model FSC curves of the result (default none)")
     parser.add_argument("--fsc-plot", metavar="FSC.png", help="plot of those curves (default none)")
@@ -105,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         logger.setLevel(logging.INFO)
     try:
         result = refine(model, density, args.resolution, monlib=args.monlib,
-                        extra_restraints=args.restraints, half_maps=halves, **options)
+                        extra_restraints=args.restraints, half_maps=halves, fsc=args.fsc, **options)
         rows = _summary(model, result, density, args) if args.summary else []
         cross = None
         if args.cross_validate:

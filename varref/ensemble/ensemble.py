@@ -135,6 +135,6 @@ def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple
     for future in as_completed(futures):
         for outcome in future.result():
             store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
-                               outcome.metrics)
+                               outcome.metrics, outcome.b_iso)
             progress.advance()
         future.release()

@@ -11,6 +11,7 @@ coordinate; ``units`` is ``"1"`` for dimensionless numbers and ``"n/a"`` for lab
     dims         frame (F; 1 for an ensemble), member (M), atom (N), axis (3), cif_byte (bytes)
     xyz          (frame, member, atom, axis) float32  refined coordinates, Å (NaN until finished)
     start_xyz    (frame, member, atom, axis) float32  starting coordinates, Å
+    b_iso        (frame, member, atom) float32        B-factors after refinement, Å²
     cc_mask, cc_box, cc_volume, cc_peaks              (frame, member) float64, map–model CCs
     bond_rmsd, angle_rmsd                             (frame, member) float64, Å and degree
     cc_mask_start, bond_rmsd_start, angle_rmsd_start  the same before refinement
@@ -76,6 +77,8 @@ _ATTRS: dict[str, tuple[str, str]] = {  # name → (units, description)
     "xyz": ("Å", "refined Cartesian coordinates of each member (NaN until finished)"),
     "start_xyz": ("Å", "starting Cartesian coordinates of each member (NaN until finished)"),
     "finished": ("n/a", "True once the member's coordinates and metrics are written"),
+    "b_iso": ("Å²", "isotropic B-factors of each member after refinement (the input model's "
+                    "unless B was refined, option adp; NaN until finished)"),
     "cc_mask": ("1", "map-model correlation inside the molecular mask, after refinement"),
     "cc_box": ("1", "map-model correlation over the whole box, after refinement"),
     "cc_volume": ("1", "map-model correlation over the N highest model-map points "
@@ -199,13 +202,16 @@ def _template(model: Model, n_frames: int, n_members: int, frame_labels: Sequenc
 
         empty_xyz = da.full(shape, np.nan, dtype=np.float32, chunks=shape)
         empty_start = da.full(shape, np.nan, dtype=np.float32, chunks=shape)
+        empty_b = da.full(shape[:3], np.nan, dtype=np.float32, chunks=shape[:3])
     else:
         empty_xyz = np.full(shape, np.nan, np.float32)
         empty_start = empty_xyz.copy()
+        empty_b = np.full(shape[:3], np.nan, np.float32)
     cif = np.frombuffer(model_cif_text(model).encode("utf-8"), dtype=np.uint8).copy()
     data = {
         "xyz": _with_attrs("xyz", ("frame", "member", "atom", "axis"), empty_xyz),
         "start_xyz": _with_attrs("start_xyz", ("frame", "member", "atom", "axis"), empty_start),
+        "b_iso": _with_attrs("b_iso", ("frame", "member", "atom"), empty_b),
         "finished": _with_attrs("finished", ("frame", "member"),
                                 np.zeros((n_frames, n_members), bool)),
         "input_model_cif": _with_attrs("input_model_cif", ("cif_byte",), cif),
@@ -337,7 +343,7 @@ class ResultStore:
         _check_overwritable(path)
         dataset = _template(model, n_frames, n_members, frame_labels, parameters, lazy=True)
         encoding = {name: {"chunks": (1, 1) + dataset[name].shape[2:]}
-                    for name in ("xyz", "start_xyz", "finished", *METRICS)}
+                    for name in ("xyz", "start_xyz", "b_iso", "finished", *METRICS)}
         encoding["finished"]["dtype"] = bool
         encoding["input_model_cif"] = {"chunks": dataset["input_model_cif"].shape}
         parent = path.parent if str(path.parent) else Path(".")
@@ -398,7 +404,8 @@ class ResultStore:
             raise InputError(path, f"results format {attrs['varref_results_format']!r}; this "
                                    f"varref reads format {RESULTS_FORMAT}")
         group = zarr.open_group(str(path), mode="r")
-        missing = [name for name in ("xyz", "start_xyz", "finished", "input_model_cif", *METRICS)
+        missing = [name for name in ("xyz", "start_xyz", "b_iso", "finished", "input_model_cif",
+                                     *METRICS)
                    if name not in group]
         if missing:
             raise InputError(path, f"damaged results store: missing {', '.join(missing)}")
@@ -540,7 +547,7 @@ class ResultStore:
     # -- writing --------------------------------------------------------------------------
 
     def write_member(self, frame: int, member: int, xyz: np.ndarray, start_xyz: np.ndarray,
-                     metrics: Mapping[str, float]) -> None:
+                     metrics: Mapping[str, float], b_iso: np.ndarray | None = None) -> None:
         """Write one finished member: coordinates and metrics first, then its ``finished`` flag.
 
         Parameters
@@ -577,6 +584,11 @@ class ResultStore:
                 raise ValueError(f"{name} has shape {value.shape}, the store has "
                                  f"({self.n_atoms}, 3)")
             arrays[name] = value.astype(np.float32)
+        if b_iso is not None:
+            b_iso = np.asarray(b_iso, dtype=np.float64)
+            if b_iso.shape != (self.n_atoms,):
+                raise ValueError(f"b_iso has shape {b_iso.shape}, the store has ({self.n_atoms},)")
+            arrays["b_iso"] = b_iso.astype(np.float32)
         if not np.isfinite(arrays["xyz"]).all():
             raise ValueError(f"member {member} of frame {frame}: non-finite refined coordinates")
         unknown = sorted(set(metrics) - set(METRICS))

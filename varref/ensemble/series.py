@@ -148,7 +148,7 @@ def run_series(client, model: Model, restraints: Restraints, series,
     for task in as_completed([task for pair in futures.values() for task in pair[0]]):
         for outcome in task.result():
             store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
-                               outcome.metrics)
+                               outcome.metrics, outcome.b_iso)
             bar.advance()
     return store.dataset()
 

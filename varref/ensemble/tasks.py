@@ -38,6 +38,7 @@ class MemberOutcome:
     xyz: np.ndarray
     start_xyz: np.ndarray
     metrics: dict[str, float]
+    b_iso: np.ndarray | None = None
 
 
 def member_seed(seed: int, frame: int, member: int) -> int:
@@ -66,5 +67,6 @@ def refine_members(context: RunContext, prepared_map: Map, frame: int, members: 
                         "bond_rmsd_start": result.before[k]["bond_rmsd"],
                         "angle_rmsd_start": result.before[k]["angle_rmsd"],
                         "weight": float(result.weight), "runtime_s": share})
-        outcomes.append(MemberOutcome(frame, member, result.xyz[k], starts[k], metrics))
+        outcomes.append(MemberOutcome(frame, member, result.xyz[k], starts[k], metrics,
+                                      result.b_iso[k]))
     return outcomes

@@ -43,7 +43,7 @@ def build_restraints(
     extra_cifs: Sequence[str | PathLike] = (),
     automatic_links: bool = True,
     hydrogen_distances: str = "nucleus",
-    united_atom_radii: bool = True,
+    united_atom_radii: bool = False,
 ) -> Restraints:
     """Build every geometry restraint of ``model`` from the CCP4 monomer library.
 
@@ -65,7 +65,8 @@ def build_restraints(
         nuclear positions; ``"xray"``: the shorter electron-cloud distances.
     united_atom_radii
         Residues modelled without hydrogens get ener_lib's united-atom radii (``vdwh``) in
-        the non-bonded repulsion (default True), as Refmac does.
+        the non-bonded repulsion, as Refmac does (default False; the refinement API switches
+        it on at 4 Å or worse, see :data:`varref.api.UNITED_ATOM_RESOLUTION`).
 
     Raises
     ------
@@ -252,7 +253,7 @@ def _planes(topo: gemmi.Topo) -> PlaneRestraints:
 
 
 def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
-               bonds: BondRestraints, united_atom_radii: bool = True) -> NonbondedParameters:
+               bonds: BondRestraints, united_atom_radii: bool = False) -> NonbondedParameters:
     n = model.n_atoms
     energy_type = [""] * n
     for chain_info in topo.chain_infos:
