@@ -7,7 +7,8 @@ Defaults as `varref ensemble`: 5 macro-cycles, batches of 10, 1.0 Å perturbatio
 CC stage.
 
 `--restraints-off` switches off the restraint terms added after the first release
-(Ramachandran, C-beta, secondary structure) to time the protocol of older builds.
+(Ramachandran, C-beta, rotamers and rotamer fit, secondary structure, NCS) to time the
+protocol of older builds.
 
 Usage:  python benchmarks/ensemble.py [--members 100] [--workers 1,2] [--restraints-off] [--markdown]
 """
@@ -48,7 +49,8 @@ def main() -> int:
     model = read_model(model_path)
     restraints = build_restraints(model)
     density = simulate_map(model, 3.0)
-    extra = dict(ramachandran=False, cbeta=False, secondary_structure=False) if args.restraints_off else {}
+    extra = (dict(ramachandran=False, cbeta=False, rotamer=False, rotamer_fit=False,
+                  secondary_structure=False, ncs=False) if args.restraints_off else {})
     options = RefineOptions(resolution=3.0, final_cc=False, **extra)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -290,9 +290,10 @@ def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rm
         Zarr path for the results (members written as they finish; ``resume`` continues an
         interrupted run). None keeps the results in memory.
     **options
-        Fields of :class:`~varref.refinement.options.RefineOptions`; ``final_cc`` and ``adp``
-        default to False here (each adds seconds to every member); with ``adp=True`` each
-        member's refined B are in the ``b_iso`` variable.
+        Fields of :class:`~varref.refinement.options.RefineOptions`; ``final_cc``, ``adp``
+        and ``rotamer_fit`` default to False here (each adds seconds to every member, and a
+        rotamer fit on a perturbed backbone picks wrong rotamers: measured on the TRPV1
+        ensemble benchmark); with ``adp=True`` each member's refined B are in ``b_iso``.
 
     Returns
     -------
@@ -312,6 +313,7 @@ def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rm
 
     options.setdefault("final_cc", False)
     options.setdefault("adp", False)
+    options.setdefault("rotamer_fit", False)
     opts = refine_options(resolution, **options)
     model = as_model(model)
     density = as_map(density)
@@ -345,8 +347,8 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     store
         Zarr path for the results, or None for an in-memory Dataset.
     **options
-        Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc`` and
-        ``adp`` default to False here).
+        Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc``, ``adp``
+        and ``rotamer_fit`` default to False here).
 
     Returns
     -------
@@ -366,6 +368,7 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
 
     options.setdefault("final_cc", False)
     options.setdefault("adp", False)
+    options.setdefault("rotamer_fit", False)
     opts = refine_options(resolution, **options)
     model = as_model(model)
     if isinstance(maps, MapSeriesBase):
@@ -427,6 +430,7 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
         options.setdefault("iterations", 50)
         options.setdefault("final_cc", False)
         options.setdefault("adp", False)
+        options.setdefault("rotamer_fit", False)
         opts = refine_options(resolution, **options)
         restraints = restraints or build_restraints(model)
     elif options:

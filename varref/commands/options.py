@@ -54,9 +54,9 @@ def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = Tru
                             help="C-beta restraints (default on)")
     restraints.add_argument("--rotamer", action=argparse.BooleanOptionalAction, default=True,
                             help="side-chain rotamer restraints (default on)")
-    restraints.add_argument("--rotamer-fit", action=argparse.BooleanOptionalAction, default=True,
+    restraints.add_argument("--rotamer-fit", action=argparse.BooleanOptionalAction, default=final_cc,
                             help="replace rotamer-outlier side chains by the best-fitting library "
-                            "rotamer before refining (default on)")
+                            f"rotamer before refining (default {'on' if final_cc else 'off'})")
     restraints.add_argument("--secondary-structure", action=argparse.BooleanOptionalAction, default=None,
                             help="backbone H-bond and base-pair restraints (default: on at 4 Å "
                             "or worse, off at better resolution)")

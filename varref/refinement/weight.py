@@ -99,6 +99,7 @@ def search_weight(
     iterations: int = 100,
     environment_radius: float = 5.0,
     usable: np.ndarray | None = None,
+    heavy_atoms_only: bool = True,
 ) -> WeightSearchResult:
     """Find the data weight ``w`` by short trial refinements of random segments.
 
@@ -117,6 +118,9 @@ def search_weight(
     usable
         (N,) bool, atoms inside the map; segments with fewer than 90 % of their heavy atoms
         inside are not used (default: all segments).
+    heavy_atoms_only
+        Judge the trials by restraints among heavy atoms (default, MolProbity's definition of
+        the r.m.s.d.); False includes restraints to hydrogens, as before.
 
     Returns
     -------
@@ -148,7 +152,7 @@ def search_weight(
     for residues in segments:
         result.segments.append(_trial_segment(
             model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder, iterations,
-            environment_radius, bond_rmsd_target, angle_rmsd_target))
+            environment_radius, bond_rmsd_target, angle_rmsd_target, heavy_atoms_only))
 
     log_weights = np.log([s.chosen_weight for s in result.segments])
     median = np.median(log_weights)
@@ -163,7 +167,8 @@ def search_weight(
 
 
 def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder,
-                   iterations, environment_radius, bond_target, angle_target) -> SegmentTrial:
+                   iterations, environment_radius, bond_target, angle_target,
+                   heavy_atoms_only: bool = True) -> SegmentTrial:
     segment_atoms = np.flatnonzero(np.isin(model.residue_index, residues))
     near = tree.query_ball_point(xyz[segment_atoms], environment_radius)
     sub_atoms = np.unique(np.concatenate([segment_atoms, *map(np.asarray, near)])).astype(np.int64)
@@ -179,7 +184,7 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
     bonds, angles = sub_restraints.bonds, sub_restraints.angles
     # over heavy atoms, as every reported r.m.s.d. (MolProbity's definition): riding X-H
     # bonds stay ideal and would dilute the strain the map pull puts on the heavy atoms
-    heavy = ~model.is_hydrogen[sub_atoms]
+    heavy = ~model.is_hydrogen[sub_atoms] if heavy_atoms_only else np.ones(len(sub_atoms), bool)
     bond_moves = moving[bonds.atoms].any(axis=1) & heavy[bonds.atoms].all(axis=1)
     angle_moves = moving[angles.atoms].any(axis=1) & heavy[angles.atoms].all(axis=1)
     bond_rmsd = np.array([np.sqrt(np.mean((bond_lengths(x, bonds.atoms[bond_moves])
