@@ -45,7 +45,8 @@ def test_ensemble_member_equals_varref_refine(helix, tmp_path):
     model, restraints, density = helix
     start = varref.perturb(model, 0.5, seed=9, restraints=restraints)
     moved = model.with_xyz(start)
-    common = dict(weight=12.0, macro_cycles=2, rigid_body=True, final_cc=True, adp=True)
+    common = dict(weight=12.0, macro_cycles=2, rigid_body=True, final_cc=True, adp=True,
+                  rotamer_fit=True)
     single = varref.refine(moved, density, 3.0, restraints=restraints, **common)
     from varref.ensemble.cluster import dask_client
 
