@@ -97,11 +97,17 @@ def main() -> int:
             if servalcat.exists():
                 began = time.perf_counter()
                 prefix = work / f"{case}_servalcat"
-                subprocess.run([str(servalcat), "refine_spa_norefmac", "--model", str(model), "--map",
-                                str(density), "--resolution", str(resolution), "--monlib", str(monlib),
-                                "-o", str(prefix)], check=True, capture_output=True, cwd=work)
+                run = subprocess.run([str(servalcat), "refine_spa_norefmac", "--model", str(model),
+                                      "--map", str(density), "--resolution", str(resolution),
+                                      "--monlib", str(monlib), "-o", str(prefix)],
+                                     capture_output=True, text=True, cwd=work)
                 produced = sorted(work.glob(f"{prefix.name}*.pdb")) or sorted(work.glob(f"{prefix.name}*.mmcif"))
-                outputs["servalcat"] = (produced[-1], time.perf_counter() - began)
+                if run.returncode == 0 and produced:
+                    outputs["servalcat"] = (produced[-1], time.perf_counter() - began)
+                else:  # e.g. a residue its dictionary lacks (3MFP's methylated HIS 73)
+                    tail = (run.stderr or run.stdout).strip().splitlines()
+                    print(json.dumps({"case": case, "model": "servalcat",
+                                      "error": tail[-1] if tail else "failed"}), flush=True)
             for name, (path, wall) in outputs.items():
                 row = {"case": case, "model": name, "wall_s": wall, "resolution": resolution}
                 if venv.exists():

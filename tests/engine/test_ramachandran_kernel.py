@@ -8,7 +8,6 @@ import pytest
 from gradient_check import numerical_gradient
 
 from varref.engine.ramachandran import (
-    dihedral_with_gradient,
     phi_psi,
     potential_at,
     ramachandran_value_and_gradient,
@@ -62,23 +61,24 @@ def test_chain_builder_sets_phi_psi():
     assert np.max(np.abs(diff)) < 1e-6
 
 
-def test_dihedral_gradient_matches_torsion_kernel_and_finite_differences():
+def test_shared_dihedral_helpers_match_torsion_kernel_and_finite_differences():
+    """The dihedral and its gradient shared by every dihedral term (torsions.py)."""
+    from varref.engine.torsions import add_dihedral_gradient, dihedral_deg
+
     rng = np.random.default_rng(1)
     xyz = rng.normal(size=(4, 3)) * 1.5
-    out = np.empty((4, 3))
-    phi, defined = dihedral_with_gradient(xyz, 0, 1, 2, 3, out)
-    assert defined
-    assert np.degrees(phi) == pytest.approx(torsion_values(xyz, np.array([[0, 1, 2, 3]]))[0], abs=1e-10)
+    phi = dihedral_deg(xyz, 0, 1, 2, 3)
+    assert phi == pytest.approx(torsion_values(xyz, np.array([[0, 1, 2, 3]]))[0], abs=1e-10)
+    grad = np.zeros((4, 3))
+    add_dihedral_gradient(xyz, 0, 1, 2, 3, 1.0, grad)  # slope 1 per degree: d(phi in °)/dx
     h = 1e-6
-    scratch = np.empty((4, 3))
     for a in range(4):
         for d in range(3):
             plus, minus = xyz.copy(), xyz.copy()
             plus[a, d] += h
             minus[a, d] -= h
-            fd = (dihedral_with_gradient(plus, 0, 1, 2, 3, scratch)[0]
-                  - dihedral_with_gradient(minus, 0, 1, 2, 3, scratch)[0]) / (2 * h)
-            assert out[a, d] == pytest.approx(fd, rel=1e-6, abs=1e-8)
+            fd = (dihedral_deg(plus, 0, 1, 2, 3) - dihedral_deg(minus, 0, 1, 2, 3)) / (2 * h)
+            assert grad[a, d] == pytest.approx(fd, rel=1e-6, abs=1e-6)
 
 
 def test_interpolation_reproduces_nodes_and_is_periodic():

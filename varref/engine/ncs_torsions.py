@@ -23,99 +23,14 @@ about ``j-k`` (IUPAC sign, as :mod:`varref.engine.torsions`).
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 from numba import njit
 
 from varref.engine.topout_torsions import topout_energy, wrap_half_open_deg
-
-RAD_TO_DEG = 180.0 / math.pi
-
-#: Below this, |m|², |n|² or |b2|² (Å⁴, Å⁴, Å²) mean three atoms are collinear: the dihedral
-#: is undefined there and its gradient is set to zero (the value stays finite).
-_DEGENERATE = 1e-24
+from varref.engine.torsions import add_dihedral_gradient, dihedral_deg
 
 
-@njit(nogil=True, cache=True)
-def _dihedral_deg(xyz: np.ndarray, i: int, j: int, k: int, l: int) -> float:  # noqa: E741
-    """Dihedral (degrees, (−180, 180]) of atoms i-j-k-l; 0 when undefined (atan2(0, 0))."""
-    b1x = xyz[j, 0] - xyz[i, 0]
-    b1y = xyz[j, 1] - xyz[i, 1]
-    b1z = xyz[j, 2] - xyz[i, 2]
-    b2x = xyz[k, 0] - xyz[j, 0]
-    b2y = xyz[k, 1] - xyz[j, 1]
-    b2z = xyz[k, 2] - xyz[j, 2]
-    b3x = xyz[l, 0] - xyz[k, 0]
-    b3y = xyz[l, 1] - xyz[k, 1]
-    b3z = xyz[l, 2] - xyz[k, 2]
-    mx = b1y * b2z - b1z * b2y
-    my = b1z * b2x - b1x * b2z
-    mz = b1x * b2y - b1y * b2x
-    nx = b2y * b3z - b2z * b3y
-    ny = b2z * b3x - b2x * b3z
-    nz = b2x * b3y - b2y * b3x
-    b2len = math.sqrt(b2x * b2x + b2y * b2y + b2z * b2z)
-    y = b2len * (b1x * nx + b1y * ny + b1z * nz)
-    x = mx * nx + my * ny + mz * nz
-    return math.atan2(y, x) * RAD_TO_DEG
-
-
-@njit(nogil=True, cache=True)
-def _add_dihedral_gradient(xyz: np.ndarray, i: int, j: int, k: int, l: int,  # noqa: E741
-                           slope: float, grad: np.ndarray) -> None:
-    """Add ``slope · dφ/dx`` (slope = dE/dφ per degree) for dihedral i-j-k-l to ``grad``.
-
-    dφ/dx after Blondel & Karplus (1996), as :mod:`varref.engine.topout_torsions`; nothing is
-    added when three atoms are collinear (the derivative is undefined there).
-    """
-    b1x = xyz[j, 0] - xyz[i, 0]
-    b1y = xyz[j, 1] - xyz[i, 1]
-    b1z = xyz[j, 2] - xyz[i, 2]
-    b2x = xyz[k, 0] - xyz[j, 0]
-    b2y = xyz[k, 1] - xyz[j, 1]
-    b2z = xyz[k, 2] - xyz[j, 2]
-    b3x = xyz[l, 0] - xyz[k, 0]
-    b3y = xyz[l, 1] - xyz[k, 1]
-    b3z = xyz[l, 2] - xyz[k, 2]
-    mx = b1y * b2z - b1z * b2y
-    my = b1z * b2x - b1x * b2z
-    mz = b1x * b2y - b1y * b2x
-    nx = b2y * b3z - b2z * b3y
-    ny = b2z * b3x - b2x * b3z
-    nz = b2x * b3y - b2y * b3x
-    b2sq = b2x * b2x + b2y * b2y + b2z * b2z
-    m2 = mx * mx + my * my + mz * mz
-    n2 = nx * nx + ny * ny + nz * nz
-    if m2 <= _DEGENERATE or n2 <= _DEGENERATE or b2sq <= _DEGENERATE:
-        return
-    b2len = math.sqrt(b2sq)
-    f = slope * RAD_TO_DEG
-    gi = -f * b2len / m2
-    gl = f * b2len / n2
-    gix = gi * mx
-    giy = gi * my
-    giz = gi * mz
-    glx = gl * nx
-    gly = gl * ny
-    glz = gl * nz
-    p = (b1x * b2x + b1y * b2y + b1z * b2z) / b2sq
-    q = (b3x * b2x + b3y * b2y + b3z * b2z) / b2sq
-    gjx = -(1.0 + p) * gix + q * glx
-    gjy = -(1.0 + p) * giy + q * gly
-    gjz = -(1.0 + p) * giz + q * glz
-    grad[i, 0] += gix
-    grad[i, 1] += giy
-    grad[i, 2] += giz
-    grad[l, 0] += glx
-    grad[l, 1] += gly
-    grad[l, 2] += glz
-    grad[j, 0] += gjx
-    grad[j, 1] += gjy
-    grad[j, 2] += gjz
-    grad[k, 0] -= gix + glx + gjx
-    grad[k, 1] -= giy + gly + gjy
-    grad[k, 2] -= giz + glz + gjz
 
 
 @njit(nogil=True, cache=True)
@@ -178,7 +93,7 @@ def ncs_torsion_value_and_gradient(
             continue
         for c in range(n):
             row = start + c
-            phi[c] = _dihedral_deg(xyz, atoms[row, 0], atoms[row, 1], atoms[row, 2],
+            phi[c] = dihedral_deg(xyz, atoms[row, 0], atoms[row, 1], atoms[row, 2],
                                    atoms[row, 3])
             slope[c] = 0.0
         scale = 1.0 / n
@@ -192,7 +107,7 @@ def ncs_torsion_value_and_gradient(
         for c in range(n):
             if slope[c] != 0.0:
                 row = start + c
-                _add_dihedral_gradient(xyz, atoms[row, 0], atoms[row, 1], atoms[row, 2],
+                add_dihedral_gradient(xyz, atoms[row, 0], atoms[row, 1], atoms[row, 2],
                                        atoms[row, 3], slope[c], grad)
     return total
 
@@ -226,8 +141,8 @@ def ncs_torsion_spread(xyz: np.ndarray, atoms: np.ndarray, offsets: np.ndarray,
         start = offsets[r]
         stop = offsets[r + 1]
         for a in range(start, stop - 1):
-            pa = _dihedral_deg(xyz, atoms[a, 0], atoms[a, 1], atoms[a, 2], atoms[a, 3])
+            pa = dihedral_deg(xyz, atoms[a, 0], atoms[a, 1], atoms[a, 2], atoms[a, 3])
             for b in range(a + 1, stop):
-                pb = _dihedral_deg(xyz, atoms[b, 0], atoms[b, 1], atoms[b, 2], atoms[b, 3])
+                pb = dihedral_deg(xyz, atoms[b, 0], atoms[b, 1], atoms[b, 2], atoms[b, 3])
                 out[r] = max(out[r], abs(wrap_half_open_deg(pa - pb, period[r])))
     return out

@@ -26,69 +26,8 @@ import math
 import numpy as np
 from numba import njit
 
-RAD_TO_DEG = 180.0 / math.pi
-#: Below this |m|^2, |n|^2 or |b2|^2 (Å^4, Å^2) the dihedral is treated as undefined.
-_DEGENERATE = 1e-24
+from varref.engine.torsions import add_dihedral_gradient, dihedral_deg
 
-
-@njit(nogil=True, cache=True)
-def dihedral_with_gradient(xyz: np.ndarray, i: int, j: int, k: int, l: int,  # noqa: E741
-                           out: np.ndarray) -> tuple[float, bool]:
-    """Dihedral i-j-k-l in radians, (-pi, pi], and its gradient on the four atoms.
-
-    Parameters
-    ----------
-    xyz : (N, 3) float64
-    i, j, k, l : int
-        Atom indices.
-    out : (4, 3) float64
-        Receives d(phi)/d(x_i), ..., d(phi)/d(x_l) (radians per Å); zero when undefined.
-
-    Returns
-    -------
-    phi : float
-    defined : bool
-        False when three of the atoms are collinear (then ``out`` is zero).
-    """
-    b1x = xyz[j, 0] - xyz[i, 0]
-    b1y = xyz[j, 1] - xyz[i, 1]
-    b1z = xyz[j, 2] - xyz[i, 2]
-    b2x = xyz[k, 0] - xyz[j, 0]
-    b2y = xyz[k, 1] - xyz[j, 1]
-    b2z = xyz[k, 2] - xyz[j, 2]
-    b3x = xyz[l, 0] - xyz[k, 0]
-    b3y = xyz[l, 1] - xyz[k, 1]
-    b3z = xyz[l, 2] - xyz[k, 2]
-    mx = b1y * b2z - b1z * b2y
-    my = b1z * b2x - b1x * b2z
-    mz = b1x * b2y - b1y * b2x
-    nx = b2y * b3z - b2z * b3y
-    ny = b2z * b3x - b2x * b3z
-    nz = b2x * b3y - b2y * b3x
-    b2sq = b2x * b2x + b2y * b2y + b2z * b2z
-    b2len = math.sqrt(b2sq)
-    phi = math.atan2(b2len * (b1x * nx + b1y * ny + b1z * nz), mx * nx + my * ny + mz * nz)
-    m2 = mx * mx + my * my + mz * mz
-    n2 = nx * nx + ny * ny + nz * nz
-    for a in range(4):
-        for d in range(3):
-            out[a, d] = 0.0
-    if m2 <= _DEGENERATE or n2 <= _DEGENERATE or b2sq <= _DEGENERATE:
-        return phi, False
-    gi = -b2len / m2
-    gl = b2len / n2
-    out[0, 0] = gi * mx
-    out[0, 1] = gi * my
-    out[0, 2] = gi * mz
-    out[3, 0] = gl * nx
-    out[3, 1] = gl * ny
-    out[3, 2] = gl * nz
-    p = (b1x * b2x + b1y * b2y + b1z * b2z) / b2sq
-    q = (b3x * b2x + b3y * b2y + b3z * b2z) / b2sq
-    for d in range(3):
-        out[1, d] = -(1.0 + p) * out[0, d] + q * out[3, d]
-        out[2, d] = -(out[0, d] + out[1, d] + out[3, d])
-    return phi, True
 
 
 @njit(nogil=True, cache=True)
@@ -196,25 +135,18 @@ def ramachandran_value_and_gradient(
         T (NaN when a coordinate is NaN).
     """
     total = 0.0
-    g_phi = np.empty((4, 3))
-    g_psi = np.empty((4, 3))
     for r in range(atoms.shape[0]):
-        phi, _ = dihedral_with_gradient(xyz, atoms[r, 0], atoms[r, 1], atoms[r, 2], atoms[r, 3], g_phi)
-        psi, _ = dihedral_with_gradient(xyz, atoms[r, 1], atoms[r, 2], atoms[r, 3], atoms[r, 4], g_psi)
-        phi *= RAD_TO_DEG
-        psi *= RAD_TO_DEG
+        c_prev, n, ca, c, n_next = atoms[r, 0], atoms[r, 1], atoms[r, 2], atoms[r, 3], atoms[r, 4]
+        phi = dihedral_deg(xyz, c_prev, n, ca, c)
+        psi = dihedral_deg(xyz, n, ca, c, n_next)
         value, dv_dphi, dv_dpsi = potential_at(table, origin, spacing, classes[r], phi, psi)
         w = weight[r]
         total += w * value
         if dv_dphi == 0.0 and dv_dpsi == 0.0:
             continue
-        # undefined dihedrals left their gradient rows zero
-        f_phi = w * dv_dphi * RAD_TO_DEG
-        f_psi = w * dv_dpsi * RAD_TO_DEG
-        for a in range(4):
-            for d in range(3):
-                grad[atoms[r, a], d] += f_phi * g_phi[a, d]
-                grad[atoms[r, a + 1], d] += f_psi * g_psi[a, d]
+        # undefined dihedrals (collinear atoms) add no gradient
+        add_dihedral_gradient(xyz, c_prev, n, ca, c, w * dv_dphi, grad)
+        add_dihedral_gradient(xyz, n, ca, c, n_next, w * dv_dpsi, grad)
     return total
 
 
@@ -241,12 +173,9 @@ def ramachandran_values_and_gradients_batch(
 def phi_psi(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
     """(n, 2) phi and psi in degrees, (-180, 180], for residues ``atoms`` (n, 5)."""
     out = np.empty((atoms.shape[0], 2))
-    scratch = np.empty((4, 3))
     for r in range(atoms.shape[0]):
-        phi, _ = dihedral_with_gradient(xyz, atoms[r, 0], atoms[r, 1], atoms[r, 2], atoms[r, 3], scratch)
-        psi, _ = dihedral_with_gradient(xyz, atoms[r, 1], atoms[r, 2], atoms[r, 3], atoms[r, 4], scratch)
-        out[r, 0] = phi * RAD_TO_DEG
-        out[r, 1] = psi * RAD_TO_DEG
+        out[r, 0] = dihedral_deg(xyz, atoms[r, 0], atoms[r, 1], atoms[r, 2], atoms[r, 3])
+        out[r, 1] = dihedral_deg(xyz, atoms[r, 1], atoms[r, 2], atoms[r, 3], atoms[r, 4])
     return out
 
 

@@ -22,13 +22,9 @@ import math
 import numpy as np
 from numba import njit
 
-from varref.engine.torsions import torsion_values
+from varref.engine.torsions import add_dihedral_gradient, dihedral_deg, torsion_values
 
-RAD_TO_DEG = 180.0 / math.pi
 
-#: Below this, |m|², |n|² or |b2|² (Å⁴, Å⁴, Å²) mean three atoms are collinear: the dihedral
-#: is undefined there and its gradient is set to zero (the target value stays finite).
-_DEGENERATE = 1e-24
 
 
 @njit(nogil=True, cache=True)
@@ -94,59 +90,10 @@ def topout_torsion_value_and_gradient(
         j = atoms[r, 1]
         k = atoms[r, 2]
         l = atoms[r, 3]  # noqa: E741
-        b1x = xyz[j, 0] - xyz[i, 0]
-        b1y = xyz[j, 1] - xyz[i, 1]
-        b1z = xyz[j, 2] - xyz[i, 2]
-        b2x = xyz[k, 0] - xyz[j, 0]
-        b2y = xyz[k, 1] - xyz[j, 1]
-        b2z = xyz[k, 2] - xyz[j, 2]
-        b3x = xyz[l, 0] - xyz[k, 0]
-        b3y = xyz[l, 1] - xyz[k, 1]
-        b3z = xyz[l, 2] - xyz[k, 2]
-        mx = b1y * b2z - b1z * b2y
-        my = b1z * b2x - b1x * b2z
-        mz = b1x * b2y - b1y * b2x
-        nx = b2y * b3z - b2z * b3y
-        ny = b2z * b3x - b2x * b3z
-        nz = b2x * b3y - b2y * b3x
-        b2sq = b2x * b2x + b2y * b2y + b2z * b2z
-        b2len = math.sqrt(b2sq)
-        y = b2len * (b1x * nx + b1y * ny + b1z * nz)
-        x = mx * nx + my * ny + mz * nz
-        phi = math.atan2(y, x) * RAD_TO_DEG  # atan2(0, 0) = 0: finite when degenerate
-        delta = wrap_half_open_deg(phi - ideal[r], period[r])
+        delta = wrap_half_open_deg(dihedral_deg(xyz, i, j, k, l) - ideal[r], period[r])
         energy, slope = topout_energy(delta, weight[r], limit[r])
         total += energy
-        m2 = mx * mx + my * my + mz * mz
-        n2 = nx * nx + ny * ny + nz * nz
-        if m2 <= _DEGENERATE or n2 <= _DEGENERATE or b2sq <= _DEGENERATE:
-            continue
-        f = slope * RAD_TO_DEG
-        gi = -f * b2len / m2
-        gl = f * b2len / n2
-        gix = gi * mx
-        giy = gi * my
-        giz = gi * mz
-        glx = gl * nx
-        gly = gl * ny
-        glz = gl * nz
-        p = (b1x * b2x + b1y * b2y + b1z * b2z) / b2sq
-        q = (b3x * b2x + b3y * b2y + b3z * b2z) / b2sq
-        gjx = -(1.0 + p) * gix + q * glx
-        gjy = -(1.0 + p) * giy + q * gly
-        gjz = -(1.0 + p) * giz + q * glz
-        grad[i, 0] += gix
-        grad[i, 1] += giy
-        grad[i, 2] += giz
-        grad[l, 0] += glx
-        grad[l, 1] += gly
-        grad[l, 2] += glz
-        grad[j, 0] += gjx
-        grad[j, 1] += gjy
-        grad[j, 2] += gjz
-        grad[k, 0] -= gix + glx + gjx
-        grad[k, 1] -= giy + gly + gjy
-        grad[k, 2] -= giz + glz + gjz
+        add_dihedral_gradient(xyz, i, j, k, l, slope, grad)
     return total
 
 

@@ -24,6 +24,93 @@ def wrap_periodic_deg(delta: float, period: int) -> float:
     return delta - span * math.floor(delta / span + 0.5)
 
 
+#: Below this, |m|², |n|² or |b2|² (Å⁴, Å⁴, Å²) mean three atoms are collinear: the dihedral
+#: is undefined there and its gradient is set to zero (the value stays finite).
+_DEGENERATE = 1e-24
+
+
+@njit(nogil=True, cache=True)
+def dihedral_deg(xyz: np.ndarray, i: int, j: int, k: int, l: int) -> float:  # noqa: E741
+    """Dihedral (degrees, (−180, 180]) of atoms i-j-k-l; 0 when undefined (atan2(0, 0))."""
+    b1x = xyz[j, 0] - xyz[i, 0]
+    b1y = xyz[j, 1] - xyz[i, 1]
+    b1z = xyz[j, 2] - xyz[i, 2]
+    b2x = xyz[k, 0] - xyz[j, 0]
+    b2y = xyz[k, 1] - xyz[j, 1]
+    b2z = xyz[k, 2] - xyz[j, 2]
+    b3x = xyz[l, 0] - xyz[k, 0]
+    b3y = xyz[l, 1] - xyz[k, 1]
+    b3z = xyz[l, 2] - xyz[k, 2]
+    mx = b1y * b2z - b1z * b2y
+    my = b1z * b2x - b1x * b2z
+    mz = b1x * b2y - b1y * b2x
+    nx = b2y * b3z - b2z * b3y
+    ny = b2z * b3x - b2x * b3z
+    nz = b2x * b3y - b2y * b3x
+    b2len = math.sqrt(b2x * b2x + b2y * b2y + b2z * b2z)
+    y = b2len * (b1x * nx + b1y * ny + b1z * nz)
+    x = mx * nx + my * ny + mz * nz
+    return math.atan2(y, x) * RAD_TO_DEG
+
+
+@njit(nogil=True, cache=True)
+def add_dihedral_gradient(xyz: np.ndarray, i: int, j: int, k: int, l: int,  # noqa: E741
+                           slope: float, grad: np.ndarray) -> None:
+    """Add ``slope · dφ/dx`` (slope = dE/dφ per degree) for dihedral i-j-k-l to ``grad``.
+
+    dφ/dx after Blondel & Karplus (1996) (see :func:`torsion_value_and_gradient`); nothing
+    is added when three atoms are collinear (the derivative is undefined there). Shared by
+    every dihedral term (torsions, top-out torsions, NCS, Ramachandran).
+    """
+    b1x = xyz[j, 0] - xyz[i, 0]
+    b1y = xyz[j, 1] - xyz[i, 1]
+    b1z = xyz[j, 2] - xyz[i, 2]
+    b2x = xyz[k, 0] - xyz[j, 0]
+    b2y = xyz[k, 1] - xyz[j, 1]
+    b2z = xyz[k, 2] - xyz[j, 2]
+    b3x = xyz[l, 0] - xyz[k, 0]
+    b3y = xyz[l, 1] - xyz[k, 1]
+    b3z = xyz[l, 2] - xyz[k, 2]
+    mx = b1y * b2z - b1z * b2y
+    my = b1z * b2x - b1x * b2z
+    mz = b1x * b2y - b1y * b2x
+    nx = b2y * b3z - b2z * b3y
+    ny = b2z * b3x - b2x * b3z
+    nz = b2x * b3y - b2y * b3x
+    b2sq = b2x * b2x + b2y * b2y + b2z * b2z
+    m2 = mx * mx + my * my + mz * mz
+    n2 = nx * nx + ny * ny + nz * nz
+    if m2 <= _DEGENERATE or n2 <= _DEGENERATE or b2sq <= _DEGENERATE:
+        return
+    b2len = math.sqrt(b2sq)
+    f = slope * RAD_TO_DEG
+    gi = -f * b2len / m2
+    gl = f * b2len / n2
+    gix = gi * mx
+    giy = gi * my
+    giz = gi * mz
+    glx = gl * nx
+    gly = gl * ny
+    glz = gl * nz
+    p = (b1x * b2x + b1y * b2y + b1z * b2z) / b2sq
+    q = (b3x * b2x + b3y * b2y + b3z * b2z) / b2sq
+    gjx = -(1.0 + p) * gix + q * glx
+    gjy = -(1.0 + p) * giy + q * gly
+    gjz = -(1.0 + p) * giz + q * glz
+    grad[i, 0] += gix
+    grad[i, 1] += giy
+    grad[i, 2] += giz
+    grad[l, 0] += glx
+    grad[l, 1] += gly
+    grad[l, 2] += glz
+    grad[j, 0] += gjx
+    grad[j, 1] += gjy
+    grad[j, 2] += gjz
+    grad[k, 0] -= gix + glx + gjx
+    grad[k, 1] -= giy + gly + gjy
+    grad[k, 2] -= giz + glz + gjz
+
+
 @njit(nogil=True, cache=True)
 def torsion_value_and_gradient(
     xyz: np.ndarray,
@@ -67,59 +154,10 @@ def torsion_value_and_gradient(
         j = atoms[r, 1]
         k = atoms[r, 2]
         l = atoms[r, 3]  # noqa: E741
-        b1x = xyz[j, 0] - xyz[i, 0]
-        b1y = xyz[j, 1] - xyz[i, 1]
-        b1z = xyz[j, 2] - xyz[i, 2]
-        b2x = xyz[k, 0] - xyz[j, 0]
-        b2y = xyz[k, 1] - xyz[j, 1]
-        b2z = xyz[k, 2] - xyz[j, 2]
-        b3x = xyz[l, 0] - xyz[k, 0]
-        b3y = xyz[l, 1] - xyz[k, 1]
-        b3z = xyz[l, 2] - xyz[k, 2]
-        mx = b1y * b2z - b1z * b2y
-        my = b1z * b2x - b1x * b2z
-        mz = b1x * b2y - b1y * b2x
-        nx = b2y * b3z - b2z * b3y
-        ny = b2z * b3x - b2x * b3z
-        nz = b2x * b3y - b2y * b3x
-        b2sq = b2x * b2x + b2y * b2y + b2z * b2z
-        b2len = math.sqrt(b2sq)
-        y = b2len * (b1x * nx + b1y * ny + b1z * nz)
-        x = mx * nx + my * ny + mz * nz
-        phi = math.atan2(y, x) * RAD_TO_DEG
-        delta = wrap_periodic_deg(phi - ideal[r], period[r])
+        delta = wrap_periodic_deg(dihedral_deg(xyz, i, j, k, l) - ideal[r], period[r])
         w = weight[r]
         total += w * delta * delta
-        m2 = mx * mx + my * my + mz * mz
-        n2 = nx * nx + ny * ny + nz * nz
-        if m2 <= 1e-24 or n2 <= 1e-24 or b2sq <= 1e-24:
-            continue  # three atoms collinear: the dihedral is undefined there
-        f = 2.0 * w * delta * RAD_TO_DEG
-        gi = -f * b2len / m2
-        gl = f * b2len / n2
-        gix = gi * mx
-        giy = gi * my
-        giz = gi * mz
-        glx = gl * nx
-        gly = gl * ny
-        glz = gl * nz
-        p = (b1x * b2x + b1y * b2y + b1z * b2z) / b2sq
-        q = (b3x * b2x + b3y * b2y + b3z * b2z) / b2sq
-        gjx = -(1.0 + p) * gix + q * glx
-        gjy = -(1.0 + p) * giy + q * gly
-        gjz = -(1.0 + p) * giz + q * glz
-        grad[i, 0] += gix
-        grad[i, 1] += giy
-        grad[i, 2] += giz
-        grad[l, 0] += glx
-        grad[l, 1] += gly
-        grad[l, 2] += glz
-        grad[j, 0] += gjx
-        grad[j, 1] += gjy
-        grad[j, 2] += gjz
-        grad[k, 0] -= gix + glx + gjx
-        grad[k, 1] -= giy + gly + gjy
-        grad[k, 2] -= giz + glz + gjz
+        add_dihedral_gradient(xyz, i, j, k, l, 2.0 * w * delta, grad)
     return total
 
 
