@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_file
+from tests.engine.gradient_check import numerical_gradient
 from varref.engine.restraint_target import pack_restraints, restraint_values_and_gradients_batch
 from varref.engine.topout_torsions import topout_torsion_deltas
 from varref.engine.torsions import torsion_deltas, torsion_values
@@ -64,24 +65,11 @@ def _setup(model, restraints, packed, **options):
                      options=SimpleNamespace(**options), start=model.xyz[np.newaxis].copy())
 
 
-def _numerical_gradient(func, xyz, step=1e-6):
-    xyz = np.array(xyz, dtype=np.float64, copy=True)
-    grad = np.empty_like(xyz)
-    flat, out = xyz.reshape(-1), grad.reshape(-1)
-    for q in range(flat.size):
-        keep = flat[q]
-        flat[q] = keep + step
-        plus = func(xyz)
-        flat[q] = keep - step
-        minus = func(xyz)
-        flat[q] = keep
-        out[q] = (plus - minus) / (2.0 * step)
-    return grad
 
 
 def _check_term_gradient(term, xyz):
     _, analytic = term.evaluate(xyz[np.newaxis], np.array([0]))
-    numeric = _numerical_gradient(lambda x: term.evaluate(x[np.newaxis], np.array([0]))[0][0], xyz)
+    numeric = numerical_gradient(lambda x: term.evaluate(x[np.newaxis], np.array([0]))[0][0], xyz)
     scale = np.max(np.abs(numeric))
     assert scale > 0
     assert np.max(np.abs(analytic[0] - numeric)) <= RTOL * scale

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import shared_file
+from tests.engine.gradient_check import numerical_gradient
 from varref.engine.ncs_torsions import ncs_torsion_spread
 from varref.engine.restraint_target import pack_restraints
 from varref.engine.torsions import torsion_values
@@ -120,19 +121,6 @@ def _residue(model, chain, number, icode=""):
                                    & (np.char.strip(model.insertion_code) == icode)][0])
 
 
-def _numerical_gradient(func, xyz, step=1e-6):
-    xyz = np.array(xyz, dtype=np.float64, copy=True)
-    grad = np.empty_like(xyz)
-    flat, out = xyz.reshape(-1), grad.reshape(-1)
-    for q in range(flat.size):
-        keep = flat[q]
-        flat[q] = keep + step
-        plus = func(xyz)
-        flat[q] = keep - step
-        minus = func(xyz)
-        flat[q] = keep
-        out[q] = (plus - minus) / (2.0 * step)
-    return grad
 
 
 def _rotate_chi1(model, xyz, residue, angle_deg):
@@ -341,7 +329,7 @@ def test_term_gradient_matches_finite_differences(two_copies):
     spread = ncs_torsion_spread(xyz, term.atoms, term.offsets, term.period)
     assert np.sum(spread < 5) > 20 and np.sum((spread > 15) & (spread < 40)) > 20
     _, analytic = term.evaluate(xyz[np.newaxis], np.array([0]))
-    numeric = _numerical_gradient(lambda x: term.evaluate(x[np.newaxis], np.array([0]))[0][0], xyz)
+    numeric = numerical_gradient(lambda x: term.evaluate(x[np.newaxis], np.array([0]))[0][0], xyz)
     scale = np.max(np.abs(numeric))
     assert scale > 0
     assert np.max(np.abs(analytic[0] - numeric)) <= RTOL * scale

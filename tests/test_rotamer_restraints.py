@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import SHARED, shared_file
+from tests.engine.gradient_check import numerical_gradient
 from varref.model import read_model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.objective import Objective
@@ -93,19 +94,6 @@ def _set_residue_chis(model, restraints, xyz, chis, row, targets):
     return set_chis(xyz, quadruples, moving, np.asarray(targets, float), chis.period[row, :n])
 
 
-def _numerical_gradient(func, xyz, step=1e-6):
-    xyz = np.array(xyz, dtype=np.float64, copy=True)
-    grad = np.empty_like(xyz)
-    flat, out = xyz.reshape(-1), grad.reshape(-1)
-    for q in range(flat.size):
-        keep = flat[q]
-        flat[q] = keep + step
-        plus = func(xyz)
-        flat[q] = keep - step
-        minus = func(xyz)
-        flat[q] = keep
-        out[q] = (plus - minus) / (2.0 * step)
-    return grad
 
 
 # --------------------------------------------------------------------------- library
@@ -244,7 +232,7 @@ def test_term_gradient_matches_finite_differences(ubiquitin):
                                 chis.chis[row, :n] + np.r_[turn, np.zeros(n - 1)])
     xyz += np.random.default_rng(5).normal(scale=0.05, size=xyz.shape)
     values, analytic = term.evaluate(xyz[np.newaxis], np.array([0]))
-    numeric = _numerical_gradient(lambda x: term.evaluate(x[np.newaxis], np.array([0]))[0][0], xyz)
+    numeric = numerical_gradient(lambda x: term.evaluate(x[np.newaxis], np.array([0]))[0][0], xyz)
     scale = np.max(np.abs(numeric))
     assert scale > 0 and values[0] > 0
     assert np.max(np.abs(analytic[0] - numeric)) <= RTOL * scale

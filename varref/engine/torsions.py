@@ -166,29 +166,7 @@ def torsion_values(xyz: np.ndarray, atoms: np.ndarray) -> np.ndarray:
     """Model dihedral angles in degrees, in (-180, 180], shape (n,)."""
     out = np.empty(atoms.shape[0])
     for r in range(atoms.shape[0]):
-        i = atoms[r, 0]
-        j = atoms[r, 1]
-        k = atoms[r, 2]
-        l = atoms[r, 3]  # noqa: E741
-        b1x = xyz[j, 0] - xyz[i, 0]
-        b1y = xyz[j, 1] - xyz[i, 1]
-        b1z = xyz[j, 2] - xyz[i, 2]
-        b2x = xyz[k, 0] - xyz[j, 0]
-        b2y = xyz[k, 1] - xyz[j, 1]
-        b2z = xyz[k, 2] - xyz[j, 2]
-        b3x = xyz[l, 0] - xyz[k, 0]
-        b3y = xyz[l, 1] - xyz[k, 1]
-        b3z = xyz[l, 2] - xyz[k, 2]
-        mx = b1y * b2z - b1z * b2y
-        my = b1z * b2x - b1x * b2z
-        mz = b1x * b2y - b1y * b2x
-        nx = b2y * b3z - b2z * b3y
-        ny = b2z * b3x - b2x * b3z
-        nz = b2x * b3y - b2y * b3x
-        b2len = math.sqrt(b2x * b2x + b2y * b2y + b2z * b2z)
-        y = b2len * (b1x * nx + b1y * ny + b1z * nz)
-        x = mx * nx + my * ny + mz * nz
-        out[r] = math.atan2(y, x) * RAD_TO_DEG
+        out[r] = dihedral_deg(xyz, atoms[r, 0], atoms[r, 1], atoms[r, 2], atoms[r, 3])
     return out
 
 
