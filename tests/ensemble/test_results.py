@@ -151,7 +151,7 @@ def test_every_variable_and_coordinate_has_units_and_description(tmp_path):
     spread = precision(memory.dataset())
     for dataset in (memory.dataset(), disk.dataset(), ResultStore.open(disk.path).dataset(), spread):
         names = list(dataset.variables)
-        assert len(names) == (9 if dataset is spread else 26)
+        assert len(names) == (9 if dataset is spread else 27)  # incl. b_iso
         for name in names:
             attrs = dataset[name].attrs
             assert isinstance(attrs.get("units"), str) and attrs["units"], name
@@ -379,3 +379,18 @@ def test_create_replaces_a_store_but_never_other_data(tmp_path):
     assert second.finished().shape == (1, 3) and not second.finished().any()
     assert ResultStore.open(path).parameters == {"seed": 2}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "run.zarr"]  # no leftovers
+
+
+def test_member_b_factors_are_stored(tmp_path):
+    """A member's refined B (option adp) is kept beside its coordinates; NaN until written."""
+    model = two_chain_model()
+    for path in (None, tmp_path / "b.zarr"):
+        store = ResultStore.create(path, model, 1, 2, ["m"], {})
+        b = np.linspace(10.0, 90.0, model.n_atoms)
+        store.write_member(0, 1, model.xyz, model.xyz, {"cc_mask": 0.5}, b_iso=b)
+        dataset = store.dataset()
+        np.testing.assert_allclose(dataset["b_iso"].isel(frame=0, member=1).values, b, rtol=1e-6)
+        assert np.isnan(dataset["b_iso"].isel(frame=0, member=0).values).all()
+        assert dataset["b_iso"].attrs["units"] == "Å²"
+        with pytest.raises(ValueError, match="b_iso"):
+            store.write_member(0, 0, model.xyz, model.xyz, {}, b_iso=b[:-1])
