@@ -9,10 +9,11 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
    all problems: a coarse search (9 weights, 50 iterations) before cycle 1 and the full
    search after it, because a start far from the density strains the geometry in the short
    trials and gives a weight that is too low once the model sits in the density.
-3. Rotamer fit (option ``rotamer_fit``): outlier side chains replaced by the library rotamer
-   that fits the map best, in the input model (whose rotamers the rotamer term restrains)
-   and in every problem (:mod:`varref.refinement.rotamer_fit`). Optional rigid-body fit of
-   every problem (:mod:`varref.refinement.rigid_body`).
+3. Optional rigid-body fit of every problem (:mod:`varref.refinement.rigid_body`).
+   Rotamer fit (option ``rotamer_fit``): after macro-cycle 1, when the backbone sits in the
+   density, outlier side chains are replaced by the library rotamer that fits the map best
+   (:mod:`varref.refinement.rotamer_fit`) and the rotamer term is rebuilt on the result
+   (with one macro-cycle: before it).
 4. Macro-cycles: batched L-BFGS of ``w T_map + T_restraints``; every problem keeps its own
    L-BFGS history and convergence, so a problem's result does not depend on its batch mates.
 5. B-factors (option ``adp``): isotropic B per atom or per residue against the density
@@ -107,7 +108,9 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
         b = before[0]
         log.info("start      cc_mask %.4f cc_box %.4f bond %.4f angle %.3f", b["cc_mask"],
                  b["cc_box"], b["bond_rmsd"], b["angle_rmsd"])
-    if options.rotamer_fit:
+    # with one macro-cycle there is no converged backbone to wait for: fit first
+    fit_after_cycle_1 = options.rotamer_fit and options.macro_cycles > 1
+    if options.rotamer_fit and not fit_after_cycle_1:
         model, xyz = _fit_rotamers(model, xyz, density, restraints, options)
     packed = pack_restraints(restraints)
     setup = TermSetup(model, restraints, packed, density, options, xyz)
@@ -156,6 +159,15 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
                 log.info("cycle %d/%d  cc_mask %.4f cc_box %.4f bond %.4f angle %.3f (%d iterations)",
                          cycle, options.macro_cycles, m["cc_mask"], m["cc_box"], m["bond_rmsd"],
                          m["angle_rmsd"], m["iterations"])
+        if cycle == 1 and fit_after_cycle_1:
+            # rotamers are fitted once the backbone has moved into the density (a fit on a
+            # start 1 Å off picks wrong rotamers), and the rotamer term then restrains the
+            # fitted rotamers of the current model instead of the start's
+            fitted_model, xyz = _fit_rotamers(model.with_xyz(xyz[0]) if n_problems == 1 else model,
+                                              xyz, density, restraints, options)
+            restraint_terms = _rebuild_rotamer_term(restraint_terms, TermSetup(
+                fitted_model, restraints, packed, density, options, xyz))
+            objective = Objective(map_terms + restraint_terms, objective.weights, xyz)
         if cycle == 1 and search is not None and options.macro_cycles > 1:
             search = searched(xyz[0], coarse=False)
             weight = search.weight
@@ -180,6 +192,16 @@ def inside_map(density: Map, xyz: np.ndarray, margin_voxels: float = 2.0) -> np.
     grid = density.fractional_index(xyz)
     upper = np.array(density.shape_xyz, dtype=np.float64) - 1.0 - margin_voxels
     return np.all((grid >= margin_voxels) & (grid <= upper), axis=-1)
+
+
+def _rebuild_rotamer_term(terms: list, setup: TermSetup) -> list:
+    """``terms`` with the rotamer term rebuilt on ``setup.model`` (its basins follow the
+    fitted side chains); the other terms keep their state."""
+    from varref.refinement.terms import rotamer
+
+    kept = [term for term in terms if term.name != "rotamer"]
+    rebuilt = rotamer.build(setup) if any(t.name == "rotamer" for t in terms) else None
+    return kept + ([rebuilt] if rebuilt is not None else [])
 
 
 def _fit_rotamers(model: Model, xyz: np.ndarray, density: Map, restraints: Restraints,
