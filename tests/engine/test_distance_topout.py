@@ -24,11 +24,11 @@ def _pair(distance: float, seed: int = 0) -> np.ndarray:
     return np.array([a, a + distance * u, a + [5.0, 0.0, 0.0]])
 
 
-def _evaluate(xyz, ideal=IDEAL, weight=WEIGHT, limit=LIMIT):
+def _evaluate(xyz, ideal=IDEAL, weight=WEIGHT, limit=LIMIT, flat=0.0):
     grad = np.zeros_like(xyz)
     value = distance_topout_value_and_gradient(
         xyz, np.array([[0, 1]], np.int64), np.array([ideal]), np.array([weight]),
-        np.array([limit]), grad)
+        np.array([limit]), np.array([flat]), grad)
     return value, grad
 
 
@@ -101,11 +101,32 @@ def test_batch_accumulates_per_model():
     ideal = np.array([2.9, 2.9, 3.1, 2.8])
     weight = np.full(4, WEIGHT)
     limit = np.array([0.6, 0.6, 0.0, 1.0])
+    flat = np.array([0.0, 0.15, 0.2, 0.0])
     grad = np.ones_like(xyz)  # accumulated into, not overwritten
     values = np.full(3, 5.0)
-    distance_topout_value_and_gradient_batch(xyz, atoms, ideal, weight, limit, grad, values)
+    distance_topout_value_and_gradient_batch(xyz, atoms, ideal, weight, limit, flat, grad, values)
     for k in range(3):
         g = np.zeros((6, 3))
-        v = distance_topout_value_and_gradient(xyz[k], atoms, ideal, weight, limit, g)
+        v = distance_topout_value_and_gradient(xyz[k], atoms, ideal, weight, limit, flat, g)
         assert values[k] == pytest.approx(5.0 + v, rel=1e-14)
         np.testing.assert_allclose(grad[k], 1.0 + g, rtol=1e-13)
+
+
+@pytest.mark.parametrize("delta", [0.2, -0.25, 0.15 + LIMIT / np.sqrt(2), -0.15 - 2 * LIMIT])
+def test_gradient_with_flat_bottom_matches_central_differences(delta):
+    xyz = _pair(IDEAL + delta, seed=int(abs(delta) * 1000) + 1)
+    _, analytic = _evaluate(xyz, flat=0.15)
+    numeric = _numeric_gradient(xyz, flat=0.15)
+    scale = np.max(np.abs(analytic))
+    assert scale > 0
+    assert np.max(np.abs(analytic - numeric)) / scale <= 1e-4
+
+
+def test_flat_bottom_is_zero_inside_and_shifts_the_potential_outside():
+    for delta in (-0.149, -0.05, 0.0, 0.1, 0.149):
+        value, grad = _evaluate(_pair(IDEAL + delta), flat=0.15)
+        assert value == 0.0 and np.all(grad == 0.0)
+    for delta in (0.3, -0.5, 1.4):
+        shifted, _ = _evaluate(_pair(IDEAL + delta), flat=0.15)
+        plain, _ = _evaluate(_pair(IDEAL + np.sign(delta) * (abs(delta) - 0.15)))
+        assert shifted == pytest.approx(plain, rel=1e-9)

@@ -1,5 +1,6 @@
 """Top-out torsion kernel: analytic gradient against central finite differences near, mid and
-far from the reference and across the ±180° wrap; saturation, periodicity, degenerate input."""
+far from the reference and across the ±180° wrap, with and without a flat bottom; saturation,
+periodicity, degenerate input."""
 
 from __future__ import annotations
 
@@ -31,20 +32,20 @@ def _four_atoms(phi_deg: float, seed: int = 0) -> np.ndarray:
     return xyz @ q.T + np.array([3.0, -1.0, 2.0])
 
 
-def _value(xyz, atoms, ideal, sigma, limit, period=None):
+def _value(xyz, atoms, ideal, sigma, limit, period=None, flat=0.0):
     n = len(atoms)
     period = np.ones(n, np.int64) if period is None else np.asarray(period, np.int64)
     grad = np.zeros_like(xyz)
     value = topout_torsion_value_and_gradient(
         xyz, atoms, np.asarray(ideal, float), np.full(n, 1.0 / sigma**2), np.full(n, float(limit)),
-        period, grad)
+        period, np.full(n, float(flat)), grad)
     return value, grad
 
 
-def _check_gradient(xyz, atoms, ideal, sigma, limit, period=None):
-    _, analytic = _value(xyz, atoms, ideal, sigma, limit, period)
-    numeric = numerical_gradient(lambda x: _value(x, atoms, ideal, sigma, limit, period)[0], xyz,
-                                 step=1e-6)
+def _check_gradient(xyz, atoms, ideal, sigma, limit, period=None, flat=0.0):
+    _, analytic = _value(xyz, atoms, ideal, sigma, limit, period, flat)
+    numeric = numerical_gradient(lambda x: _value(x, atoms, ideal, sigma, limit, period, flat)[0],
+                                 xyz, step=1e-6)
     scale = np.max(np.abs(numeric))
     assert scale > 0
     assert np.max(np.abs(analytic - numeric)) <= RTOL * scale
@@ -68,6 +69,25 @@ def test_gradient_matches_finite_differences(phi, ideal, sigma, limit):
     _check_gradient(xyz, ONE, [ideal], sigma, limit)
 
 
+@pytest.mark.parametrize("phi, flat, sigma, limit", [(-48.0, 10.0, 1.0, 15.0), (-75.0, 10.0, 1.0, 15.0),
+                                                    (-140.0, 20.0, 2.0, 60.0), (175.0, 8.0, 2.0, 60.0)])
+def test_gradient_with_flat_bottom_matches_finite_differences(phi, flat, sigma, limit):
+    # residuals of 12°, -15°, -80° and across the wrap -125°: all beyond the flat half-width
+    _check_gradient(_four_atoms(phi, seed=7), ONE, [-60.0], sigma, limit, flat=flat)
+
+
+def test_flat_bottom_is_zero_inside_and_shifts_the_potential_outside():
+    for delta in (-9.9, -3.0, 0.0, 4.0, 9.9):
+        value, grad = _value(_four_atoms(-60.0 + delta), ONE, [-60.0], 1.0, 15.0, flat=10.0)
+        assert value == 0.0 and np.all(grad == 0.0)
+    # outside, E(Δ; f) = E(|Δ| − f; 0): the plain top-out moved out by the flat half-width
+    for delta in (13.0, -25.0, 70.0):
+        shifted, _ = _value(_four_atoms(-60.0 + delta), ONE, [-60.0], 2.0, 20.0, flat=10.0)
+        plain, _ = _value(_four_atoms(-60.0 + math.copysign(abs(delta) - 10.0, delta)), ONE,
+                          [-60.0], 2.0, 20.0)
+        assert shifted == pytest.approx(plain, rel=1e-9)
+
+
 def test_gradient_many_restraints_with_period_two():
     rng = np.random.default_rng(3)
     xyz = rng.normal(scale=2.0, size=(14, 3))
@@ -84,12 +104,14 @@ def test_batch_equals_single_models():
     atoms = np.array([rng.choice(10, 4, replace=False) for _ in range(6)], dtype=np.int64)
     ideal = rng.uniform(-180, 180, 6)
     weight, limit, period = np.full(6, 0.5), np.full(6, 20.0), np.ones(6, np.int64)
+    flat = np.array([0.0, 5.0, 0.0, 10.0, 0.0, 2.0])
     values = np.full(3, 1.0)  # the batch kernel adds
     grad = np.zeros_like(xyz)
-    topout_torsion_value_and_gradient_batch(xyz, atoms, ideal, weight, limit, period, grad, values)
+    topout_torsion_value_and_gradient_batch(xyz, atoms, ideal, weight, limit, period, flat, grad,
+                                            values)
     for k in range(3):
         g = np.zeros((10, 3))
-        v = topout_torsion_value_and_gradient(xyz[k], atoms, ideal, weight, limit, period, g)
+        v = topout_torsion_value_and_gradient(xyz[k], atoms, ideal, weight, limit, period, flat, g)
         assert values[k] == pytest.approx(1.0 + v, rel=1e-12)
         np.testing.assert_allclose(grad[k], g, rtol=1e-12, atol=1e-15)
 

@@ -1,7 +1,8 @@
 """Distance restraints with a top-out potential (hydrogen bonds, base pairs).
 
 For a restraint on atoms ``(i, j)`` with distance ``d = |x_j - x_i|`` and residual
-``delta = d - ideal``::
+``delta = d - ideal``, reduced by a flat-bottom half-width ``f >= 0`` (cctbx's ``slack``:
+``delta -> sign(delta) max(|delta| - f, 0)``, no force while ``|d - ideal| <= f``)::
 
     E = w L^2 (1 - exp(-delta^2 / L^2))        L > 0   (top-out)
     E = w delta^2                              L <= 0  (plain harmonic)
@@ -15,7 +16,7 @@ map) therefore costs a bounded amount and cannot drag the chain across the map. 
 the one of cctbx's top-out restraints, written with the limit as a distance.
 
 Kernels are pure functions over flat arrays: ``atoms`` (n, 2) int64, ``ideal``, ``weight``,
-``limit`` (n,) float64. Gradients are *accumulated* into the array passed in.
+``limit``, ``flat`` (n,) float64. Gradients are *accumulated* into the array passed in.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ def distance_topout_value_and_gradient(
     ideal: np.ndarray,
     weight: np.ndarray,
     limit: np.ndarray,
+    flat: np.ndarray,
     grad: np.ndarray,
 ) -> float:
     """Top-out distance target ``T = sum_r E_r`` and its gradient.
@@ -49,6 +51,8 @@ def distance_topout_value_and_gradient(
         1 / sigma^2, Å^-2.
     limit : (n,) float64
         Top-out limit L, Å; ``L <= 0`` gives a plain harmonic restraint.
+    flat : (n,) float64
+        Flat-bottom half-width f >= 0, Å (0: none).
     grad : (N, 3) float64
         Gradient buffer; dT/dxyz is added to it.
 
@@ -71,6 +75,12 @@ def distance_topout_value_and_gradient(
         dz = xyz[j, 2] - xyz[i, 2]
         d = math.sqrt(dx * dx + dy * dy + dz * dz)
         delta = d - ideal[r]
+        if delta > flat[r]:
+            delta -= flat[r]
+        elif delta < -flat[r]:
+            delta += flat[r]
+        else:
+            continue
         w = weight[r]
         lim = limit[r]
         if lim > 0.0:
@@ -100,6 +110,7 @@ def distance_topout_value_and_gradient_batch(
     ideal: np.ndarray,
     weight: np.ndarray,
     limit: np.ndarray,
+    flat: np.ndarray,
     grad: np.ndarray,
     values: np.ndarray,
 ) -> None:
@@ -109,4 +120,4 @@ def distance_topout_value_and_gradient_batch(
     """
     for k in range(xyz.shape[0]):
         values[k] += distance_topout_value_and_gradient(
-            xyz[k], atoms, ideal, weight, limit, grad[k])
+            xyz[k], atoms, ideal, weight, limit, flat, grad[k])

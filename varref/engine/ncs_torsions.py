@@ -100,7 +100,7 @@ def ncs_torsion_value_and_gradient(
         for a in range(n - 1):
             for b in range(a + 1, n):
                 d = wrap_half_open_deg(phi[a] - phi[b], period[r])
-                energy, de = topout_energy(d, weight[r], limit[r])
+                energy, de = topout_energy(d, weight[r], limit[r], 0.0)
                 total += scale * energy
                 slope[a] += scale * de
                 slope[b] -= scale * de

@@ -1,9 +1,14 @@
-"""Torsion restraints with a top-out potential (reference-model restraints), degrees.
+"""Torsion restraints with a top-out potential (reference-model and rotamer restraints), degrees.
 
 The potential (cctbx ``dihedral`` with ``top_out=True``, used by phenix reference-model
 restraints; Headd et al. 2012) is, per restraint r with residual Δ (degrees),
 
-    E(Δ) = l² (1 − exp(−w Δ² / l²)),        w = 1/σ², l = limit (degrees),
+    E(Δ) = l² (1 − exp(−w Δ'² / l²)),      w = 1/σ², l = limit (degrees),
+    Δ' = sign(Δ) max(|Δ| − f, 0),
+
+f >= 0 a flat-bottom half-width (0 for the plain top-out; rotamer restraints use the
+rotamer's spread, so that a chi anywhere in its rotamer's normal range feels no force);
+E and dE/dΔ are continuous at |Δ| = f.
 
 harmonic near the reference (E ≈ w Δ², the ordinary torsion restraint with sigma σ) and
 flat far from it (E → l²), so a real conformational change is not resisted. The force
@@ -25,8 +30,6 @@ from numba import njit
 from varref.engine.torsions import add_dihedral_gradient, dihedral_deg, torsion_values
 
 
-
-
 @njit(nogil=True, cache=True)
 def wrap_half_open_deg(delta: float, period: int) -> float:
     """``delta`` (degrees) reduced to ``(-180/period, 180/period]``."""
@@ -35,8 +38,15 @@ def wrap_half_open_deg(delta: float, period: int) -> float:
 
 
 @njit(nogil=True, cache=True)
-def topout_energy(delta: float, weight: float, limit: float) -> tuple[float, float]:
-    """``E = l² (1 − exp(−w Δ²/l²))`` and ``dE/dΔ`` for one residual Δ (degrees)."""
+def topout_energy(delta: float, weight: float, limit: float, flat: float) -> tuple[float, float]:
+    """``E = l² (1 − exp(−w Δ'²/l²))`` and ``dE/dΔ`` for one residual Δ (degrees), with
+    ``Δ' = sign(Δ) max(|Δ| − f, 0)``."""
+    if delta > flat:
+        delta -= flat
+    elif delta < -flat:
+        delta += flat
+    else:
+        return 0.0, 0.0
     top = limit * limit
     g = math.exp(-weight * delta * delta / top)  # underflows to 0 far out: no NaN
     return top * (1.0 - g), 2.0 * weight * delta * g
@@ -50,6 +60,7 @@ def topout_torsion_value_and_gradient(
     weight: np.ndarray,
     limit: np.ndarray,
     period: np.ndarray,
+    flat: np.ndarray,
     grad: np.ndarray,
 ) -> float:
     """Top-out torsion target ``T = Σ_r l_r² (1 − exp(−w_r Δ_r² / l_r²))`` and gradient.
@@ -68,6 +79,8 @@ def topout_torsion_value_and_gradient(
         Top-out limit l > 0, degrees; the target of one restraint never exceeds l².
     period : (n,) int64
         Periodicity p >= 1 of the residual.
+    flat : (n,) float64
+        Flat-bottom half-width f >= 0, degrees (0: none).
     grad : (N, 3) float64
         Gradient buffer; dT/dxyz is added to it.
 
@@ -91,7 +104,7 @@ def topout_torsion_value_and_gradient(
         k = atoms[r, 2]
         l = atoms[r, 3]  # noqa: E741
         delta = wrap_half_open_deg(dihedral_deg(xyz, i, j, k, l) - ideal[r], period[r])
-        energy, slope = topout_energy(delta, weight[r], limit[r])
+        energy, slope = topout_energy(delta, weight[r], limit[r], flat[r])
         total += energy
         add_dihedral_gradient(xyz, i, j, k, l, slope, grad)
     return total
@@ -105,6 +118,7 @@ def topout_torsion_value_and_gradient_batch(
     weight: np.ndarray,
     limit: np.ndarray,
     period: np.ndarray,
+    flat: np.ndarray,
     grad: np.ndarray,
     values: np.ndarray,
 ) -> None:
@@ -112,7 +126,7 @@ def topout_torsion_value_and_gradient_batch(
     ``values`` (K,) and ``grad`` (K, N, 3)."""
     for k in range(xyz.shape[0]):
         values[k] += topout_torsion_value_and_gradient(xyz[k], atoms, ideal, weight, limit,
-                                                       period, grad[k])
+                                                       period, flat, grad[k])
 
 
 @njit(nogil=True, cache=True)

@@ -9,6 +9,11 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
    all problems: a coarse search (9 weights, 50 iterations) before cycle 1 and the full
    search after it, because a start far from the density strains the geometry in the short
    trials and gives a weight that is too low once the model sits in the density.
+   The conformational priors (:data:`DEFERRED_TERMS`: Ramachandran, rotamer, NCS) are left
+   out of the coarse search and of macro-cycle 1 (with one macro-cycle they are always on):
+   from a start far from its density they would hold residues in the wrong basin — a
+   perturbed residue whose φ/ψ lies in the allowed band is pulled to the nearest favoured
+   edge, not through the allowed band to where the map wants it.
 3. Optional rigid-body fit of every problem (:mod:`varref.refinement.rigid_body`).
    Rotamer fit (option ``rotamer_fit``): after macro-cycle 1, when the backbone sits in the
    density, outlier side chains are replaced by the library rotamer that fits the map best
@@ -51,6 +56,11 @@ log = logging.getLogger(__name__)
 COARSE_LADDER = np.geomspace(0.1, 1000.0, 9)
 #: How often the final stage halves the CC weight before giving up.
 FINAL_CC_HALVINGS = 3
+#: Terms that join after macro-cycle 1 (when there is more than one): conformational priors
+#: that pull towards the basin the model is in (nearest favoured φ/ψ, nearest rotamer, the
+#: other copies' torsions), which only means the right basin once the map has carried the
+#: start into its density.
+DEFERRED_TERMS = ("ramachandran", "rotamer", "ncs")
 
 
 @dataclass
@@ -116,13 +126,18 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
     setup = TermSetup(model, restraints, packed, density, options, xyz)
     restraint_terms = build_restraint_terms(setup)
     log.info("terms: %s", ", ".join(t.name for t in restraint_terms))
+    # the conformational priors join after macro-cycle 1 (module docstring): a start far
+    # from its basin is first carried there by the map under the covalent restraints
+    deferred = DEFERRED_TERMS if options.macro_cycles > 1 else ()
+    first_terms = [t for t in restraint_terms if t.name not in deferred]
     map_weights = map_target_weights(model.atomic_number, model.is_hydrogen)
     map_terms = build_data_terms(setup, MACRO)
 
     def searched(coordinates: np.ndarray, coarse: bool) -> WeightSearchResult:
         # the first search only has to start cycle 1 in the right decade
         extra = {"ladder": COARSE_LADDER, "iterations": 50} if coarse else {}
-        found = search_weight(model, restraints, restraint_terms, map_terms, coordinates,
+        found = search_weight(model, restraints, first_terms if coarse else restraint_terms,
+                              map_terms, coordinates,
                               seed=options.seed, bond_rmsd_target=options.bond_rmsd_target,
                               angle_rmsd_target=options.angle_rmsd_target,
                               usable=inside_map(density, coordinates), **extra)
@@ -143,7 +158,7 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
         xyz = np.stack([rigid_body_fit(model, x, density, map_weights) for x in xyz])
 
     cycles: list[list[dict]] = [[] for _ in range(n_problems)]
-    objective = Objective(map_terms + restraint_terms, np.full(n_problems, weight), xyz)
+    objective = Objective(map_terms + first_terms, np.full(n_problems, weight), xyz)
     members = np.arange(n_problems)
     for cycle in range(1, options.macro_cycles + 1):
         result = minimise_lbfgs(objective, objective.pack(xyz), max_iterations=options.iterations,
@@ -167,6 +182,12 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
                                               xyz, density, restraints, options)
             restraint_terms = _rebuild_rotamer_term(restraint_terms, TermSetup(
                 fitted_model, restraints, packed, density, options, xyz))
+        elif cycle == 1 and n_problems == 1 and options.macro_cycles > 1:
+            # a single refinement's rotamer basins are those of its model after cycle 1, not
+            # of its start (a batch keeps the input model's: the same restraints for all)
+            restraint_terms = _rebuild_rotamer_term(restraint_terms, TermSetup(
+                model.with_xyz(xyz[0]), restraints, packed, density, options, xyz))
+        if cycle == 1 and options.macro_cycles > 1:
             objective = Objective(map_terms + restraint_terms, objective.weights, xyz)
         if cycle == 1 and search is not None and options.macro_cycles > 1:
             search = searched(xyz[0], coarse=False)

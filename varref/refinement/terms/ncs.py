@@ -1,10 +1,12 @@
 """Torsion NCS restraints between automatically found copies, as a term of the objective.
 
-``T_ncs = Σ_r (1/n_r) Σ_{i<j} l² (1 − exp(−w d_ij² / l²))`` over the torsions r shared by
+``T_ncs = Σ_r (1/n_r) Σ_{i<j} (l/σ)² (1 − exp(−d_ij² / l²))`` over the torsions r shared by
 n_r ≥ 2 copies of an NCS group, d_ij the wrapped difference of the torsion between copies
-i and j, w = 1/σ² (:mod:`varref.engine.ncs_torsions`). Near agreement this is every copy
-restrained to the copies' mean with sigma σ; copies that differ by much more than σl
-(another rotamer, a hinge in the backbone) are left alone. Local: only torsions are
+i and j (:mod:`varref.engine.ncs_torsions` with weight w = 1/σ² and kernel limit l/σ). This is
+cctbx's top-out dihedral (``top = w l²``, ``top (1 − exp(−w d²/top))``), so σ and l mean what
+they mean in Phenix: near agreement every copy is restrained to the copies' mean with sigma
+σ; the force peaks at |d| = l/√2 and copies that differ by much more than l (another
+rotamer, a hinge in the backbone) are left alone. Local: only torsions are
 compared, so the copies' relative placement and domain motions are free.
 
 Groups and torsions (:mod:`varref.restraints.ncs`) are found once, in the input model
@@ -74,7 +76,8 @@ class NcsTerm:
         self.sigma = float(sigma)
         self.limit = float(limit)
         self.weight = np.full(n, 1.0 / (self.sigma * self.sigma))
-        self.limits = np.full(n, self.limit)
+        # the kernel's l_k² (1 − exp(−w d²/l_k²)) with l_k = l/σ is cctbx's w l² (1 − e^(−d²/l²))
+        self.limits = np.full(n, self.limit / self.sigma)
 
     def __len__(self) -> int:
         return len(self.period)

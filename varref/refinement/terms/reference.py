@@ -1,8 +1,9 @@
 """Reference-model torsion restraints with a top-out potential, as a term of the objective.
 
-``T_reference = Σ_r l² (1 − exp(−Δ_r² / (σ² l²)))`` over the model's proper torsions matched
-to a reference model (:mod:`varref.restraints.reference`), Δ_r = torsion − reference value.
-Harmonic with sigma σ near the reference, flat (→ l² per torsion) far from it, so the map
+``T_reference = Σ_r (l/σ)² (1 − exp(−Δ_r² / l²))`` over the model's proper torsions matched
+to a reference model (:mod:`varref.restraints.reference`), Δ_r = torsion − reference value:
+cctbx's top-out dihedral (``top = w l²``, w = 1/σ²). Harmonic with sigma σ near the
+reference, flat (→ (l/σ)² per torsion) beyond about l, so the map
 can still move a side chain to another rotamer (phenix ``reference_model``; Headd et al.
 2012). Defaults σ = 1°, l = 15° as Phenix. Engine: :mod:`varref.engine.topout_torsions`.
 
@@ -71,7 +72,8 @@ class ReferenceTerm:
         self.sigma = float(sigma)
         self.limit = float(limit)
         self.weight = np.full(n, 1.0 / (self.sigma * self.sigma))
-        self.limits = np.full(n, self.limit)
+        self.limits = np.full(n, self.limit / self.sigma)  # kernel limit: cctbx's l, over σ
+        self.flat = np.zeros(n)  # plain top-out: the reference value itself is the target
 
     def __len__(self) -> int:
         return len(self.atoms)
@@ -81,7 +83,8 @@ class ReferenceTerm:
         values = np.zeros(len(xyz))
         grad = np.zeros_like(xyz)
         topout_torsion_value_and_gradient_batch(xyz, self.atoms, self.ideal, self.weight,
-                                                self.limits, self.period, grad, values)
+                                                self.limits, self.period, self.flat, grad,
+                                                values)
         return values, grad
 
     def subset(self, atoms: np.ndarray) -> "ReferenceTerm | None":

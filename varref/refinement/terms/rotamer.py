@@ -4,10 +4,13 @@ For every amino acid whose side chain in the *input model* (``setup.model.xyz``)
 basin of its nearest library rotamer (:mod:`varref.restraints.rotamers`: every chi within
 max(3 esd, 40°) of the central value), each chi i gets
 
-    E_i = (b_i/σ_i)² (1 − exp(−Δ_i² / b_i²)),   Δ_i = wrap_p(χ_i − c_i),
+    E_i = (b_i/σ_i)² (1 − exp(−Δ'_i² / b_i²)),   Δ'_i = sign(Δ_i) max(|Δ_i| − esd_i, 0),
+    Δ_i = wrap_p(χ_i − c_i),
 
 c_i the rotamer's central value, σ_i = max(σ_rot, esd_i) with σ_rot = 10°, and b_i the
-basin half-width. Near the centre E ≈ (Δ/σ)², the harmonic torsion restraint of sigma σ
+basin half-width. Within one esd of the centre there is no force (a flat bottom: chis of
+real side chains scatter by about their esd, and the map decides where). Beyond it
+E ≈ (Δ'/σ)², the harmonic torsion restraint of sigma σ
 (the sigma of Phenix's chi restraints for rotamer outliers, mmtbx ``add_rotamer_restraints``
 in geometry minimisation: 10°); beyond the basin the energy levels off at
 (b/σ)², so the map can still carry a side chain into another rotamer. This is the kernel of
@@ -44,6 +47,10 @@ log = logging.getLogger(__name__)
 
 #: Smallest sigma (degrees) of a chi restraint; a rotamer's esd is used where it is larger.
 ROTAMER_SIGMA = 10.0
+#: Flat-bottom half-width of a chi restraint, in units of the rotamer's esd: a chi within
+#: one esd of its rotamer's centre feels no force, so the map alone places it inside the
+#: rotamer's normal spread.
+FLAT_ESDS = 1.0
 #: Residues whose chis are not restrained (ring torsions: monomer library).
 NOT_RESTRAINED = ("PRO",)
 
@@ -65,6 +72,8 @@ class RotamerTerm:
         Top-out half-widths b, degrees (> 0): the energy levels off at (b/σ)².
     period : (n,) int
         1, or 2 for a symmetric last chi.
+    flat : (n,) float, optional
+        Flat-bottom half-widths f >= 0, degrees (default 0): no force while |Δ| <= f.
     labels : (n,) str, optional
         ``"A/LEU 43 mt chi1"`` per restraint, for reports.
     """
@@ -73,7 +82,8 @@ class RotamerTerm:
     kind = RESTRAINT
 
     def __init__(self, n_atoms: int, atoms: np.ndarray, ideal: np.ndarray, sigma: np.ndarray,
-                 width: np.ndarray, period: np.ndarray, labels: np.ndarray | None = None) -> None:
+                 width: np.ndarray, period: np.ndarray, labels: np.ndarray | None = None,
+                 flat: np.ndarray | None = None) -> None:
         self.n_atoms = int(n_atoms)
         self.atoms = np.ascontiguousarray(atoms, dtype=np.int64).reshape(-1, 4)
         n = len(self.atoms)
@@ -83,8 +93,10 @@ class RotamerTerm:
         self.period = np.ascontiguousarray(period, dtype=np.int64)
         self.labels = (np.asarray(labels, dtype=str) if labels is not None
                        else np.full(n, "", dtype=str))
+        self.flat = (np.ascontiguousarray(flat, dtype=np.float64) if flat is not None
+                     else np.zeros(n))
         for what, array in (("ideal", self.ideal), ("sigma", self.sigma), ("width", self.width),
-                            ("period", self.period), ("labels", self.labels)):
+                            ("period", self.period), ("labels", self.labels), ("flat", self.flat)):
             if array.shape != (n,):
                 raise ValueError(f"rotamer: {what} has shape {array.shape}, expected ({n},)")
         if n and (self.atoms.min() < 0 or self.atoms.max() >= self.n_atoms):
@@ -94,6 +106,8 @@ class RotamerTerm:
             raise ValueError("rotamer: sigma and width must be finite and > 0")
         if n and self.period.min() < 1:
             raise ValueError("rotamer: period must be >= 1")
+        if n and not (np.all(np.isfinite(self.flat)) and self.flat.min() >= 0):
+            raise ValueError("rotamer: flat must be finite and >= 0")
         # the kernel's l² (1 − exp(−w Δ²/l²)) with w = 1/σ², l = b/σ: (b/σ)² (1 − e^(−Δ²/b²))
         self.weight = 1.0 / (self.sigma * self.sigma)
         self.limit = self.width / self.sigma
@@ -106,7 +120,7 @@ class RotamerTerm:
         values = np.zeros(len(xyz))
         grad = np.zeros_like(xyz)
         topout_torsion_value_and_gradient_batch(xyz, self.atoms, self.ideal, self.weight,
-                                                self.limit, self.period, grad, values)
+                                                self.limit, self.period, self.flat, grad, values)
         return values, grad
 
     def subset(self, atoms: np.ndarray) -> "RotamerTerm | None":
@@ -114,7 +128,8 @@ class RotamerTerm:
         if not kept.any():
             return None
         return RotamerTerm(len(atoms), renumbered, self.ideal[kept], self.sigma[kept],
-                           self.width[kept], self.period[kept], self.labels[kept])
+                           self.width[kept], self.period[kept], self.labels[kept],
+                           self.flat[kept])
 
 
 def rotamer_restraints(model, min_sigma: float = ROTAMER_SIGMA, library=None,
@@ -138,7 +153,7 @@ def rotamer_restraints(model, min_sigma: float = ROTAMER_SIGMA, library=None,
     library = load_rotamer_library() if library is None else library
     chis = side_chain_chis(model, xyz, library=library)
     labels_of_residue = model.residue_labels()
-    atoms, ideal, sigma, width, period, labels = [], [], [], [], [], []
+    atoms, ideal, sigma, width, period, labels, flat = [], [], [], [], [], [], []
     for row in np.flatnonzero(chis.in_basin):
         resname = str(chis.resname[row])
         rotamers = library.get(resname)
@@ -151,12 +166,14 @@ def rotamer_restraints(model, min_sigma: float = ROTAMER_SIGMA, library=None,
             ideal.append(rotamers.chi[index, k])
             sigma.append(max(min_sigma, rotamers.sigma[index, k]))
             width.append(half_width[k])
+            flat.append(FLAT_ESDS * rotamers.sigma[index, k])
             period.append(rotamers.period[k])
             labels.append(f"{labels_of_residue[chis.residue[row]]} {rotamers.names[index]} "
                           f"chi{k + 1}")
     return RotamerTerm(model.n_atoms, np.array(atoms, dtype=np.int64).reshape(-1, 4),
                        np.array(ideal), np.array(sigma), np.array(width),
-                       np.array(period, dtype=np.int64), np.array(labels, dtype=str))
+                       np.array(period, dtype=np.int64), np.array(labels, dtype=str),
+                       np.array(flat))
 
 
 def build(setup: TermSetup) -> RotamerTerm | None:

@@ -22,6 +22,7 @@ from varref.restraints.secondary_structure import (
     KINDS,
     LIMIT,
     SIGMA,
+    SLACK,
     SecondaryStructure,
     find_secondary_structure,
 )
@@ -48,17 +49,20 @@ class SecondaryStructureTerm:
     kind : (n,) int8, optional
         Element type of each restraint (index into
         :data:`varref.restraints.secondary_structure.KINDS`), kept for reports.
+    slack : float or (n,) float, optional
+        Flat-bottom half-width, Å (default 0): no force while ``|d − d0| <= slack``.
     """
 
     name = "secondary_structure"
     kind = RESTRAINT
 
-    def __init__(self, atoms, ideal, sigma, limit, n_atoms: int, kind=None) -> None:
+    def __init__(self, atoms, ideal, sigma, limit, n_atoms: int, kind=None, slack=0.0) -> None:
         self.atoms = np.ascontiguousarray(np.asarray(atoms, dtype=np.int64).reshape(-1, 2))
         n = len(self.atoms)
         self.ideal = np.ascontiguousarray(np.broadcast_to(np.asarray(ideal, np.float64), (n,)))
         self.sigma = np.ascontiguousarray(np.broadcast_to(np.asarray(sigma, np.float64), (n,)))
         self.limit = np.ascontiguousarray(np.broadcast_to(np.asarray(limit, np.float64), (n,)))
+        self.slack = np.ascontiguousarray(np.broadcast_to(np.asarray(slack, np.float64), (n,)))
         self.n_atoms = int(n_atoms)
         self.element = (np.zeros(n, np.int8) if kind is None
                         else np.ascontiguousarray(np.asarray(kind, dtype=np.int8).reshape(n)))
@@ -67,14 +71,16 @@ class SecondaryStructureTerm:
             raise ValueError(f"atom index out of range [0, {self.n_atoms})")
         if n and not (np.all(np.isfinite(self.sigma)) and np.all(self.sigma > 0)):
             raise ValueError("every sigma must be finite and > 0")
+        if n and not (np.all(np.isfinite(self.slack)) and np.all(self.slack >= 0)):
+            raise ValueError("every slack must be finite and >= 0")
         self.weight = 1.0 / (self.sigma * self.sigma)
 
     @classmethod
     def from_secondary_structure(cls, ss: SecondaryStructure, n_atoms: int,
-                                 sigma: float = SIGMA, limit: float = LIMIT
+                                 sigma: float = SIGMA, limit: float = LIMIT, slack: float = SLACK
                                  ) -> "SecondaryStructureTerm":
         """The term restraining every distance of ``ss``."""
-        return cls(ss.atoms, ss.ideal, sigma, limit, n_atoms, ss.kind)
+        return cls(ss.atoms, ss.ideal, sigma, limit, n_atoms, ss.kind, slack)
 
     def __len__(self) -> int:
         return len(self.ideal)
@@ -94,7 +100,7 @@ class SecondaryStructureTerm:
         values = np.zeros(xyz.shape[0])
         grad = np.zeros_like(xyz)
         distance_topout_value_and_gradient_batch(xyz, self.atoms, self.ideal, self.weight,
-                                                 self.limit, grad, values)
+                                                 self.limit, self.slack, grad, values)
         return values, grad
 
     def subset(self, atoms: np.ndarray) -> "SecondaryStructureTerm | None":
@@ -104,7 +110,8 @@ class SecondaryStructureTerm:
         if not kept.any():
             return None
         return SecondaryStructureTerm(pairs, self.ideal[kept], self.sigma[kept],
-                                      self.limit[kept], len(atoms), self.element[kept])
+                                      self.limit[kept], len(atoms), self.element[kept],
+                                      self.slack[kept])
 
 
 def enabled(option: bool | None, resolution: float) -> bool:
