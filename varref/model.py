@@ -194,6 +194,9 @@ def _repair_polymer_after_ter(st: gemmi.Structure) -> None:
                 residue.entity_type = gemmi.EntityType.Polymer
                 changed = True
     if changed:
+        # residues the reader left untyped (e.g. an unknown residue before the TER) would
+        # make assign_subchains fail with "missing entity_type"; type them first
+        st.add_entity_types(False)
         st.entities.clear()
         st.assign_subchains(force=True)
 

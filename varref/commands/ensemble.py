@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     options = refinement_options(args)
     RefineOptions(resolution=args.resolution, **options)  # every option checked before any reading
     output = Path(args.output)
-    inputs = (args.model, args.map, *args.restraints, args.monlib)
+    inputs = (args.model, args.map, *args.restraints)
     check_output_path(output, inputs, "--output", store=True)
     if output.exists() and not args.resume:
         raise InputError("--output", f"{output} exists; use --resume to continue it or choose "

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_outputs(((args.output, "--output"),), (args.model, *args.restraints, args.monlib),
+    check_outputs(((args.output, "--output"),), (args.model, *args.restraints),
                   overwrite=args.overwrite)
     model = read_model(args.model)
     require_polymer(model)

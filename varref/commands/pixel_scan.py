@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     low, high = parse_range(args.range)
     scales = trial_scales(low, high, args.step)
     plot = args.plot or next(iter(plot_paths(args.plots, "scan.png")), None)
-    inputs = (args.model, args.map, *args.restraints, args.monlib)
+    inputs = (args.model, args.map, *args.restraints)
     check_outputs(((args.output, "--output"), (plot, "--plots"), (json_output(args.json), "--json"),
                    (args.write_map, "--write-map")), inputs, overwrite=args.overwrite)
     model = read_model(args.model)

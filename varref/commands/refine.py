@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     log_path, params_path = _companions(output)
     if output.suffix.lower() not in (".cif", ".mmcif", ".pdb", ".ent"):
         raise InputError("--output", f"{output}: use a .cif or .pdb suffix")
-    inputs = (args.model, args.map, *(args.half_maps or ()), *args.restraints, args.monlib,
+    inputs = (args.model, args.map, *(args.half_maps or ()), *args.restraints,
               args.reference_model if args.reference_model != "start" else None)
     fsc_plot = args.fsc_plot or next(iter(plot_paths(args.plots, "fsc.png")), None)
     check_outputs(((output, "--output"), (log_path, "--output"), (params_path, "--output"),

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_outputs(((json_output(args.json), "--json"),), (args.model, *args.restraints, args.monlib),
+    check_outputs(((json_output(args.json), "--json"),), (args.model, *args.restraints),
                   overwrite=args.overwrite)
     model = read_model(args.model)
     restraints = build_restraints(model, monlib_dir=args.monlib, extra_cifs=args.restraints)

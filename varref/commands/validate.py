@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--resolution", "a map was given: --resolution D (Å) is required")
     if args.resolution is not None and not has_map:
         raise InputError("--resolution", "given without a map")
-    inputs = (args.model, args.map, *(args.half_maps or ()), args.reference_data)
+    inputs = (args.model, args.map, *(args.half_maps or ()))
     check_outputs(((json_output(args.json), "--json"), (args.per_residue, "--per-residue")),
                   inputs, overwrite=args.overwrite)
     plots = plot_paths(args.plots, "ramachandran")
