@@ -76,9 +76,9 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence = (), option: st
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
-        raise InputError(name, f"directory {directory} does not exist")
+        raise InputError(name, f"output directory {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise InputError(name, f"directory {directory} is not writable")
+        raise InputError(name, f"output directory {directory} is not writable")
     resolved = path.resolve()
     for item in inputs:
         if item is None or not str(item):
