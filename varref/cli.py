@@ -103,14 +103,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("varref: interrupted", file=sys.stderr, flush=True)
         return 130
     except BrokenPipeError:
-        # the reader went away (e.g. `| head`): point stdout at /dev/null so Python's final
-        # flush does not raise again, and end quietly, like other Unix tools
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _stdout_closed()
         return 141
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _stdout_closed() -> None:
+    """The reader of stdout went away (e.g. ``| head``): point stdout at /dev/null so that
+    Python's final flush does not raise again, and end quietly, like other Unix tools."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def _install_interrupt_handler():
@@ -135,6 +139,11 @@ def entry_point() -> None:  # pragma: no cover - the console script
         _silence_dask()
         print("varref: interrupted", file=sys.stderr, flush=True)
         status = 130
+    try:
+        sys.stdout.flush()  # output still buffered for a pipe that may be closed by now
+    except BrokenPipeError:
+        _stdout_closed()
+        status = 141
     sys.exit(status)
 
 

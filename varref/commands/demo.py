@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from varref.atomic import check_output_path
+from varref.commands.cluster_options import cluster_client
 from varref.commands.option_types import count, index, int_at_least
 from varref.commands.options import add_deprecated_alias
 from varref.errors import InputError
@@ -46,7 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from varref.ensemble.cluster import dask_client
     from varref.ensemble.mapseries import open_map_series, write_map_series
     from varref.ensemble.plots import plot_series_cc, plot_series_displacement
     from varref.api import refine_series
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     series = open_map_series(out / "maps.zarr")
     print("[3/4] chained series refinement from the consensus on a local Dask cluster")
-    with dask_client(workers=args.workers) as client:
+    with cluster_client(None, args.workers) as client:
         dataset = refine_series(consensus, series, 3.5, mode="chained", client=client,
                                 store=out / "series.zarr", restraints=restraints, progress=True,
                                 macro_cycles=5, seed=args.seed)

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from varref.atomic import check_output_path, check_outputs
-from varref.commands.cluster_options import add_cluster_options
+from varref.commands.cluster_options import add_cluster_options, cluster_client
 from varref.commands.option_types import count, nonnegative_float, resolution
 from varref.commands.options import (add_chemistry_options, add_deprecated_alias, require, add_overwrite_option, add_plots_option,
                                      add_refinement_options, plot_paths, refinement_options)
@@ -46,7 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from varref.api import as_map, as_model, refine_ensemble
-    from varref.ensemble.cluster import dask_client
     from varref.ensemble.plots import plot_residue_spread
     from varref.ensemble.precision import precision
 
@@ -68,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     density = as_map(args.map)
     density.require_orthogonal()
     density.box_around(model.xyz)  # the standard error when the model is outside the map
-    with dask_client(args.scheduler, args.workers) as client:
+    with cluster_client(args.scheduler, args.workers) as client:
         dataset = refine_ensemble(model, density, args.resolution, args.members, args.perturb_rmsd,
                                   client=client, store=output, batch_size=args.batch_size,
                                   resume=args.resume, monlib=args.monlib,

@@ -15,7 +15,7 @@ import numpy as np
 
 from varref.atomic import atomic_path, check_outputs
 
-from varref.commands.cluster_options import add_cluster_options
+from varref.commands.cluster_options import add_cluster_options, cluster_client
 from varref.commands.option_types import positive_float, resolution
 from varref.commands.options import (add_chemistry_options, add_json_option, add_overwrite_option,
                                      add_plots_option, add_refinement_options, json_output,
@@ -118,7 +118,6 @@ def plot_scan(scan, result: dict, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from varref.calibration import scaled_map, scaling_centre
-    from varref.ensemble.cluster import dask_client
 
     low, high = parse_range(args.range)
     scales = trial_scales(low, high, args.step)
@@ -142,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
         RefineOptions(resolution=args.resolution, **options)
         restraints = build_restraints(model, monlib_dir=args.monlib, extra_cifs=args.restraints)
-    with dask_client(args.scheduler, args.workers) as client:
+    with cluster_client(args.scheduler, args.workers) as client:
         result = pixel_scan(model, density, args.resolution, scales=scales, refine=args.refine,
                             brent=args.brent, anisotropic=args.anisotropic, client=client,
                             restraints=restraints, progress=True, **options)

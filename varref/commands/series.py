@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from varref.atomic import check_output_path, check_outputs
-from varref.commands.cluster_options import add_cluster_options
+from varref.commands.cluster_options import add_cluster_options, cluster_client
 from varref.commands.option_types import count, index, nonnegative_float, resolution
 from varref.commands.options import (add_chemistry_options, add_deprecated_alias, add_overwrite_option,
                                      add_plots_option, add_refinement_options, plot_paths,
@@ -55,7 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from varref.api import as_model, refine_series
-    from varref.ensemble.cluster import dask_client
     from varref.ensemble.mapseries import natural_sorted, open_maps
     from varref.ensemble.plots import plot_series_cc, plot_series_displacement
     from varref.ensemble.series import frame_summary
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.reference_frame is not None and args.reference_frame >= len(series):
         raise InputError("--reference-frame", f"{args.reference_frame} is not a frame of the "
                          f"{len(series)}-frame series (0..{len(series) - 1})")
-    with dask_client(args.scheduler, args.workers) as client:
+    with cluster_client(args.scheduler, args.workers) as client:
         dataset = refine_series(model, series, args.resolution, mode=args.mode, client=client,
                                 store=output, reference_frame=args.reference_frame,
                                 models_per_map=args.members, perturb_rmsd=args.perturb_rmsd,
