@@ -451,3 +451,14 @@ def test_ctrl_c_prints_one_line_and_exits_130(inputs, tmp_path):
 
         ResultStore.open(store)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "temporary files left"
+
+
+def test_json_to_stdout_keeps_stdout_pure_json(inputs, capsys):
+    import json
+
+    assert main(["restraints", str(inputs / "good.pdb"), "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["atoms"] == 40  # the text report went to stderr
+    assert "bonds" in captured.err
+    assert main(["info", str(inputs / "good.pdb"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["kind"] == "model"

@@ -10,6 +10,7 @@ and exits with 130; a closed stdout (``varref info ... | head -1``) ends the run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -21,6 +22,7 @@ from typing import NoReturn
 
 from varref import __version__
 from varref.commands import COMMANDS
+from varref.commands.options import JSON_STDOUT
 from varref.errors import InputError
 
 
@@ -94,6 +96,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     previous = _install_interrupt_handler()
     try:
+        if getattr(args, "json", None) == "-":
+            # stdout carries only the JSON; the text report goes to stderr meanwhile
+            token = JSON_STDOUT.set(sys.stdout)
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    return int(args.run(args) or 0)
+            finally:
+                JSON_STDOUT.reset(token)
         return int(args.run(args) or 0)
     except InputError as exc:
         print(f"varref: error: {exc}", file=sys.stderr)

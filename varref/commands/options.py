@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import json
 import sys
 from pathlib import Path
@@ -123,13 +124,20 @@ def json_output(path: str | None) -> str | None:
     return None if path in (None, "-") else path
 
 
+#: Where ``--json -`` writes: the real stdout, set by :func:`varref.cli.main`, which sends the
+#: command's text report to stderr meanwhile so that stdout carries only the JSON.
+JSON_STDOUT: contextvars.ContextVar = contextvars.ContextVar("json_stdout", default=None)
+
+
 def write_json(path: str | None, data: object, indent: int = 2) -> None:
     """Write ``--json`` output: atomically to a file, or to stdout for ``-``."""
     if path is None:
         return
     text = json.dumps(data, indent=indent) + "\n"
     if path == "-":
-        sys.stdout.write(text)
+        stream = JSON_STDOUT.get() or sys.stdout
+        stream.write(text)
+        stream.flush()
         return
     with atomic_path(path) as tmp:
         tmp.write_text(text)
