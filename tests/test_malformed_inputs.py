@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import mrcfile
@@ -110,7 +111,9 @@ def inputs(tmp_path_factory) -> Path:
     _patch_header(good_map, folder / "zero_sampling.mrc", 28, [0, 0, 0], dtype="<i4")
     nan_data = np.zeros((10, 10, 10), np.float32)
     nan_data[1, 2, 3] = np.nan
-    _write_mrc(folder / "nan_values.mrc", nan_data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # mrcfile warns about the NaN we want
+        _write_mrc(folder / "nan_values.mrc", nan_data)
     (folder / "empty.mrc").write_bytes(b"")
     (folder / "short.mrc").write_bytes(good_map.read_bytes()[:-400])
     (folder / "text.mrc").write_text("this is not a map\n" * 80)
@@ -372,21 +375,22 @@ def test_verbose_accepted_before_and_after_the_command():
 
 
 def test_every_default_is_shown_in_help():
-    parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    for name, sub in subparsers.choices.items():
-        text = sub.format_help()
-        for action in sub._actions:
-            if (action.option_strings and action.help not in (None, argparse_suppress())
-                    and action.default not in (None, False, [])):
-                assert "default" in (action.help or "") or "(default:" in text, (name, action.dest)
-        assert "(default: %(default)s)" not in text, name
-
-
-def argparse_suppress():
     import argparse
 
-    return argparse.SUPPRESS
+    from varref.cli import HelpFormatter
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        assert sub.formatter_class is HelpFormatter, name
+        formatter = sub._get_formatter()
+        for action in sub._actions:
+            if (action.option_strings and action.help != argparse.SUPPRESS
+                    and action.default not in (None, False, [], argparse.SUPPRESS)):
+                assert "default" in formatter._get_help_string(action), (name, action.dest)
+    text = subparsers.choices["ensemble"].format_help()
+    assert "(default 10)" in text and "(default: 10)" not in text  # batch size, stated once
+    assert "(default: chained)" in subparsers.choices["series"].format_help()
 
 
 def test_progress_prints_at_most_ten_lines_to_a_log(capsys, monkeypatch):
