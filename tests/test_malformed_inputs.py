@@ -85,6 +85,16 @@ def inputs(tmp_path_factory) -> Path:
     variant("nan_xyz.pdb", lambda c: c.__setitem__(first, _set_field(c[first], 30, 38, "nan")))
     variant("huge_xyz.pdb", lambda c: c.__setitem__(first, _set_field(c[first], 30, 38, "9.99e29")))
     variant("nan_b.pdb", lambda c: c.__setitem__(first, _set_field(c[first], 60, 66, "nan")))
+    def unknown_residue_before_ter(c: list[str]) -> None:
+        # an unknown residue inside the chain and a TER before its last residues: gemmi's
+        # entity setup used to fail with "assign_subchains(): missing entity_type"
+        for k in atoms:
+            if c[k][22:26].strip() == "4":
+                c[k] = c[k][:17] + "XYZ" + c[k][20:]
+        last = next(k for k in atoms if c[k][22:26].strip() == "7")
+        c.insert(last, "TER\n")
+
+    variant("unknown_ter.pdb", unknown_residue_before_ter)
     raw = "".join(lines).encode()
     # a Latin-1 byte inside the first atom's name field
     cut = raw.index(b"ATOM") + 13
@@ -201,6 +211,8 @@ CASES = {
     "refine-model-truncated": (with_(REFINE, replace=model("cut.pdb")), "cut.pdb"),
     "refine-model-garbage-cif": (with_(REFINE, replace=model("garbage.cif")), "garbage.cif"),
     "refine-model-no-atoms": (with_(REFINE, replace=model("no_atoms.pdb")), "no_atoms.pdb"),
+    "refine-model-unknown-residue": (with_(REFINE, replace=model("unknown_ter.pdb")),
+                                     "no restraint dictionary for residue XYZ"),
     "refine-model-is-directory": (with_(REFINE, replace=model("a_directory")), "a_directory"),
     # ---- refine: maps
     "refine-map-complex": (with_(REFINE, replace=map_("complex.mrc")), "complex.mrc"),
@@ -466,3 +478,24 @@ def test_json_to_stdout_keeps_stdout_pure_json(inputs, capsys):
     assert "bonds" in captured.err
     assert main(["info", str(inputs / "good.pdb"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["kind"] == "model"
+
+
+def test_plot_prefix_convention(tmp_path):
+    from varref.atomic import prefixed_path
+
+    assert prefixed_path(tmp_path / "run", "cc.png") == tmp_path / "run_cc.png"
+    assert prefixed_path(tmp_path, "cc.png") == tmp_path / "cc.png"  # an existing directory
+    assert prefixed_path(f"{tmp_path}/new/", "cc.png") == tmp_path / "new" / "cc.png"
+    assert prefixed_path(tmp_path / "run.png", "cc.png") == tmp_path / "run_cc.png"
+
+
+def test_store_output_may_not_contain_an_input(tmp_path):
+    from varref.atomic import check_output_path
+    from varref.errors import InputError
+
+    (tmp_path / "maps").mkdir()
+    frame = tmp_path / "maps" / "f.mrc"
+    frame.write_bytes(b"x")
+    with pytest.raises(InputError, match="overlaps the input"):
+        check_output_path(tmp_path / "maps", [frame], "--output", store=True)
+    assert check_output_path(tmp_path / "new.zarr", [frame], "--output", store=True) == tmp_path / "new.zarr"

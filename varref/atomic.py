@@ -125,8 +125,11 @@ def check_outputs(outputs: Sequence[tuple[str | os.PathLike | None, str]], input
 def prefixed_path(prefix: str | os.PathLike, name: str) -> Path:
     """The file ``name`` under an output prefix: ``PREFIX_name``, or ``PREFIX/name`` when the
     prefix is an existing directory or ends with a path separator (the convention of every
-    ``--plots PREFIX`` option)."""
+    ``--plots PREFIX`` option). A ``.png`` suffix on the prefix is dropped, so
+    ``--plots spread.png`` writes ``spread_NAME.png``."""
     text = str(prefix)
+    if text.lower().endswith(".png"):  # a file name given as the prefix: use its stem
+        text = text[:-4]
     if text.endswith(("/", os.sep)) or Path(text).is_dir():
         return Path(text) / name
     return Path(f"{text}_{name}")
