@@ -84,7 +84,10 @@ def check_output_path(path: str | os.PathLike, inputs: Sequence = (), option: st
         if item is None or not str(item):
             continue
         source = Path(item).resolve()
-        if source == resolved:
+        same = source == resolved or (
+            # a hard link is the same file under another name
+            path.exists() and source.exists() and os.path.samefile(path, source))
+        if same:
             raise InputError(name, f"{path} is also an input; choose another output")
         if resolved.is_relative_to(source) or source.is_relative_to(resolved):
             raise InputError(name, f"{path} overlaps the input {item}; choose another output")
