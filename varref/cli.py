@@ -123,18 +123,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _stdout_closed() -> None:
     """The reader of stdout went away (e.g. ``| head``): point stdout at /dev/null so that
     Python's final flush does not raise again, and end quietly, like other Unix tools."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to flush
+        pass
 
 
-def _install_interrupt_handler():
+def _install_interrupt_handler() -> object:
     """On Ctrl-C, silence distributed before the KeyboardInterrupt unwinds the command, so
     the cluster shuts down without logging; returns the previous handler (None off the main
     thread, where signals cannot be handled)."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
-    def interrupted(signum, frame):
+    def interrupted(signum: int, frame: object) -> None:
         _silence_dask()
         raise KeyboardInterrupt
 

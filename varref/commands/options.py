@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from varref.atomic import atomic_path, prefixed_path
-from varref.commands.option_types import count, finite_float, float_in, index, positive_float
+from varref.commands.option_types import count, float_in, index, positive_float
 
 
 def add_chemistry_options(parser: argparse.ArgumentParser) -> None:
