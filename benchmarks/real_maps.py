@@ -91,6 +91,8 @@ def main() -> int:
             outputs = {"deposited": (model, 0.0)}
             began = time.perf_counter()
             refined = work / f"{case}_varref.pdb"
+            for stale in (refined, refined.with_suffix(".log"), refined.with_suffix(".params.json")):
+                stale.unlink(missing_ok=True)  # varref refuses to overwrite an earlier run's output
             subprocess.run(["varref", "refine", str(model), str(density), "--resolution", str(resolution),
                             "-o", str(refined), "--no-summary"], check=True, capture_output=True)
             outputs["varref"] = (refined, time.perf_counter() - began)

@@ -72,6 +72,8 @@ def prepare(case: str, work: Path) -> tuple[Path, Path, float, Path | None]:
     if not simulated:
         return truth, SHARED / map_rel, resolution, None
     density, start = work / f"{case}.mrc", work / f"{case}_start.pdb"
+    for stale in (density, start):  # varref refuses to overwrite outputs of an earlier run
+        stale.unlink(missing_ok=True)
     subprocess.run(["varref", "simulate-map", str(truth), "--resolution", str(resolution), "-o", str(density)],
                    check=True, capture_output=True)
     subprocess.run(["varref", "perturb", str(truth), "--rmsd", "1.0", "--seed", "1", "-o", str(start)],
@@ -82,6 +84,9 @@ def prepare(case: str, work: Path) -> tuple[Path, Path, float, Path | None]:
 def run_varref(start: Path, density: Path, resolution: float, work: Path, tag: str,
                executable: str = "varref", extra: list[str] | None = None) -> tuple[float, Path, dict]:
     out, metrics = work / f"{tag}_varref.cif", work / f"{tag}_varref.json"
+    # varref refuses to overwrite outputs of an earlier run (older builds would replace them)
+    for stale in (out, metrics, out.with_suffix(".log"), out.with_suffix(".params.json")):
+        stale.unlink(missing_ok=True)
     began = time.perf_counter()
     subprocess.run([executable, "refine", str(start), str(density), "--resolution", str(resolution),
                     "-o", str(out), "--json", str(metrics), *(extra or [])], check=True, capture_output=True)

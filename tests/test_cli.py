@@ -190,7 +190,7 @@ def test_restraints_report_json(capsys, tmp_path, crambin):
 
 def test_convert_and_info(capsys, tmp_path, crambin):
     output = tmp_path / "crambin.cif"
-    status, _, _ = run_cli(capsys, "convert", crambin, output)
+    status, _, _ = run_cli(capsys, "convert", crambin, "-o", output)
     assert status == 0
     status, out, _ = run_cli(capsys, "info", output, "--json")
     assert status == 0 and '"atoms": 327' in out
@@ -199,7 +199,7 @@ def test_convert_and_info(capsys, tmp_path, crambin):
 def test_demo_runs_and_writes_its_outputs(capsys, tmp_path):
     import json
 
-    status = main(["demo", "--output-dir", str(tmp_path / "demo"), "--frames", "5", "--workers", "2"])
+    status = main(["demo", "--output", str(tmp_path / "demo"), "--frames", "5", "--workers", "2"])
     out = capsys.readouterr().out
     assert status == 0
     for name in ("maps.zarr", "series.zarr", "series.cif", "series_cc.png", "series_displacement.png",

@@ -86,7 +86,7 @@ def test_cli_writes_json_netcdf_plot_and_corrected_map(tmp_path, shared, capsys)
     status = main(["pixel-scan", str(model_path), str(tmp_path / "wrong.mrc"), "--resolution", "3",
                    "--range", "0.96:1.02", "--step", "0.005", "--workers", "2",
                    "--json", str(tmp_path / "r.json"), "--output", str(tmp_path / "scan.nc"),
-                   "--plot", str(tmp_path / "scan.png"), "--write-map", str(tmp_path / "fixed.mrc")])
+                   "--plots", str(tmp_path / "cal"), "--write-map", str(tmp_path / "fixed.mrc")])
     assert status == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert {"best_voxel_size", "scale", "scale_sigma"} <= set(report)
@@ -97,7 +97,7 @@ def test_cli_writes_json_netcdf_plot_and_corrected_map(tmp_path, shared, capsys)
     np.testing.assert_allclose(fixed.voxel_size, truth.voxel_size, rtol=1e-3)
     # scaled about the model centre: the model sits in the corrected map without refitting
     assert fixed.normalised().values_at(model.xyz).mean() > 0.98 * truth.normalised().values_at(model.xyz).mean()
-    assert (tmp_path / "scan.png").stat().st_size > 1000
+    assert (tmp_path / "cal_scan.png").stat().st_size > 1000
     assert "best voxel size" in capsys.readouterr().out
 
 

@@ -27,7 +27,7 @@ import xarray as xr
 
 from varref.errors import InputError
 from varref.maps import Map, read_map
-from varref.model import Model, read_model, write_model
+from varref.model import Model, read_model, require_polymer, write_model
 from varref.refinement.options import RefineOptions
 from varref.refinement.weight import WeightSearchResult
 from varref.restraints import Restraints, build_restraints
@@ -102,6 +102,17 @@ def _dask(client) -> Iterator[object]:
 
     with dask_client(quiet=True) as started:
         yield started
+
+
+def _check_counts(**counts: int | None) -> None:
+    """Counts of things to do must be integers >= 1 (None: the default is used)."""
+    flags = {"n_models": "--members", "models_per_map": "--members"}
+    for name, value in counts.items():
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise InputError(flags.get(name, "--" + name.replace("_", "-")),
+                             f"must be an integer >= 1, got {value!r}")
 
 
 # --------------------------------------------------------------------------- refine
@@ -206,6 +217,7 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
 
     opts = refine_options(resolution, **options)
     model = as_model(model)
+    require_polymer(model)
     halves = None
     if half_maps is not None:
         from varref.fsc import average_map, read_half_maps
@@ -315,7 +327,11 @@ def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rm
     options.setdefault("adp", False)
     options.setdefault("rotamer_fit", False)
     opts = refine_options(resolution, **options)
+    _check_counts(n_models=n_models, batch_size=batch_size)
+    if not (isinstance(perturb_rmsd, (int, float)) and np.isfinite(perturb_rmsd) and perturb_rmsd >= 0):
+        raise InputError("--perturb-rmsd", f"must be a finite number >= 0, got {perturb_rmsd!r}")
     model = as_model(model)
+    require_polymer(model)
     density = as_map(density)
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     with _dask(client) as dask_client:
@@ -370,7 +386,11 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     options.setdefault("adp", False)
     options.setdefault("rotamer_fit", False)
     opts = refine_options(resolution, **options)
+    _check_counts(models_per_map=models_per_map, batch_size=batch_size)
+    if not (isinstance(perturb_rmsd, (int, float)) and np.isfinite(perturb_rmsd) and perturb_rmsd >= 0):
+        raise InputError("--perturb-rmsd", f"must be a finite number >= 0, got {perturb_rmsd!r}")
     model = as_model(model)
+    require_polymer(model)
     if isinstance(maps, MapSeriesBase):
         series = maps
     elif isinstance(maps, (str, PathLike)):
@@ -432,6 +452,7 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
         options.setdefault("adp", False)
         options.setdefault("rotamer_fit", False)
         opts = refine_options(resolution, **options)
+        require_polymer(model)
         restraints = restraints or build_restraints(model)
     elif options:
         raise TypeError("refinement options need refine=True")

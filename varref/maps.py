@@ -236,12 +236,21 @@ def _read_mrc(path: Path) -> Map:
                 angles = np.array(header.cellb.tolist(), dtype=np.float64)
                 origin_field = np.array(header.origin.tolist(), dtype=np.float64)
                 dims_crs = (int(header.nx), int(header.ny), int(header.nz))
+                mode = int(header.mode)
     except InputError:
         raise
     except Exception as exc:  # mrcfile raises ValueError/OSError/EOFError on bad files
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(path, f"cannot read MRC/CCP4 map: {message}") from None
 
+    if mode in (3, 4):
+        # complex (Fourier-space) data: taking the real part would silently give nonsense
+        raise InputError(path, f"MRC mode {mode} holds complex values (a Fourier transform), "
+                         "not a real-space density map")
+    for values, what in ((cell, "cell dimensions (CELLA)"), (angles, "cell angles (CELLB)"),
+                         (origin_field, "origin"), (sampling, "sampling (MX/MY/MZ)")):
+        if not np.all(np.isfinite(values)):
+            raise InputError(path, f"NaN or infinite {what} in the header: {values.tolist()}")
     if min(dims_crs) <= 0:
         raise InputError(path, f"map has zero size (NX, NY, NZ = {dims_crs})")
     if sorted(axis_order) != [1, 2, 3]:

@@ -194,6 +194,9 @@ def _repair_polymer_after_ter(st: gemmi.Structure) -> None:
                 residue.entity_type = gemmi.EntityType.Polymer
                 changed = True
     if changed:
+        # residues the reader left untyped (e.g. an unknown residue before the TER) would
+        # make assign_subchains fail with "missing entity_type"; type them first
+        st.add_entity_types(False)
         st.entities.clear()
         st.assign_subchains(force=True)
 
@@ -278,13 +281,87 @@ def read_model(
     st = read_structure(path)
     if not 0 <= model_index < len(st):
         raise InputError(path, f"has {len(st)} model(s); model index {model_index} does not exist")
-    return Model.from_structure(st, model_index=model_index, altloc=altloc, source=str(path))
+    return model_from_file_structure(st, path, model_index, altloc)
 
 
 def read_models(path: str | PathLike, altloc: str = "occupancy") -> list[Model]:
     """Read every MODEL of a (multi-model) PDB or mmCIF file."""
     st = read_structure(path)
-    return [Model.from_structure(st, k, altloc=altloc, source=str(path)) for k in range(len(st))]
+    return [model_from_file_structure(st, path, k, altloc) for k in range(len(st))]
+
+
+#: Largest coordinate magnitude accepted, Å: beyond it a value is a corrupt field (a
+#: ribosome spans ~300 Å; maps rarely exceed 1000 Å), and 1e30 would overflow the kernels.
+MAX_COORDINATE = 1e5
+
+
+def model_from_file_structure(st: gemmi.Structure, path: str | PathLike, model_index: int = 0,
+                              altloc: str = "occupancy") -> Model:
+    """:meth:`Model.from_structure` for a structure read from ``path``, with every problem of
+    the file's content (see :func:`check_model_values`) raised as an :class:`InputError`."""
+    try:
+        model = Model.from_structure(st, model_index=model_index, altloc=altloc, source=str(path))
+    except RuntimeError as exc:
+        # gemmi's entity setup fails on a residue it cannot classify inside a polymer chain
+        unknown = [f"{residue.name} (chain {chain.name}, residue {residue.seqid.num})"
+                   for chain in st[model_index] for residue in chain
+                   if gemmi.find_tabulated_residue(residue.name) is None]
+        where = f"; first residue unknown to gemmi: {unknown[0]}" if unknown else ""
+        raise InputError(path, f"cannot assign residues to chains/entities: "
+                         f"{str(exc).splitlines()[0]}{where}") from None
+    except UnicodeDecodeError:
+        raise InputError(path, "contains bytes that are not UTF-8 text in an atom, residue "
+                         "or chain name") from None
+    check_model_values(model, path)
+    return model
+
+
+def check_model_values(model: Model, path: str | PathLike) -> None:
+    """Refuse NaN/infinite or absurd (``|x| > MAX_COORDINATE``) coordinates and NaN/infinite
+    B-factors or occupancies, naming the first bad atom.
+
+    Raises
+    ------
+    InputError
+    """
+    def first(mask: np.ndarray) -> str:
+        i = int(np.flatnonzero(mask)[0])
+        return (f"{int(mask.sum())} atom(s), first {model.atom_name[i]} of "
+                f"{model.residue_name[i]} {model.residue_number[i]} chain {model.chain_id[i]}")
+
+    bad = ~np.isfinite(model.xyz).all(axis=1)
+    if bad.any():
+        raise InputError(path, f"NaN or infinite coordinates in {first(bad)}")
+    bad = (np.abs(model.xyz) > MAX_COORDINATE).any(axis=1)
+    if bad.any():
+        raise InputError(path, f"coordinates beyond ±{MAX_COORDINATE:g} Å in {first(bad)}")
+    for values, what in ((model.b_iso, "B-factor"), (model.occupancy, "occupancy")):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise InputError(path, f"NaN or infinite {what} in {first(bad)}")
+
+
+def require_polymer(model: Model, source: str | PathLike | None = None) -> None:
+    """Refuse a model that refinement cannot work on: no heavy atoms, or no chain with at
+    least two non-water residues (the weight search and the restraints need a polymer
+    segment; water-only, single-residue or two-atom models have none).
+
+    Raises
+    ------
+    InputError
+        Naming ``source`` (default: the model's file).
+    """
+    name = str(source or model.source or "model")
+    heavy = ~model.is_hydrogen
+    if not heavy.any():
+        raise InputError(name, "has hydrogen atoms only; nothing to refine or validate")
+    residues = np.unique(model.residue_index[heavy & ~model.is_water])
+    first_atom = np.unique(model.residue_index, return_index=True)[1]
+    chains = model.chain_id[first_atom][residues]
+    if not any(np.count_nonzero(chains == chain) >= 2 for chain in set(chains.tolist())):
+        raise InputError(name, f"no polymer to refine: needs a chain of at least 2 non-water "
+                         f"residues ({len(residues)} non-water residue(s), "
+                         f"{int(model.is_water.sum())} water atom(s))")
 
 
 def _write_structure(st: gemmi.Structure, path: Path,

@@ -106,7 +106,7 @@ def test_restraint_switches_work_from_the_command_line(tmp_path, shared):
         output = tmp_path / "out.cif"
         assert main(["refine", str(start), str(density), "--resolution", "4.5", "-o", str(output),
                      "--macro-cycles", "1", "--weight", "10", "--no-summary", "--no-fsc",
-                     "--no-final-cc", "--no-adp", *switches]) == 0
+                     "--no-final-cc", "--no-adp", "--overwrite", *switches]) == 0
         line = next(l for l in (tmp_path / "out.log").read_text().splitlines() if l.startswith("terms:"))
         return set(line.removeprefix("terms:").replace(",", " ").split())
 

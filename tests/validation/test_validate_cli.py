@@ -30,7 +30,7 @@ def test_validate_writes_json_csv_and_plots(capsys, tmp_path, crambin_path, refe
     status, out, err = run(capsys, "validate", crambin_path, "--reference-data", reference_data,
                            "--json", tmp_path / "report.json",
                            "--per-residue", tmp_path / "residues.csv",
-                           "--plots", tmp_path / "plots")
+                           "--plots", tmp_path / "val")
     assert status == 0, err
     assert "Clashscore" in out and "Ramachandran" in out
     report = json.loads((tmp_path / "report.json").read_text())
@@ -39,7 +39,7 @@ def test_validate_writes_json_csv_and_plots(capsys, tmp_path, crambin_path, refe
         rows = list(csv.DictReader(handle))
     assert len(rows) == report["model"]["n_residues"]
     assert list(rows[0]) == list(PER_RESIDUE_COLUMNS)
-    assert (tmp_path / "plots" / "ramachandran_general.png").stat().st_size > 1000
+    assert (tmp_path / "val_ramachandran_general.png").stat().st_size > 1000
 
 
 def test_validate_with_a_map(capsys, tmp_path, read_shared_model, reference_data):

@@ -8,7 +8,11 @@ unless ``--altloc first``).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from varref.atomic import check_outputs
+from varref.commands.option_types import index
+from varref.commands.options import add_overwrite_option, require
 from varref.errors import InputError
 from varref.model import read_model, read_models, write_ensemble, write_model
 
@@ -18,14 +22,24 @@ HELP = "convert a model between PDB and mmCIF"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="input PDB or mmCIF")
-    parser.add_argument("output", help="output .pdb or .cif")
-    parser.add_argument("--model-index", type=int, default=0, help="which MODEL, 0-based (default 0)")
+    parser.add_argument("-o", "--output", help="output .pdb or .cif (required)")
+    # deprecated: the output used to be the second positional argument
+    parser.add_argument("old_output", nargs="?", metavar="OUTPUT", help=argparse.SUPPRESS)
+    add_overwrite_option(parser)
+    parser.add_argument("--model-index", type=index, default=0, help="which MODEL, 0-based (default 0)")
     parser.add_argument("--all-models", action="store_true", help="keep every MODEL of the input")
     parser.add_argument("--altloc", choices=("occupancy", "first"), default="occupancy",
                         help="conformer kept per residue (default: highest occupancy)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.output and args.old_output:
+        raise InputError("--output", "give the output once (-o OUTPUT)")
+    args.output = args.output or args.old_output
+    require(args, "output", "--output")
+    check_outputs(((args.output, "--output"),), (args.model,), overwrite=args.overwrite)
+    if Path(args.output).suffix.lower() not in (".cif", ".mmcif", ".pdb", ".ent"):
+        raise InputError("--output", f"{args.output}: use a .cif or .pdb suffix")
     if args.all_models:
         models = read_models(args.model, altloc=args.altloc)
         sizes = sorted({m.n_atoms for m in models})

@@ -19,6 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from varref.atomic import check_output_path
+from varref.commands.cluster_options import cluster_client
+from varref.commands.option_types import count, index, int_at_least
+from varref.commands.options import add_deprecated_alias
+from varref.errors import InputError
 from varref.example_data import example_helix, hinge_motion
 from varref.maps import write_map
 from varref.model import write_ensemble, write_model
@@ -30,22 +35,32 @@ HELP = "run the main job on a built-in example (writes ./varref-demo/)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output-dir", default="varref-demo", help="where to write (default ./varref-demo)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (map noise, weight search)")
-    parser.add_argument("--frames", type=int, default=11, help="frames in the series (default 11)")
-    parser.add_argument("--workers", type=int, help="local Dask workers (default: one per core)")
+    parser.add_argument("-o", "--output", default="varref-demo", metavar="DIR",
+                        help="directory to write (default ./varref-demo)")
+    add_deprecated_alias(parser, "--output-dir", "output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the results of an earlier demo in DIR (default: refuse)")
+    parser.add_argument("--seed", type=index, default=0, help="random seed (map noise, weight search)")
+    parser.add_argument("--frames", type=int_at_least(3), default=11, help="frames in the series (default 11)")
+    parser.add_argument("--workers", type=count, metavar="N",
+                        help="local Dask workers (default: one per core)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from varref.ensemble.cluster import dask_client
     from varref.ensemble.mapseries import open_map_series, write_map_series
     from varref.ensemble.plots import plot_series_cc, plot_series_displacement
     from varref.api import refine_series
     from varref.ensemble.series import frame_summary
 
     started = time.perf_counter()
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise InputError("--output", f"{out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise InputError("--output", f"{out} is not empty; use --overwrite to replace an earlier "
+                         "demo's results")
+    check_output_path(out, (), "--output", store=True)
+    out.mkdir(exist_ok=True)
     for stale in ("maps.zarr", "series.zarr"):
         shutil.rmtree(out / stale, ignore_errors=True)
 
@@ -74,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
 
     series = open_map_series(out / "maps.zarr")
     print("[3/4] chained series refinement from the consensus on a local Dask cluster")
-    with dask_client(workers=args.workers) as client:
+    with cluster_client(None, args.workers) as client:
         dataset = refine_series(consensus, series, 3.5, mode="chained", client=client,
                                 store=out / "series.zarr", restraints=restraints, progress=True,
                                 macro_cycles=5, seed=args.seed)

@@ -10,8 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from varref.commands.cluster_options import add_cluster_options
-from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
+from varref.atomic import check_output_path, check_outputs
+from varref.commands.cluster_options import add_cluster_options, cluster_client
+from varref.commands.option_types import count, nonnegative_float, resolution
+from varref.commands.options import (add_chemistry_options, add_deprecated_alias, require, add_overwrite_option, add_plots_option,
+                                     add_refinement_options, plot_paths, refinement_options)
+from varref.model import require_polymer
 from varref.errors import InputError
 from varref.refinement.options import RefineOptions
 
@@ -22,11 +26,18 @@ HELP = "refine an ensemble of perturbed starting models (precision)"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="PDB or mmCIF model")
     parser.add_argument("map", help="MRC/CCP4 map or MTZ map coefficients")
-    parser.add_argument("--resolution", type=float, required=True, help="map resolution, Å")
-    parser.add_argument("--n-models", type=int, required=True, help="ensemble size")
-    parser.add_argument("--perturb-rmsd", type=float, required=True, help="Cα r.m.s.d. of the starts, Å")
-    parser.add_argument("--output", "-o", required=True, help="results store, e.g. ENS.zarr")
-    parser.add_argument("--plot", metavar="PNG", help="per-residue spread plot (default OUTPUT_spread.png)")
+    parser.add_argument("--resolution", type=resolution, required=True, metavar="D",
+                        help="map resolution, Å (0.5-30)")
+    parser.add_argument("--members", type=count, metavar="N",
+                        help="ensemble size: members refined into the map (required)")
+    add_deprecated_alias(parser, "--n-models", "members", type=count)
+    parser.add_argument("--perturb-rmsd", type=nonnegative_float, required=True, metavar="RMSD",
+                        help="Cα r.m.s.d. of the starts, Å")
+    parser.add_argument("-o", "--output", required=True, help="results store, e.g. ENS.zarr")
+    add_plots_option(parser, "spread.png (per-residue spread)", "OUTPUT without .zarr")
+    # deprecated: the old single-plot option (a file, not a prefix)
+    parser.add_argument("--plot", metavar="PNG", help=argparse.SUPPRESS)
+    add_overwrite_option(parser)
     add_refinement_options(parser, final_cc=False,
                            weight_help="data weight (default: searched once on the input model)")
     add_cluster_options(parser)
@@ -35,27 +46,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from varref.api import as_map, as_model, refine_ensemble
-    from varref.ensemble.cluster import dask_client
     from varref.ensemble.plots import plot_residue_spread
     from varref.ensemble.precision import precision
 
+    require(args, "members", "--members")
     options = refinement_options(args)
     RefineOptions(resolution=args.resolution, **options)  # every option checked before any reading
-    if args.perturb_rmsd < 0:
-        raise InputError("--perturb-rmsd", "must be >= 0")
     output = Path(args.output)
+    inputs = (args.model, args.map, *args.restraints)
+    check_output_path(output, inputs, "--output", store=True)
     if output.exists() and not args.resume:
-        raise InputError(output, "exists; use --resume to continue it or choose another --output")
+        raise InputError("--output", f"{output} exists; use --resume to continue it or choose "
+                         "another --output")
+    plot = Path(args.plot) if args.plot else plot_paths(
+        args.plots or str(output.with_suffix("")), "spread.png")[0]
+    # a resumed run rewrites the plot it wrote before
+    check_outputs(((plot, "--plots"),), (*inputs, output), overwrite=args.overwrite or args.resume)
     model = as_model(args.model)
+    require_polymer(model)
     density = as_map(args.map)
+    density.require_orthogonal()
     density.box_around(model.xyz)  # the standard error when the model is outside the map
-    with dask_client(args.scheduler, args.workers) as client:
-        dataset = refine_ensemble(model, density, args.resolution, args.n_models, args.perturb_rmsd,
+    with cluster_client(args.scheduler, args.workers) as client:
+        dataset = refine_ensemble(model, density, args.resolution, args.members, args.perturb_rmsd,
                                   client=client, store=output, batch_size=args.batch_size,
                                   resume=args.resume, monlib=args.monlib,
                                   extra_restraints=args.restraints, progress=True, **options)
     spread = precision(dataset)
-    plot = Path(args.plot) if args.plot else output.with_name(output.stem + "_spread.png")
     plot_residue_spread(spread["residue_number"].values, spread["residue_chain"].values,
                         spread["residue_rmsf"].values, plot,
                         f"{model.source}: {spread.attrs['n_members']} members")

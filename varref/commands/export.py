@@ -10,9 +10,12 @@ the exported members' coordinates are read.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 
+from varref.atomic import check_outputs
+from varref.commands.options import add_overwrite_option
 from varref.ensemble.results import ResultStore, check_model_matches, model_from_results
 from varref.errors import InputError
 from varref.model import read_model, write_ensemble
@@ -23,7 +26,8 @@ HELP = "write the models of an ensemble/series store as a multi-model file"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("store", help="results store written by varref ensemble or varref series")
-    parser.add_argument("--output", "-o", required=True, help="multi-model .cif or .pdb")
+    parser.add_argument("-o", "--output", required=True, help="multi-model .cif or .pdb")
+    add_overwrite_option(parser)
     parser.add_argument("--all-members", action="store_true", help="every member, not the best per frame")
     parser.add_argument("--model", help="take identifiers, B and occupancy from this model file "
                                         "instead of the input model embedded in the store")
@@ -50,6 +54,9 @@ def selected_members(store: ResultStore, all_members: bool) -> list[tuple[int, i
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(((args.output, "--output"),), (args.store, args.model), overwrite=args.overwrite)
+    if Path(args.output).suffix.lower() not in (".cif", ".mmcif", ".pdb", ".ent"):
+        raise InputError("--output", f"{args.output}: use a .cif or .pdb suffix")
     store = ResultStore.open(args.store)
     dataset = store.dataset()
     if args.model:

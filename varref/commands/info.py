@@ -7,13 +7,14 @@ Maps: grid, voxel size, origin, the box it covers, and value statistics.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
 from varref.maps import read_map
-from varref.model import read_structure, Model
+from varref.atomic import check_outputs
+from varref.commands.options import add_overwrite_option, json_output, write_json
+from varref.model import model_from_file_structure, read_structure
 
 NAME = "info"
 HELP = "summarise model and map files"
@@ -23,7 +24,10 @@ MAP_SUFFIXES = {".mrc", ".map", ".ccp4", ".mtz", ".gz"}
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", metavar="FILE", help="PDB/mmCIF models, MRC/CCP4/MTZ maps")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--json", nargs="?", const="-", metavar="FILE.json",
+                        help="the descriptions as JSON: to stdout with no FILE or '-', else to "
+                        "FILE (default: text on stdout)")
+    add_overwrite_option(parser)
 
 
 def describe(path: str) -> dict:
@@ -43,7 +47,7 @@ def describe(path: str) -> dict:
             "min": float(density.data.min()), "max": float(density.data.max()),
         }
     st = read_structure(path)
-    model = Model.from_structure(st, 0, source=path)
+    model = model_from_file_structure(st, path)
     return {
         "file": path, "kind": "model", "models_in_file": len(st),
         "atoms": model.n_atoms, "residues": model.n_residues,
@@ -55,9 +59,10 @@ def describe(path: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(((json_output(args.json), "--json"),), args.files, overwrite=args.overwrite)
     reports = [describe(path) for path in args.files]
     if args.json:
-        print(json.dumps(reports, indent=2))
+        write_json(args.json, reports)
         return 0
     for report in reports:
         print(report["file"])

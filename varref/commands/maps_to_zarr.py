@@ -15,6 +15,9 @@ import argparse
 import os
 from pathlib import Path
 
+from varref.atomic import check_output_path
+from varref.commands.option_types import resolution
+from varref.errors import InputError
 from varref.ensemble.mapseries import natural_sorted, open_map_series, write_map_series
 
 NAME = "maps-to-zarr"
@@ -24,16 +27,21 @@ HELP = "store a map series (3DVA frames, cryoDRGN volumes) as one zarr, in natur
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("maps", nargs="+", metavar="MAP",
                         help="maps on one grid; sorted naturally (frame_2 before frame_10)")
-    parser.add_argument("--output", "-o", required=True, metavar="MAPS.zarr",
-                        help="map-series store to write (an existing series is replaced)")
-    parser.add_argument("--resolution", type=float, metavar="D",
-                        help="nominal resolution, Å, stored with the series")
+    parser.add_argument("-o", "--output", required=True, metavar="MAPS.zarr",
+                        help="map-series store to write")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing map series at --output (default: refuse)")
+    parser.add_argument("--resolution", type=resolution, metavar="D",
+                        help="nominal resolution, Å (0.5-30), stored with the series (default none)")
     parser.add_argument("--keep-order", action="store_true",
                         help="keep the maps in the order given instead of sorting them")
 
 
 def run(args: argparse.Namespace) -> int:
     paths = list(args.maps) if args.keep_order else natural_sorted(args.maps)
+    output = check_output_path(args.output, paths, "--output", store=True)
+    if output.exists() and not args.overwrite:
+        raise InputError("--output", f"{output} exists; use --overwrite to replace it")
     write_map_series(paths, args.output, resolution=args.resolution, progress=True)
     series = open_map_series(args.output)
     n, nz, ny, nx = series.shape

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
+import json
+import sys
+from pathlib import Path
+
+from varref.atomic import atomic_path, prefixed_path
+from varref.commands.option_types import count, float_in, index, positive_float
 
 
 def add_chemistry_options(parser: argparse.ArgumentParser) -> None:
@@ -25,11 +32,11 @@ def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = Tru
     """The options of the refinement pipeline, the same for refine, ensemble, series and
     pixel-scan --refine (defaults shown in --help)."""
     group = parser.add_argument_group(title)
-    group.add_argument("--macro-cycles", type=int, default=macro_cycles,
+    group.add_argument("--macro-cycles", type=count, default=macro_cycles,
                        help=f"macro-cycles (default {macro_cycles})")
-    group.add_argument("--iterations", type=int, default=iterations,
+    group.add_argument("--iterations", type=count, default=iterations,
                        help=f"L-BFGS iterations per macro-cycle (default {iterations})")
-    group.add_argument("--weight", type=float, help=weight_help)
+    group.add_argument("--weight", type=positive_float, help=weight_help)
     group.add_argument("--rigid-body", action="store_true", help="rigid-body fit first (default off)")
     group.add_argument("--final-cc", action=argparse.BooleanOptionalAction, default=final_cc,
                        help="finish with a short density-correlation stage (default "
@@ -40,13 +47,13 @@ def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = Tru
     group.add_argument("--adp-mode", choices=("auto", "atom", "group"), default="auto",
                        help="per-atom B, one B per residue, or auto: group B at resolution worse "
                        "than 4 Å (default auto)")
-    group.add_argument("--map-b", type=float, help="B (Å²) applied to the map: >0 blurs, <0 sharpens "
+    group.add_argument("--map-b", type=float_in(-1000.0, 1000.0, unit="Å²"), help="B (Å²) applied to the map: >0 blurs, <0 sharpens "
                        "(default none)")
-    group.add_argument("--bond-rmsd-target", type=float, default=0.01,
+    group.add_argument("--bond-rmsd-target", type=positive_float, default=0.01,
                        help="weight search target, Å (default 0.01)")
-    group.add_argument("--angle-rmsd-target", type=float, default=1.0,
+    group.add_argument("--angle-rmsd-target", type=positive_float, default=1.0,
                        help="weight search target, degrees (default 1.0)")
-    group.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    group.add_argument("--seed", type=index, default=0, help="random seed (default 0)")
     restraints = parser.add_argument_group("restraints (docs/methods-restraints.md)")
     restraints.add_argument("--ramachandran", action=argparse.BooleanOptionalAction, default=True,
                             help="Ramachandran restraints (default on)")
@@ -81,3 +88,75 @@ def refinement_options(args: argparse.Namespace) -> dict[str, object]:
         "secondary_structure": args.secondary_structure, "reference_model": args.reference_model,
         "ncs": args.ncs,
     }
+
+
+# ------------------------------------------------------------------ outputs, one convention
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: replace existing output files (refused by default)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (default: refuse)")
+
+
+def add_json_option(parser: argparse.ArgumentParser, what: str = "the report",
+                    metavar: str = "FILE.json") -> None:
+    """``--json FILE``: ``what`` as JSON; ``-`` writes it to stdout."""
+    parser.add_argument("--json", metavar=metavar,
+                        help=f"write {what} as JSON to this file, '-' for stdout (default none)")
+
+
+def add_plots_option(parser: argparse.ArgumentParser, names: str, default: str = "none") -> None:
+    """``--plots PREFIX``: every plot of a command is ``PREFIX_NAME.png`` (inside PREFIX if it
+    is a directory or ends with /)."""
+    parser.add_argument("--plots", metavar="PREFIX",
+                        help=f"write the plots as PREFIX_{names} (PREFIX/... when PREFIX is "
+                        f"a directory or ends with /) (default {default})")
+
+
+def plot_paths(prefix: str | None, *names: str) -> list[Path]:
+    """The files of ``--plots PREFIX`` (empty when no prefix)."""
+    return [] if prefix is None else [prefixed_path(prefix, name) for name in names]
+
+
+def json_output(path: str | None) -> str | None:
+    """The ``--json`` file to check before the run (None for none or stdout)."""
+    return None if path in (None, "-") else path
+
+
+#: Where ``--json -`` writes: the real stdout, set by :func:`varref.cli.main`, which sends the
+#: command's text report to stderr meanwhile so that stdout carries only the JSON.
+JSON_STDOUT: contextvars.ContextVar = contextvars.ContextVar("json_stdout", default=None)
+
+
+def write_json(path: str | None, data: object, indent: int = 2) -> None:
+    """Write ``--json`` output: atomically to a file, or to stdout for ``-``."""
+    if path is None:
+        return
+    text = json.dumps(data, indent=indent) + "\n"
+    if path == "-":
+        stream = JSON_STDOUT.get() or sys.stdout
+        stream.write(text)
+        stream.flush()
+        return
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def add_deprecated_alias(parser: argparse.ArgumentParser, old: str, dest: str, **kwargs) -> None:
+    """Accept an old option spelling, hidden from --help, storing into the new option's
+    ``dest`` (the new option must then not be ``required=True``: see :func:`require`)."""
+    parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, **kwargs)
+
+
+def require(args: argparse.Namespace, dest: str, option: str) -> None:
+    """The check ``required=True`` would make, for an option that has a deprecated alias.
+
+    Raises
+    ------
+    InputError
+    """
+    from varref.errors import InputError
+
+    if getattr(args, dest, None) is None:
+        raise InputError(option, "is required")

@@ -10,46 +10,86 @@ search); its uncertainty comes from the parabola fit. Prints the best voxel size
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 
-from varref.atomic import atomic_path
-from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
+from varref.atomic import atomic_path, check_outputs
+
+from varref.commands.cluster_options import add_cluster_options, cluster_client
+from varref.commands.option_types import positive_float, resolution
+from varref.commands.options import (add_chemistry_options, add_json_option, add_overwrite_option,
+                                     add_plots_option, add_refinement_options, json_output,
+                                     plot_paths, refinement_options, write_json)
 from varref.errors import InputError
 from varref.maps import read_map, write_map
-from varref.model import read_model
+from varref.model import read_model, require_polymer
 
 NAME = "pixel-scan"
 HELP = "calibrate a map's voxel size against a model"
 
 
+#: Trials a scan may have: fewer cannot place a parabola, more only cost time.
+MIN_TRIALS, MAX_TRIALS = 3, 1000
+
+
 def parse_range(text: str) -> tuple[float, float]:
+    """``LOW:HIGH`` trial scales, ``0 < LOW < HIGH``, both finite.
+
+    Raises
+    ------
+    InputError
+        Naming ``--range``.
+    """
     try:
         low, high = (float(v) for v in text.split(":"))
     except ValueError:
         raise InputError("--range", f"expected LOW:HIGH such as 0.95:1.05, got {text!r}") from None
-    if not 0 < low < high:
-        raise InputError("--range", f"needs 0 < LOW < HIGH, got {text!r}")
+    if not (np.isfinite(low) and np.isfinite(high) and 0 < low < high):
+        raise InputError("--range", f"needs finite 0 < LOW < HIGH, got {text!r}")
     return low, high
+
+
+def trial_scales(low: float, high: float, step: float) -> np.ndarray:
+    """The scan's trial scales, LOW to HIGH in ``step``; between :data:`MIN_TRIALS` and
+    :data:`MAX_TRIALS` of them.
+
+    Raises
+    ------
+    InputError
+        Naming ``--step``.
+    """
+    n = int(np.floor((high - low) / step + 0.5)) + 1  # counted before any array is built
+    if n < MIN_TRIALS:
+        raise InputError("--step", f"{step:g} gives {n} trial(s) over {low:g}..{high:g}; needs at "
+                         f"least {MIN_TRIALS} (a smaller step or a wider --range)")
+    if n > MAX_TRIALS:
+        raise InputError("--step", f"{step:g} gives {n} trials over {low:g}..{high:g}; at most "
+                         f"{MAX_TRIALS} (a larger step or a narrower --range)")
+    return np.round(low + step * np.arange(n), 10)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="trusted PDB or mmCIF model")
     parser.add_argument("map", help="MRC/CCP4 map")
-    parser.add_argument("--resolution", type=float, required=True, help="map resolution, Å")
-    parser.add_argument("--range", default="0.95:1.05", help="trial scales LOW:HIGH (default 0.95:1.05)")
-    parser.add_argument("--step", type=float, default=0.0025, help="scale step (default 0.0025)")
+    parser.add_argument("--resolution", type=resolution, required=True, metavar="D",
+                        help="map resolution, Å (0.5-30)")
+    parser.add_argument("--range", default="0.95:1.05", metavar="LOW:HIGH", help="trial scales")
+    parser.add_argument("--step", type=positive_float, default=0.0025,
+                        help=f"scale step ({MIN_TRIALS}-{MAX_TRIALS} trials over the range)")
     parser.add_argument("--refine", action="store_true", help="short restrained refinement after each fit")
     parser.add_argument("--anisotropic", action="store_true", help="also fit a scale per axis")
     parser.add_argument("--brent", action="store_true",
                         help="polish the parabola's optimum with a Brent search (serial; slow on large models)")
-    parser.add_argument("--output", metavar="SCAN.nc", help="CC-versus-scale curve (xarray, NetCDF)")
-    parser.add_argument("--plot", metavar="SCAN.png", help="plot of the curve")
-    parser.add_argument("--json", metavar="RESULT.json", help="best_voxel_size, scale, scale_sigma, ...")
-    parser.add_argument("--write-map", metavar="CORRECTED.mrc", help="the map with the corrected voxel size")
-    parser.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask scheduler")
-    parser.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    parser.add_argument("-o", "--output", metavar="SCAN.nc",
+                        help="CC-versus-scale curve (xarray, NetCDF) (default none)")
+    add_plots_option(parser, "scan.png (CC versus scale)")
+    # deprecated: the old single-plot option (a file, not a prefix)
+    parser.add_argument("--plot", metavar="SCAN.png", help=argparse.SUPPRESS)
+    add_json_option(parser, "best_voxel_size, scale, scale_sigma, ...")
+    parser.add_argument("--write-map", metavar="CORRECTED.mrc",
+                        help="the map with the corrected voxel size (default none)")
+    add_overwrite_option(parser)
+    add_cluster_options(parser, batches=False)
     add_refinement_options(parser, final_cc=False, macro_cycles=1, iterations=50,
                            title="refinement of each trial (with --refine)",
                            weight_help="data weight of refined trials (default: searched once at "
@@ -78,15 +118,16 @@ def plot_scan(scan, result: dict, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from varref.calibration import scaled_map, scaling_centre
-    from varref.ensemble.cluster import dask_client
 
-    if args.resolution <= 0:
-        raise InputError("--resolution", "must be positive")
-    if args.step <= 0:
-        raise InputError("--step", "must be positive")
     low, high = parse_range(args.range)
-    scales = np.round(np.arange(low, high + args.step / 2, args.step), 10)
+    scales = trial_scales(low, high, args.step)
+    plot = args.plot or next(iter(plot_paths(args.plots, "scan.png")), None)
+    inputs = (args.model, args.map, *args.restraints)
+    check_outputs(((args.output, "--output"), (plot, "--plots"), (json_output(args.json), "--json"),
+                   (args.write_map, "--write-map")), inputs, overwrite=args.overwrite)
     model = read_model(args.model)
+    if args.refine:
+        require_polymer(model)
     density = read_map(args.map)
     density.require_orthogonal()
     density.box_around(model.xyz)  # the standard error when the model is outside the map
@@ -100,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
         RefineOptions(resolution=args.resolution, **options)
         restraints = build_restraints(model, monlib_dir=args.monlib, extra_cifs=args.restraints)
-    with dask_client(args.scheduler, args.workers) as client:
+    with cluster_client(args.scheduler, args.workers) as client:
         result = pixel_scan(model, density, args.resolution, scales=scales, refine=args.refine,
                             brent=args.brent, anisotropic=args.anisotropic, client=client,
                             restraints=restraints, progress=True, **options)
@@ -119,11 +160,9 @@ def run(args: argparse.Namespace) -> int:
     if args.output:
         with atomic_path(args.output) as tmp:
             scan.to_netcdf(tmp, engine="scipy")
-    if args.plot:
-        plot_scan(scan, result, args.plot)
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
+    if plot:
+        plot_scan(scan, result, plot)
+    write_json(args.json, report)
     if args.write_map:
         write_map(scaled_map(density, result["scale_xyz"], scaling_centre(model)), args.write_map)
     return 0

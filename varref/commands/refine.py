@@ -19,9 +19,12 @@ import numpy as np
 
 from varref import __version__
 from varref.api import as_map, as_model, refine
-from varref.atomic import atomic_path, check_output_path
-from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
-from varref.model import RefinementRecord, write_model
+from varref.atomic import atomic_path, check_outputs
+from varref.commands.option_types import resolution
+from varref.commands.options import (add_chemistry_options, add_json_option, add_overwrite_option,
+                                     add_plots_option, add_refinement_options, json_output,
+                                     plot_paths, refinement_options, write_json)
+from varref.model import RefinementRecord, require_polymer, write_model
 from varref.errors import InputError
 from varref.refinement.options import RefineOptions
 
@@ -35,10 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="PDB or mmCIF model")
     parser.add_argument("map", nargs="?", help="MRC/CCP4 map or MTZ map coefficients (optional "
                         "with --half-maps: their average is refined against)")
-    parser.add_argument("--resolution", type=float, required=True, help="map resolution, Å")
-    parser.add_argument("--output", "-o", help="refined model, .cif or .pdb "
+    parser.add_argument("--resolution", type=resolution, required=True, metavar="D",
+                        help="map resolution, Å (0.5-30)")
+    parser.add_argument("-o", "--output", help="refined model, .cif or .pdb "
                         "(default: MODEL_refined.cif); OUT.log and OUT.params.json are written beside it")
-    parser.add_argument("--json", metavar="METRICS.json", help="write metrics as JSON (default none)")
+    add_overwrite_option(parser)
+    add_json_option(parser, "the metrics")
     parser.add_argument("--half-maps", nargs=2, metavar=("HALF1", "HALF2"),
                         help="half maps: FSC(model, half 1/2) and the half-map FSC are reported "
                         "(default none)")
@@ -50,7 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "on; costs a few seconds on large boxes)")
     parser.add_argument("--fsc-out", metavar="FSC.nc|FSC.json",
                         help="map-model FSC curves of the result (default none)")
-    parser.add_argument("--fsc-plot", metavar="FSC.png", help="plot of those curves (default none)")
+    add_plots_option(parser, "fsc.png (map-model FSC curves)")
+    # deprecated spelling of --plots for the one plot refine writes (a file, not a prefix)
+    parser.add_argument("--fsc-plot", metavar="FSC.png", help=argparse.SUPPRESS)
     parser.add_argument("--summary", action=argparse.BooleanOptionalAction, default=True,
                         help="validate the start and the result and print a before/after table "
                         "(default on)")
@@ -76,15 +83,18 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output) if args.output else Path(args.model).with_name(
         Path(args.model).stem + "_refined.cif")
     log_path, params_path = _companions(output)
-    inputs = (args.model, args.map, *(args.half_maps or ()), *args.restraints)
-    for path, option in ((output, "--output"), (log_path, "--output"), (params_path, "--output"),
-                         (args.json, "--json"), (args.fsc_out, "--fsc-out"),
-                         (args.fsc_plot, "--fsc-plot")):
-        if path is not None:
-            check_output_path(path, inputs, option)
+    if output.suffix.lower() not in (".cif", ".mmcif", ".pdb", ".ent"):
+        raise InputError("--output", f"{output}: use a .cif or .pdb suffix")
+    inputs = (args.model, args.map, *(args.half_maps or ()), *args.restraints,
+              args.reference_model if args.reference_model != "start" else None)
+    fsc_plot = args.fsc_plot or next(iter(plot_paths(args.plots, "fsc.png")), None)
+    check_outputs(((output, "--output"), (log_path, "--output"), (params_path, "--output"),
+                   (json_output(args.json), "--json"), (args.fsc_out, "--fsc-out"),
+                   (fsc_plot, "--plots")), inputs, overwrite=args.overwrite)
     if args.fsc_out and Path(args.fsc_out).suffix.lower() not in (".nc", ".json"):
         raise InputError("--fsc-out", "use a .nc or .json suffix")
     model = as_model(args.model)
+    require_polymer(model)
     halves = None
     if args.half_maps:
         from varref.fsc import average_map, read_half_maps
@@ -133,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
               **result.to_dict(), "summary": rows}
     if cross is not None:
         report["cross_validation"] = cross
-    if args.fsc_out or args.fsc_plot:
+    if args.fsc_out or fsc_plot:
         from varref.api import fsc_curves
 
         curves = fsc_curves(result.model, result.xyz, density, args.resolution, halves)
@@ -141,10 +151,10 @@ def run(args: argparse.Namespace) -> int:
             from varref.fsc import write_fsc
 
             write_fsc(curves, args.fsc_out)
-        if args.fsc_plot:
+        if fsc_plot:
             from varref.fsc import plot_fsc
 
-            plot_fsc(curves, args.fsc_plot, title=f"{output.name}: map-model FSC")
+            plot_fsc(curves, fsc_plot, title=f"{output.name}: map-model FSC")
     if rows:
         from varref.refinement.summary import format_summary_table
 
@@ -154,9 +164,7 @@ def run(args: argparse.Namespace) -> int:
         tmp.write_text("\n".join(records) + "\n")
     with atomic_path(params_path) as tmp:
         tmp.write_text(json.dumps(parameters, indent=2) + "\n")
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     b, a = result.before, result.after
     print(f"refined {model.n_atoms} atoms in {result.runtime_s:.1f} s, weight {result.weight:.3g}")
     print(f"  cc_mask {b['cc_mask']:.4f} -> {a['cc_mask']:.4f}   cc_box {b['cc_box']:.4f} -> {a['cc_box']:.4f}")

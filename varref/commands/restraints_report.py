@@ -10,10 +10,10 @@ numbers to a file.
 from __future__ import annotations
 
 import argparse
-import json
 
-from varref.atomic import atomic_path
-from varref.commands.options import add_chemistry_options
+from varref.atomic import check_outputs
+from varref.commands.options import (add_chemistry_options, add_json_option, add_overwrite_option,
+                                     json_output, write_json)
 from varref.engine.geometry_stats import geometry_statistics
 from varref.model import read_model
 from varref.restraints import build_restraints
@@ -25,10 +25,13 @@ HELP = "build restraints from the monomer library and report deviations"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="PDB or mmCIF model")
     add_chemistry_options(parser)
-    parser.add_argument("--json", metavar="OUT.json", help="write the report as JSON")
+    add_json_option(parser)
+    add_overwrite_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(((json_output(args.json), "--json"),), (args.model, *args.restraints),
+                  overwrite=args.overwrite)
     model = read_model(args.model)
     restraints = build_restraints(model, monlib_dir=args.monlib, extra_cifs=args.restraints)
     report = {"model": args.model, "atoms": model.n_atoms, "counts": restraints.counts(),
@@ -39,7 +42,5 @@ def run(args: argparse.Namespace) -> int:
     for kind, stats in report["deviations"].items():
         print(f"  {kind:26s} rmsd {stats['rmsd']:8.4f}  max {stats['max_deviation']:8.3f}  "
               f"> 4 sigma {stats['n_outliers_4sigma']:6d}  (n={stats['n']})")
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report, indent=2))
+    write_json(args.json, report)
     return 0

@@ -14,8 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from varref.commands.cluster_options import add_cluster_options
-from varref.commands.options import add_chemistry_options, add_refinement_options, refinement_options
+from varref.atomic import check_output_path, check_outputs
+from varref.commands.cluster_options import add_cluster_options, cluster_client
+from varref.commands.option_types import count, index, nonnegative_float, resolution
+from varref.commands.options import (add_chemistry_options, add_deprecated_alias, add_overwrite_option,
+                                     add_plots_option, add_refinement_options, plot_paths,
+                                     refinement_options)
+from varref.model import require_polymer
 from varref.errors import InputError
 from varref.refinement.options import RefineOptions
 
@@ -27,15 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="PDB or mmCIF model (the consensus)")
     parser.add_argument("maps", nargs="+", metavar="MAPS", help="a MAPS.zarr series, or map files "
                         "(sorted in natural order: frame_2 before frame_10)")
-    parser.add_argument("--resolution", type=float, required=True, help="map resolution, Å")
-    parser.add_argument("--output", "-o", required=True, help="results store, e.g. SERIES.zarr")
+    parser.add_argument("--resolution", type=resolution, required=True, metavar="D",
+                        help="map resolution, Å (0.5-30)")
+    parser.add_argument("-o", "--output", required=True, help="results store, e.g. SERIES.zarr")
     parser.add_argument("--mode", choices=("chained", "independent"), default="chained",
-                        help="default chained")
-    parser.add_argument("--reference-frame", type=int, help="chained mode's first frame (default: middle)")
-    parser.add_argument("--models-per-map", type=int, default=1, help="members per frame (default 1)")
-    parser.add_argument("--perturb-rmsd", type=float, default=0.5,
-                        help="Cα r.m.s.d. of members 2..M of each frame, Å (default 0.5)")
-    parser.add_argument("--plots", metavar="PREFIX", help="plot file prefix (default: OUTPUT without .zarr)")
+                        help="chained: walk outward from the reference frame; independent: every "
+                        "frame from the input model")
+    parser.add_argument("--reference-frame", type=index, metavar="K",
+                        help="chained mode's first frame, 0-based (default: middle)")
+    parser.add_argument("--members", type=count, default=1, metavar="M",
+                        help="members refined into each map")
+    add_deprecated_alias(parser, "--models-per-map", "members", type=count)
+    parser.add_argument("--perturb-rmsd", type=nonnegative_float, default=0.5, metavar="RMSD",
+                        help="Cα r.m.s.d. of members 2..M of each frame, Å")
+    add_plots_option(parser, "cc.png and PREFIX_displacement.png", "OUTPUT without .zarr")
+    add_overwrite_option(parser)
     add_refinement_options(parser, final_cc=False,
                            weight_help="data weight (default: searched on the reference frame)")
     add_cluster_options(parser)
@@ -44,7 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from varref.api import as_model, refine_series
-    from varref.ensemble.cluster import dask_client
     from varref.ensemble.mapseries import natural_sorted, open_maps
     from varref.ensemble.plots import plot_series_cc, plot_series_displacement
     from varref.ensemble.series import frame_summary
@@ -52,25 +62,36 @@ def run(args: argparse.Namespace) -> int:
     options = refinement_options(args)
     RefineOptions(resolution=args.resolution, **options)  # every option checked before any reading
     output = Path(args.output)
+    inputs = (args.model, *args.maps, *args.restraints)
+    check_output_path(output, inputs, "--output", store=True)
     if output.exists() and not args.resume:
-        raise InputError(output, "exists; use --resume to continue it or choose another --output")
+        raise InputError("--output", f"{output} exists; use --resume to continue it or choose "
+                         "another --output")
+    prefix = args.plots or str(output.with_suffix(""))
+    plots = plot_paths(prefix, "cc.png", "displacement.png")
+    # a resumed run rewrites the plots it wrote before
+    check_outputs([(plot, "--plots") for plot in plots], (*inputs, output),
+                  overwrite=args.overwrite or args.resume)
     model = as_model(args.model)
+    require_polymer(model)
     inputs = args.maps if len(args.maps) == 1 else natural_sorted(args.maps)
     series = open_maps(inputs, resolution=args.resolution)
-    with dask_client(args.scheduler, args.workers) as client:
+    if args.reference_frame is not None and args.reference_frame >= len(series):
+        raise InputError("--reference-frame", f"{args.reference_frame} is not a frame of the "
+                         f"{len(series)}-frame series (0..{len(series) - 1})")
+    with cluster_client(args.scheduler, args.workers) as client:
         dataset = refine_series(model, series, args.resolution, mode=args.mode, client=client,
                                 store=output, reference_frame=args.reference_frame,
-                                models_per_map=args.models_per_map, perturb_rmsd=args.perturb_rmsd,
+                                models_per_map=args.members, perturb_rmsd=args.perturb_rmsd,
                                 batch_size=args.batch_size, resume=args.resume, monlib=args.monlib,
                                 extra_restraints=args.restraints, progress=True, **options)
     reference = len(series) // 2 if args.reference_frame is None else args.reference_frame
     summary = frame_summary(dataset, reference)
-    prefix = args.plots or str(output.with_suffix(""))
-    plot_series_cc(summary["frames"], summary["cc_best"], f"{prefix}_cc.png", f"{args.mode} refinement")
+    plot_series_cc(summary["frames"], summary["cc_best"], plots[0], f"{args.mode} refinement")
     plot_series_displacement(summary["frames"], dataset["residue_number"].values,
-                             summary["residue_displacement"], f"{prefix}_displacement.png",
+                             summary["residue_displacement"], plots[1],
                              f"displacement from frame {reference}")
     for frame, cc in zip(summary["frames"], summary["cc_best"]):
         print(f"frame {frame:3d}  {series.sources[frame]}  CC_mask {cc:.3f}")
-    print(f"wrote {output}, {prefix}_cc.png, {prefix}_displacement.png")
+    print(f"wrote {output}, {plots[0]}, {plots[1]}")
     return 0
