@@ -54,8 +54,12 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by someone else
+        pass
+    try:  # a killed process not yet reaped by its parent (a zombie) writes nothing any more
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return True
-    return True
+    return stat[stat.rindex(")") + 2:].split()[0] != "Z"
 
 
 def _describe(holder: dict) -> str:
