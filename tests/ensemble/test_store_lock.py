@@ -15,7 +15,7 @@ import pytest
 
 from varref.ensemble import store_lock
 from varref.ensemble.results import ResultStore, _publish, open_results
-from varref.ensemble.store_lock import LOCK_NAME, StoreLock, hold, lock_holder
+from varref.ensemble.store_lock import LOCK_NAME, StoreLock, check_not_locked, hold, lock_holder
 from varref.errors import InputError
 from varref.example_data import example_helix
 
@@ -182,3 +182,25 @@ def test_finished_flags_and_data_are_unchanged_by_locking(store):
     with hold(store, exists=True):
         ResultStore.open(store).write_member(0, 1, model.xyz, model.xyz, {"cc_mask": 0.5})
     np.testing.assert_allclose(ResultStore.open(store).member_xyz(0, 1), model.xyz, atol=1e-4)
+
+
+def test_early_check_refuses_only_a_live_holder(store):
+    check_not_locked(store)  # unlocked
+    plant_lock(store, pid=dead_pid())
+    check_not_locked(store)  # stale: the run will take it over
+    assert lock_holder(store)["token"] == "theirs"  # the check changes nothing
+    plant_lock(store)
+    with pytest.raises(InputError, match="locked by another run"):
+        check_not_locked(store)
+
+
+def test_a_takeover_race_never_removes_the_winners_lock(store, monkeypatch):
+    """Between our read of a stale lock and our rename of it, another run took it over: the
+    file we moved is that run's live lock, and it is put back."""
+    plant_lock(store, pid=dead_pid(), token="stale")
+    lock = StoreLock(store)
+    stale = lock._read_holder()
+    plant_lock(store, token="winner")  # the other run's takeover, just before our rename
+    lock._take_over_if_stale(stale)
+    assert lock_holder(store)["token"] == "winner"
+    assert not list(store.glob(f"{LOCK_NAME}.stale-*"))

@@ -128,8 +128,8 @@ class StoreLock:
                                              "if no run writes this store, delete that file")
             time.sleep(0.05)
 
-    def _take_over_if_stale(self, holder: dict) -> None:
-        """Remove ``holder``'s lock file if it is stale; raise if it is live."""
+    def _refuse_if_live(self, holder: dict) -> None:
+        """Raise unless ``holder``'s lock is stale (or gone)."""
         if not holder:
             return
         here = socket.gethostname()
@@ -143,6 +143,12 @@ class StoreLock:
             raise InputError(self.store, f"locked by another run ({_describe(holder)}); wait "
                              f"for it to finish or stop it (a killed run's lock is taken over "
                              f"automatically)")
+
+    def _take_over_if_stale(self, holder: dict) -> None:
+        """Remove ``holder``'s lock file if it is stale; raise if it is live."""
+        if not holder:
+            return
+        self._refuse_if_live(holder)
         # rename first: of several runs taking over at once only one moves the file
         grave = self.path.with_name(f"{LOCK_NAME}.stale-{uuid.uuid4().hex}")
         try:
@@ -155,8 +161,12 @@ class StoreLock:
             moved = {}
         if moved.get("token") != holder.get("token"):
             # another run took it over between our read and rename: give its lock back
-            with contextlib.suppress(FileExistsError):
+            try:
                 os.link(grave, self.path)
+            except FileExistsError:  # and a third one locked meanwhile: cannot be untangled
+                grave.unlink()
+                raise InputError(self.store, "several runs are taking over this store's stale "
+                                             "lock at once; stop all but one and retry") from None
         else:
             log.warning("%s: taking over the lock of a run that is no longer running (%s)",
                         self.store, _describe(holder))
@@ -181,6 +191,19 @@ def lock_holder(store: str | os.PathLike) -> dict | None:
         return None
     except ValueError:
         return {}
+
+
+def check_not_locked(store: str | os.PathLike) -> None:
+    """Raise :class:`InputError` if a live run holds the lock of ``store`` (a cheap early
+    check, e.g. before starting a cluster; :func:`hold` is what excludes a second writer).
+
+    Examples
+    --------
+    >>> check_not_locked("ens.zarr")      # doctest: +SKIP
+    """
+    lock = StoreLock(Path(store))
+    if lock.path.exists():
+        lock._refuse_if_live(lock._read_holder())
 
 
 @contextlib.contextmanager
