@@ -93,6 +93,29 @@ def test_member_data_are_synced_to_disk_before_the_finished_flag(tmp_path, monke
     assert flag.exists()
 
 
+def test_zarr_writes_chunk_files_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A chunk is written to a temporary file and renamed into place (zarr >= 3.1.3), so a
+    kill mid-write leaves the old chunk or the new one, never half of one. If a zarr version
+    changes how it writes, this fails and the guarantee must be re-established here."""
+    model = example_helix(3)
+    store = ResultStore.create(tmp_path / "s.zarr", model, 1, 1, ["m"], {})
+    opened = []
+    real_open = Path.open
+
+    def spy(self, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+") and (tmp_path / "s.zarr") in self.parents:
+            opened.append(self.name)
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", spy)
+    store.write_member(0, 0, model.xyz, model.xyz, {"cc_mask": 0.5})
+    chunk_names = {"0.0.0.0", "0.0.0", "0.0"}
+    assert opened, "zarr no longer writes through Path.open: re-check its chunk writes"
+    assert not chunk_names & set(opened), f"chunk files written in place: {opened}"
+    assert all(name.endswith(".partial") for name in opened), opened
+    assert not list((tmp_path / "s.zarr").rglob("*.partial"))
+
+
 def test_new_store_is_synced_before_it_is_renamed_into_place(tmp_path, monkeypatch):
     synced = []
     monkeypatch.setattr(results_module, "_fsync", lambda path: synced.append(Path(path)))
