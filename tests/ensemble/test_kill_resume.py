@@ -23,9 +23,10 @@ BUILD = {"ensemble": ensemble_args, "series": series_args}
 def run_and_kill(args: list, store: Path, total: int, rng: random.Random,
                  from_start: bool) -> dict:
     """Start the program and SIGKILL its main process at a random moment: once a random
-    number of members (1 .. total-1) are written plus up to 0.3 s, or (``from_start``) at a
-    random time 1-8 s after its start (which may fall before the store exists or after the
-    run ends). Then clean up its Dask processes. Returns what the kill left."""
+    number of members (more than the store holds now, fewer than ``total``) are written plus
+    up to 0.3 s, or (``from_start``) at a random time 1-8 s after its start (which may fall
+    before the store exists or the resume checks end). Then clean up its Dask processes.
+    Returns what the kill left."""
     process = subprocess.Popen(varref_command(*args, "--workers", "2"), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, env=cli_env(),
                                start_new_session=True)
@@ -33,7 +34,7 @@ def run_and_kill(args: list, store: Path, total: int, rng: random.Random,
         if from_start:
             time.sleep(rng.uniform(1.0, 8.0))
         else:
-            target = rng.randint(1, total - 1)
+            target = rng.randint(finished_count(store) + 1, total - 1)
             wait_for(lambda: finished_count(store) >= target or process.poll() is not None, 120)
             time.sleep(rng.uniform(0.0, 0.3))
         finished_early = process.poll() is not None
@@ -53,9 +54,10 @@ def kill_and_resume(kind: str, inputs, reference: Path, folder: Path, seed: int,
     args = BUILD[kind](inputs, store)
     total = 16 if kind == "ensemble" else 15  # members of the tiny runs
     for k in range(kills):
-        # the first kill always falls while members are written; later ones anywhere
+        # the first kill always falls while members are written; later ones mostly too
+        nearly_done = finished_count(store) >= total - 1
         left = run_and_kill(args + (["--resume"] if k else []), store, total, rng,
-                            from_start=k > 0 and rng.random() < 0.5)
+                            from_start=k > 0 and (nearly_done or rng.random() < 0.3))
         print(f"{kind} seed {seed} kill {k}: {left}")
     result = run_varref(*args, "--resume", "--workers", "2")
     assert result.returncode == 0, result.stderr
