@@ -58,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if output.exists() and not args.resume:
         raise InputError("--output", f"{output} exists; use --resume to continue it or choose "
                          "another --output")
+    if args.resume and output.exists():
+        from varref.ensemble.store_lock import check_not_locked
+
+        check_not_locked(output)  # before a cluster is started for nothing
     plot = Path(args.plot) if args.plot else plot_paths(
         args.plots or str(output.with_suffix("")), "spread.png")[0]
     # a resumed run rewrites the plot it wrote before

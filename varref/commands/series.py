@@ -67,6 +67,10 @@ def run(args: argparse.Namespace) -> int:
     if output.exists() and not args.resume:
         raise InputError("--output", f"{output} exists; use --resume to continue it or choose "
                          "another --output")
+    if args.resume and output.exists():
+        from varref.ensemble.store_lock import check_not_locked
+
+        check_not_locked(output)  # before a cluster is started for nothing
     prefix = args.plots or str(output.with_suffix(""))
     plots = plot_paths(prefix, "cc.png", "displacement.png")
     # a resumed run rewrites the plots it wrote before

@@ -47,6 +47,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
@@ -54,6 +55,9 @@ import xarray as xr
 from varref import __version__
 from varref.errors import InputError
 from varref.model import Model
+
+if TYPE_CHECKING:
+    from varref.ensemble.store_lock import StoreLock
 
 #: Version of the store layout described in the module docstring.
 RESULTS_FORMAT = 2
@@ -259,6 +263,34 @@ def _check_overwritable(path: Path) -> None:
     raise InputError(path, "exists and is not a varref results store; refusing to overwrite it")
 
 
+def _fsync(path: Path) -> None:
+    """Flush a file's or directory's content (a directory: its entries) to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _, files in os.walk(root):
+        for name in files:
+            _fsync(Path(directory) / name)
+        _fsync(Path(directory))
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """Rename the finished store ``tmp`` to ``path`` (absent or an empty directory)."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:  # a non-empty directory appeared there: another run's store
+        if path.is_dir() and any(path.iterdir()):
+            raise InputError(path, "another run created a store here meanwhile; choose another "
+                                   "--output") from None
+        raise InputError(path, f"cannot create the results store: {exc.strerror}") from None
+    _fsync(path.parent)
+
+
 # ----------------------------------------------------------------------------- the store
 
 class ResultStore:
@@ -296,7 +328,8 @@ class ResultStore:
 
     @classmethod
     def create(cls, path: str | PathLike | None, model: Model, n_frames: int, n_members: int,
-               frame_labels: Sequence[str], parameters: Mapping) -> "ResultStore":
+               frame_labels: Sequence[str], parameters: Mapping,
+               lock: "StoreLock | None" = None) -> "ResultStore":
         """A new, empty store for ``n_frames`` × ``n_members`` refinements of ``model``.
 
         Parameters
@@ -315,11 +348,16 @@ class ResultStore:
             One label per frame (map file names), the ``source`` coordinate.
         parameters
             Run parameters, one attribute each (see :func:`encode_parameters`).
+        lock
+            The run's write lock (:func:`varref.ensemble.store_lock.hold`): its file is put
+            into the new store before the store appears at ``path``. Replacing an existing
+            store needs its lock held.
 
         Raises
         ------
         InputError
-            ``path`` holds something other than a results store.
+            ``path`` holds something other than a results store, or another run created a
+            store there meanwhile.
         ValueError
             Bad sizes, labels or parameter names.
 
@@ -353,13 +391,16 @@ class ResultStore:
             # compute=False: only metadata, coordinates and the embedded model are written;
             # the (frame, member) chunks stay absent (= fill values) until members arrive
             dataset.to_zarr(str(tmp), mode="w", compute=False, encoding=encoding, **_ZARR)
-            if path.exists():
+            if lock is not None:
+                lock.write_into(tmp)
+            _fsync_tree(tmp)
+            if path.exists() and any(path.iterdir()):
                 old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=parent))
                 os.replace(path, old / "store")
-                os.replace(tmp, path)
+                _publish(tmp, path)
                 shutil.rmtree(old)
             else:
-                os.replace(tmp, path)
+                _publish(tmp, path)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -476,6 +517,9 @@ class ResultStore:
             No such (frame, member).
         ValueError
             The member has not finished.
+        InputError
+            The member is flagged finished but its coordinates are missing or not finite (a
+            damaged store: ``--resume`` re-runs such members).
 
         Examples
         --------
@@ -496,6 +540,10 @@ class ResultStore:
             xyz = group["xyz"][frame, member]
         if not done:
             raise ValueError(f"member {member} of frame {frame} has not finished")
+        if not np.isfinite(xyz).all():
+            raise InputError(self._path or "results", f"member {member} of frame {frame} is "
+                             "flagged finished but its coordinates are missing or NaN (damaged "
+                             "store); re-run it with --resume")
         return np.asarray(xyz, dtype=np.float64)
 
     def best_member(self, frame: int) -> int:
@@ -526,10 +574,7 @@ class ResultStore:
             cc = np.asarray(group["cc_mask"][frame], dtype=np.float64)
         if not done.any():
             raise ValueError(f"frame {frame} has no finished member")
-        score = np.where(done & ~np.isnan(cc), cc, -np.inf)
-        if not np.isfinite(score).any():  # finished, but no CC recorded: the first finished
-            return int(np.flatnonzero(done)[0])
-        return int(np.argmax(score))
+        return best_of(done, cc)
 
     def dataset(self) -> xr.Dataset:
         """The results as an xarray Dataset (lazy, dask-backed, for a store on disk).
@@ -609,10 +654,88 @@ class ResultStore:
             group[name][frame, member] = value
         for name, value in values.items():
             group[name][frame, member] = value
+        # zarr writes each chunk to a temporary file and renames it into place (never a torn
+        # chunk); the fsync makes the data survive a crash of the machine, not only of this
+        # process, before the flag claims it is there
+        self._sync_cell(frame, member, [*arrays, *values])
         group["finished"][frame, member] = True  # last: a set flag means complete data
+
+    def _chunk_file(self, name: str, frame: int, member: int) -> Path:
+        """File of the (frame, member) chunk of variable ``name`` (zarr format 2 layout)."""
+        trailing = {"xyz": 2, "start_xyz": 2, "b_iso": 1}.get(name, 0)
+        return self._path / name / ".".join(map(str, (frame, member) + (0,) * trailing))
+
+    def _sync_cell(self, frame: int, member: int, names: Sequence[str]) -> None:
+        for name in names:
+            chunk = self._chunk_file(name, frame, member)
+            if chunk.exists():  # a chunk equal to the fill value (NaN) is not written
+                _fsync(chunk)
+        for name in names:
+            _fsync(self._path / name)  # the renames into place
+
+    def incomplete_members(self) -> list[tuple[int, int]]:
+        """(frame, member) cells flagged finished whose coordinates are missing or not finite.
+
+        A flagged member of a store written by this version is always complete; a damaged
+        copy, a lost chunk file or a store written by a faulty build is not, and ``--resume``
+        must re-run such members rather than trust the flag. Reads every finished member's
+        ``xyz`` and ``start_xyz`` (one chunk at a time).
+        """
+        finished = self.finished()
+        bad = []
+        for frame, member in zip(*np.nonzero(finished)):
+            frame, member = int(frame), int(member)
+            if self._memory is not None:
+                xyz = self._memory["xyz"].values[frame, member]
+                start = self._memory["start_xyz"].values[frame, member]
+            else:
+                group = self._group()
+                xyz, start = group["xyz"][frame, member], group["start_xyz"][frame, member]
+            if not (np.isfinite(xyz).all() and np.isfinite(start).all()):
+                bad.append((frame, member))
+        return bad
+
+    def clear_finished(self, cells: Sequence[tuple[int, int]]) -> None:
+        """Unset the ``finished`` flag of ``cells`` (members to be refined again)."""
+        for frame, member in cells:
+            frame, member = self._check_cell(frame, member)
+            if self._memory is not None:
+                self._memory["finished"].values[frame, member] = False
+            else:
+                self._group(write=True)["finished"][frame, member] = False
+        if self._path is not None:
+            self._reader = None  # re-read flags from disk next time
+
+    def remove_partial_files(self) -> int:
+        """Delete zarr's temporary chunk files (``*.partial``) left by a killed writer; the
+        number removed. Only call while holding the store's lock."""
+        if self._path is None:
+            return 0
+        leftovers = list(self._path.rglob("*.partial"))
+        for leftover in leftovers:
+            leftover.unlink(missing_ok=True)
+        return len(leftovers)
 
 
 # ----------------------------------------------------------------------------- public helpers
+
+def best_of(done: np.ndarray, cc: np.ndarray) -> int:
+    """Index of the best member: the highest CC_mask among ``done`` (ties: the lowest index;
+    if no finished member has a CC, the first finished one). The one rule for a frame's best
+    model, whether read from a store or from the outcomes of a running chained series.
+
+    Examples
+    --------
+    >>> best_of(np.array([True, True, False]), np.array([0.5, 0.7, 0.9]))
+    1
+    """
+    done = np.asarray(done, dtype=bool)
+    cc = np.asarray(cc, dtype=np.float64)
+    score = np.where(done & ~np.isnan(cc), cc, -np.inf)
+    if not np.isfinite(score).any():  # finished, but no CC recorded: the first finished
+        return int(np.flatnonzero(done)[0])
+    return int(np.argmax(score))
+
 
 def open_results(path: str | PathLike) -> xr.Dataset:
     """Open a results store on disk as a lazy xarray Dataset (what a notebook does).

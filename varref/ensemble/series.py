@@ -24,14 +24,16 @@ from __future__ import annotations
 import logging
 import uuid
 from os import PathLike
-from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from varref.ensemble.ensemble import batches, check_resume, data_sha256, run_parameters_of
+from varref.ensemble import store_lock
+from varref.ensemble.ensemble import batches
+from varref.ensemble.fingerprint import series_sha256
 from varref.ensemble.progress import Progress
-from varref.ensemble.results import ResultStore
+from varref.ensemble.results import ResultStore, best_of
+from varref.ensemble.resume import is_store, open_or_create, run_parameters_of
 from varref.ensemble.tasks import MemberOutcome, RunContext, refine_members
 from varref.errors import InputError
 from varref.model import Model
@@ -60,9 +62,14 @@ def refine_frame(context: RunContext, series, frame: int, members: list[int],
 
 
 def best_coordinates(*batches: list[MemberOutcome]) -> np.ndarray:
-    """Coordinates of the member with the highest CC_mask over a frame's member batches
-    (the next frame's start)."""
-    return max((o for batch in batches for o in batch), key=lambda o: o.metrics["cc_mask"]).xyz
+    """The next frame's start: coordinates of the best member over a frame's member batches
+    (:func:`~varref.ensemble.results.best_of`, the rule the store applies), rounded to
+    float32 exactly as the store keeps them, so that a resumed run, which reads them back
+    from the store, continues bit for bit as an undisturbed run does."""
+    outcomes = sorted((o for batch in batches for o in batch), key=lambda o: o.member)
+    cc = np.array([o.metrics.get("cc_mask", np.nan) for o in outcomes], dtype=np.float64)
+    best = outcomes[best_of(np.ones(len(outcomes), bool), cc)]
+    return np.asarray(best.xyz, dtype=np.float64).astype(np.float32).astype(np.float64)
 
 
 def frame_order(n_frames: int, reference: int) -> list[tuple[int, int | None]]:
@@ -94,26 +101,35 @@ def run_series(client, model: Model, restraints: Restraints, series,
     if not 0 <= reference < n_frames:
         raise InputError("--reference-frame", f"must be in 0..{n_frames - 1}")
     if models_per_map < 1:
-        raise InputError("--models-per-map", "must be at least 1")
+        raise InputError("--members", "must be at least 1")
+    if batch_size is not None and batch_size < 1:
+        raise InputError("--batch-size", "must be at least 1")
     parameters = run_parameters_of(
-        model, options, kind="series", mode=mode, reference_frame=reference,
+        model, options, restraints, kind="series", mode=mode, reference_frame=reference,
         models_per_map=models_per_map, perturb_rmsd=float(perturb_rmsd), n_frames=n_frames,
-        sources=list(series.sources), map_sha256=data_sha256(series.frame(reference)))
-    if resume and output is not None and Path(output).exists():
-        store = ResultStore.open(output)
-        check_resume(store, parameters)
-        weight = store.parameters["weight"]
-        if options.weight is not None and float(options.weight) != weight:
-            raise InputError(output, f"--resume: the store was made with weight={weight!r}, "
-                             f"this run has {options.weight!r}")
-    else:
-        weight = options.weight
-        if weight is None:
-            reference_map = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
-            weight = find_weight(model, reference_map, restraints, model.xyz, options).weight
-        parameters["weight"] = float(weight)
-        store = ResultStore.create(output, model, n_frames, models_per_map, list(series.sources),
-                                   parameters)
+        sources=list(series.sources), maps_sha256=series_sha256(series))
+
+    def search_weight() -> float:
+        reference_map = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
+        return find_weight(model, reference_map, restraints, model.xyz, options).weight
+
+    # the lock is held from before the store is read or made until the last member is written
+    with store_lock.hold(output, exists=is_store(output)) as lock:
+        store, weight = open_or_create(
+            output, resume, lock, parameters, options.weight, search_weight,
+            lambda recorded, held: ResultStore.create(output, model, n_frames, models_per_map,
+                                                      list(series.sources), recorded, lock=held))
+        _run_frames(client, store, model, restraints, series, options, weight, mode, reference,
+                    models_per_map, perturb_rmsd, batch_size, progress)
+    return store.dataset()
+
+
+def _run_frames(client, store: ResultStore, model: Model, restraints: Restraints, series,
+                options: RefineOptions, weight: float, mode: str, reference: int,
+                models_per_map: int, perturb_rmsd: float, batch_size: int | None,
+                progress: bool) -> None:
+    """Submit every unfinished frame (chained: as a graph along the walk) and write members."""
+    n_frames = len(series)
     log.info("series: %d frames, mode %s, reference frame %d, %d model(s) per map, weight %.3g",
              n_frames, mode, reference, models_per_map, weight)
 
@@ -122,8 +138,6 @@ def run_series(client, model: Model, restraints: Restraints, series,
     context_future = client.scatter(context, broadcast=True, hash=False)
     members = list(range(models_per_map))
     size = models_per_map if batch_size is None else batch_size
-    if size < 1:
-        raise InputError("--batch-size", "must be at least 1")
     run = uuid.uuid4().hex  # task keys unique to this run (never from id(), which is reused)
     futures, results = {}, {}
     order = frame_order(n_frames, reference) if mode == "chained" else [(f, None) for f in range(n_frames)]
@@ -150,7 +164,6 @@ def run_series(client, model: Model, restraints: Restraints, series,
             store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
                                outcome.metrics, outcome.b_iso)
             bar.advance()
-    return store.dataset()
 
 
 def frame_summary(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.ndarray]:
