@@ -3,8 +3,8 @@ rotamer, C-beta, secondary-structure, NCS restraints), judged by varref's valida
 agrees with MolProbity's (tests/validation/test_molprobity_agreement.py).
 
 Simulated: a model perturbed by 1.5 Å and refined into a noisy 4.5 Å map has fewer
-Ramachandran outliers with the default restraints than without the new ones, at the same
-r.m.s.d. to the truth (within the spread of the starts). Real maps in ../shared: after `varref.refine` with its defaults, Ramachandran outliers
+Ramachandran outliers and a lower mean r.m.s.d. to the truth (three seeds) with the default
+restraints than without the new ones. Real maps in ../shared: after `varref.refine` with its defaults, Ramachandran outliers
 are no higher than the deposited model's (and at most 0.5 %), favoured no lower than the
 deposited model's minus 2 points, rotamer outliers and clashscore no higher, CC_mask no lower.
 """
