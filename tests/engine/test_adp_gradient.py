@@ -14,6 +14,7 @@ from varref.engine.adp import (
 )
 from varref.engine.correlation import cc_mask, mask_radii, molecular_mask
 from varref.engine.model_map import (
+    CORRELATION_CUTOFF,
     atom_gaussians,
     cutoff_radii,
     model_map,
@@ -67,7 +68,8 @@ def test_value_is_minus_cc_mask_of_the_model_map(problem):
     t, gradient = value(problem, problem["b_iso"])
     model = model_map(problem["xyz"], problem["shape"], problem["origin"], problem["voxel"],
                       problem["coeff_a"], problem["coeff_b"], problem["b_iso"],
-                      problem["occupancy"], blur=problem["blur"], dtype=np.float64)
+                      problem["occupancy"], blur=problem["blur"], dtype=np.float64,
+                      cutoff=CORRELATION_CUTOFF)
     assert t == pytest.approx(-cc_mask(model, problem["target"], problem["mask"]), abs=1e-12)
     assert gradient.shape == (len(problem["xyz"]),)
     assert value(problem, problem["b_iso"])[0] == cc_b_value_gradient(

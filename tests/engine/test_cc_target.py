@@ -7,7 +7,12 @@ import pytest
 
 from varref.engine.cc_target import cc_target_value_gradient
 from varref.engine.correlation import cc_mask, mask_radii, molecular_mask
-from varref.engine.model_map import model_map, resolution_blur, scattering_coefficients
+from varref.engine.model_map import (
+    CORRELATION_CUTOFF,
+    model_map,
+    resolution_blur,
+    scattering_coefficients,
+)
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 
@@ -31,8 +36,9 @@ def problem():
     origin = xyz.min(axis=0) - 6.0
     shape = tuple(np.ceil((xyz.max(axis=0) + 6.0 - origin) / voxel).astype(int)[::-1])
     blur = resolution_blur(3.0)
+    # the target in the representation the CC target uses, so the true model is stationary
     target = model_map(xyz, shape, origin, voxel, coeff_a, coeff_b, b_iso, blur=blur,
-                       dtype=np.float64)
+                       dtype=np.float64, cutoff=CORRELATION_CUTOFF)
     start = xyz + np.random.default_rng(40).normal(0, 0.3, xyz.shape)
     mask = molecular_mask(start, mask_radii(elements), shape, origin, voxel)
     return dict(xyz=xyz, start=start, target=target, origin=origin, voxel=voxel,
@@ -50,7 +56,8 @@ def test_value_is_minus_cc_mask_of_the_model_map(problem):
     value, gradient = evaluate(problem, problem["start"])
     model = model_map(problem["start"], problem["shape"], problem["origin"],
                       problem["voxel"], problem["coeff_a"], problem["coeff_b"],
-                      problem["b_iso"], blur=problem["blur"], dtype=np.float64)
+                      problem["b_iso"], blur=problem["blur"], dtype=np.float64,
+                      cutoff=CORRELATION_CUTOFF)
     assert value == pytest.approx(-cc_mask(model, problem["target"], problem["mask"]),
                                   abs=1e-12)
     assert -1.0 < value < -0.5

@@ -50,6 +50,7 @@ from numba import njit
 
 from varref.engine.interpolation import as_kernel_grid
 from varref.engine.model_map import (
+    CORRELATION_CUTOFF,
     _axis_gaussians,
     _max_extent,
     add_model_density,
@@ -256,7 +257,7 @@ def b_gradient_from_map_gradient(map_gradient: np.ndarray, origin: np.ndarray,
 def cc_b_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndarray,
                         coeff_b: np.ndarray, b_iso: np.ndarray,
                         occupancy: np.ndarray | None = None, blur: float = 0.0,
-                        cutoff: float = 1e-5, gradient: bool = True
+                        cutoff: float = CORRELATION_CUTOFF, gradient: bool = True
                         ) -> tuple[float, np.ndarray | None]:
     """T = -CC(model map, target) over the mask and dT/dB per atom, at fixed coordinates.
 
@@ -274,7 +275,7 @@ def cc_b_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndar
     blur : float
         Resolution blur B, Å^2 (``model_map.resolution_blur(d)``).
     cutoff : float
-        Peak-relative truncation of each atom, as in the model map.
+        Peak-relative truncation of each atom (default ``model_map.CORRELATION_CUTOFF``).
     gradient : bool
         False skips the gradient pass (line searches over one overall B).
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from varref.engine.interpolation import as_kernel_grid
 from varref.engine.model_map import (
+    CORRELATION_CUTOFF,
     add_model_density,
     atom_gaussians,
     coordinate_gradient_from_map_gradient,
@@ -44,7 +45,7 @@ def cc_target_value_gradient(xyz: np.ndarray, target_map: np.ndarray, origin: np
                              voxel_size: np.ndarray, mask: np.ndarray, coeff_a: np.ndarray,
                              coeff_b: np.ndarray, b_iso: np.ndarray | float,
                              occupancy: np.ndarray | None = None, blur: float = 0.0,
-                             cutoff: float = 1e-5) -> tuple[float, np.ndarray]:
+                             cutoff: float = CORRELATION_CUTOFF) -> tuple[float, np.ndarray]:
     """T = -CC(model map, target map) over ``mask`` and dT/dx.
 
     Parameters
@@ -65,7 +66,8 @@ def cc_target_value_gradient(xyz: np.ndarray, target_map: np.ndarray, origin: np
     blur : float
         Resolution blur B, Å^2 (``model_map.resolution_blur(d)``).
     cutoff : float
-        Peak-relative truncation of each atom (``model_map.cutoff_radii``).
+        Peak-relative truncation of each atom (``model_map.cutoff_radii``; default
+        ``model_map.CORRELATION_CUTOFF``).
 
     Returns
     -------

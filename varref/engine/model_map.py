@@ -41,6 +41,7 @@ from varref.engine.interpolation import as_kernel_grid
 
 __all__ = [
     "BLUR_PER_RESOLUTION_SQUARED",
+    "CORRELATION_CUTOFF",
     "resolution_blur",
     "scattering_coefficients",
     "atom_gaussians",
@@ -53,6 +54,12 @@ __all__ = [
 
 #: ``B_blur = BLUR_PER_RESOLUTION_SQUARED * d**2`` (see the module docstring).
 BLUR_PER_RESOLUTION_SQUARED = 4.0
+#: Truncation of the correlation targets (final CC stage, B refinement). A correlation does
+#: not see the ~1.5 % of each atom's integral that a 1e-3 cut removes (a uniform scale): on
+#: the 6OUT model at 3 Å the map correlates with the 1e-5 map at 0.9999985, and the kernels
+#: run 1.6x faster (radius 4.6 instead of 6.0 Å). Maps that are reported or simulated keep
+#: the default 1e-5.
+CORRELATION_CUTOFF = 1e-3
 
 _FOUR_PI = 4.0 * math.pi
 _FOUR_PI_SQ = 4.0 * math.pi**2
