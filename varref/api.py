@@ -345,7 +345,7 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
                   batch_size: int | None = None, resume: bool = False,
                   restraints: Restraints | None = None, monlib: str | None = None,
                   extra_restraints: Sequence[str] = (), progress: bool = False,
-                  **options) -> xr.Dataset:
+                  voxel_size: float | None = None, **options) -> xr.Dataset:
     """Refine one model (or ``models_per_map``) into every map of a series (variability).
 
     Parameters
@@ -353,8 +353,10 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     model
         The consensus model (Model or path).
     maps
-        A list of map files (used in the given order), a zarr map-series store
-        (``varref maps-to-zarr``), or a list of :class:`Map` objects on one grid.
+        Map files, directories, globs or list files as :func:`series_inputs` takes them
+        (3DVA components, cryoDRGN directories and RELION classes ordered and grouped), a
+        zarr map-series store (``varref maps-to-zarr``), a map series, or a list of
+        :class:`Map` objects on one grid. In chained mode every component is its own chain.
     resolution
         Map resolution, Å.
     mode
@@ -362,6 +364,10 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
         neighbour's best model) or ``"independent"`` (every frame from the input model).
     store
         Zarr path for the results, or None for an in-memory Dataset.
+    voxel_size
+        Voxel size (Å) replacing every map file's header value (cryoDRGN writes 1 Å when
+        it had no CTF file). A map whose voxel size looks wrong for the model is warned
+        about (logging) either way.
     **options
         Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc``, ``adp``
         and ``rotamer_fit`` default to False here).
@@ -369,7 +375,8 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     Returns
     -------
     xarray.Dataset
-        Dimensions frame, member, atom, axis.
+        Dimensions frame, member, atom, axis; with components, the frame coordinates
+        ``component`` and ``frame_in_component``.
 
     Examples
     --------
@@ -379,8 +386,9 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     ...                           macro_cycles=2)                  # doctest: +SKIP
     """
     from varref.ensemble.memory_series import MemoryMapSeries
-    from varref.ensemble.mapseries import MapSeriesBase, natural_sorted, open_maps
+    from varref.ensemble.mapseries import MapSeriesBase
     from varref.ensemble.series import run_series
+    from varref.ensemble.series_inputs import check_voxel_size, open_series
 
     options.setdefault("final_cc", False)
     options.setdefault("adp", False)
@@ -394,21 +402,49 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     if isinstance(maps, MapSeriesBase):
         series = maps
     elif isinstance(maps, (str, PathLike)):
-        series = open_maps([maps], resolution=resolution)
+        series = open_series([maps], resolution, voxel_size=voxel_size)
     else:
         maps = list(maps)
         if maps and all(isinstance(m, Map) for m in maps):
             series = MemoryMapSeries(maps, resolution=resolution)
         else:
-            paths = [str(m) for m in maps]
-            series = open_maps(paths if len(paths) == 1 else natural_sorted(paths), resolution=resolution)
-    series.frame(0).box_around(model.xyz)  # the standard error when the model is outside the maps
+            series = open_series(maps, resolution, voxel_size=voxel_size)
+    first = series.frame(0)
+    check_voxel_size(model.xyz, first, series.sources[0])  # a warning, pointing to pixel-scan
+    first.box_around(model.xyz)  # the standard error when the model is outside the maps
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     with _dask(client) as dask_client:
         return run_series(dask_client, model, restraints, series, store, opts, mode=mode,
                           reference_frame=reference_frame, models_per_map=models_per_map,
                           perturb_rmsd=perturb_rmsd, resume=resume, progress=progress,
                           batch_size=batch_size)
+
+
+def series_inputs(inputs: Sequence[str | PathLike], *, keep_order: bool = False,
+                  voxel_size: float | None = None):
+    """The ordered frames of a map series from files, directories, globs or list files.
+
+    cryoSPARC 3DVA ``*_component_NNN_frame_MMM.mrc`` (component ``component_NNN``, frames in
+    numeric order), cryoDRGN ``analyze`` directories (``pc1/vol_000.mrc``: the directory is
+    the component), RELION ``*_itNNN_classMMM.mrc`` (class order) and text files listing maps
+    (one per line, ``#`` comments, relative to the list file). See
+    :mod:`varref.ensemble.series_inputs`.
+
+    Returns
+    -------
+    varref.ensemble.series_inputs.SeriesInputs
+        ``paths``, ``labels``, ``components`` (None without); ``open(resolution)`` checks
+        the maps share one grid and returns the series :func:`refine_series` takes.
+
+    Examples
+    --------
+    >>> frames = varref.series_inputs(["analyze.10/"], voxel_size=1.31)   # doctest: +SKIP
+    >>> frames.components[:2], frames.labels[:2]                          # doctest: +SKIP
+    (['kmeans20', 'kmeans20'], ['kmeans20/vol_000.mrc', 'kmeans20/vol_001.mrc'])
+    """
+    from varref.ensemble.series_inputs import collect_series_inputs
+
+    return collect_series_inputs(inputs, keep_order=keep_order, voxel_size=voxel_size)
 
 
 def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | None = None,
