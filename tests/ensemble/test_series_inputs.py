@@ -189,3 +189,32 @@ def test_voxel_size_warning_points_to_pixel_scan(caplog):
         tiny = Map(density.data[:10, :10, :10], density.origin, (1.0,) * 3, density.cell_angles)
         check_voxel_size(model.xyz, tiny, "cryodrgn.mrc")  # box smaller than the model
         assert "larger than the map box" in caplog.text and "--voxel-size" in caplog.text
+
+
+def test_chained_series_restarts_from_the_input_model_in_every_component():
+    from varref.api import refine_series
+    from varref.ensemble.cluster import dask_client
+    from varref.ensemble.memory_series import MemoryMapSeries
+    from varref.example_data import example_helix
+    from varref.simulate import simulate_map
+
+    model = example_helix(10)
+    moving = model.residue_index >= 5
+    maps = []
+    for shift in (-0.2, 0.0, 0.2, -0.2, 0.0, 0.2):
+        xyz = model.xyz.copy()
+        xyz[moving, 0] += shift
+        maps.append(simulate_map(model, 3.0, xyz=xyz, grid=simulate_map(model, 3.0, margin=8.0)))
+    series = MemoryMapSeries(maps, components=["pc1"] * 3 + ["pc2"] * 3)
+    with dask_client(workers=1, quiet=True) as client:
+        dataset = refine_series(model, series, 3.0, client=client, weight=20.0, macro_cycles=1,
+                                iterations=20)
+    assert dataset["component"].values.tolist() == ["pc1"] * 3 + ["pc2"] * 3
+    assert dataset["frame_in_component"].values.tolist() == [0, 1, 2, 0, 1, 2]
+    start = dataset["start_xyz"].isel(member=0).values
+    refined = dataset["xyz"].isel(member=0).values
+    # pc1 starts at its middle frame, pc2 at the reference frame (default 6 // 2 = 3)
+    for frame in (1, 3):
+        np.testing.assert_allclose(start[frame], model.xyz, atol=1e-5)
+    for frame, previous in ((0, 1), (2, 1), (4, 3), (5, 4)):  # neighbours within the component
+        np.testing.assert_allclose(start[frame], refined[previous], atol=1e-5)
