@@ -420,6 +420,57 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
                           batch_size=batch_size)
 
 
+def analyse(dataset: xr.Dataset | str | PathLike, *, reference_frame: int | None = None,
+            members: str = "best", superpose_on: str = "ca", n_components: int = 5,
+            domain_cutoff: float = 5.0, min_domain_residues: int = 5, window: int = 2,
+            output: str | PathLike | None = None) -> xr.Dataset:
+    """Principal motions, rigid domains and hinges of a refined series (``varref analyse``).
+
+    Frames (best member each, or every finished member with ``members="all"``) are
+    superposed on the reference frame's best member (Cα, or heavy atoms); PCA of the
+    heavy-atom coordinates gives each component's variance and explained fraction, each
+    frame's projection and its correlation with frame order (per series component), and the
+    per-residue displacement along each component; residues whose neighbourhoods rotate
+    alike over the frames form rigid domains, and the residues between two domains along a
+    chain are hinges. Method: docs/methods-ensembles.md (*Analysis of a series*).
+
+    Parameters
+    ----------
+    dataset
+        A series results Dataset (:func:`refine_series`, :func:`open_results`) or its path.
+    reference_frame
+        Default: the run's reference frame.
+    members, superpose_on, n_components, domain_cutoff, min_domain_residues, window
+        See :func:`varref.ensemble.analysis.analyse` (``domain_cutoff`` in degrees).
+    output
+        Also write the result as a zarr store there (replaced if it exists).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``pc``, ``frame``, ``residue``, ``component``; units and descriptions on
+        every variable; ``attrs["hinge_residues"]`` lists the hinges (``"A/52"``).
+
+    Examples
+    --------
+    >>> motion = varref.analyse("series.zarr")                             # doctest: +SKIP
+    >>> float(motion["explained_variance_ratio"][0]), motion.attrs["hinge_residues"]  # doctest: +SKIP
+    (0.98, ['A/20', 'A/21'])
+    """
+    from varref.ensemble.analysis import analyse as run_analysis
+    from varref.ensemble.analysis import write_analysis
+
+    if isinstance(dataset, (str, PathLike)):
+        dataset = open_results(dataset)
+    result = run_analysis(dataset, reference_frame=reference_frame, members=members,
+                          superpose_on=superpose_on, n_components=n_components,
+                          domain_cutoff=domain_cutoff, min_domain_residues=min_domain_residues,
+                          window=window)
+    if output is not None:
+        write_analysis(result, output)
+    return result
+
+
 def series_inputs(inputs: Sequence[str | PathLike], *, keep_order: bool = False,
                   voxel_size: float | None = None):
     """The ordered frames of a map series from files, directories, globs or list files.
