@@ -111,3 +111,15 @@ def test_cli_writes_store_and_labelled_plots(tmp_path, capsys):
     assert main(args) == 2  # exists: --overwrite needed
     assert "--overwrite" in capsys.readouterr().err
     assert main([*args, "--overwrite"]) == 0
+
+
+def test_docstring_examples_of_the_new_modules():
+    import doctest
+
+    import varref.ensemble.analysis as analysis
+    import varref.ensemble.chimerax as chimerax
+    import varref.ensemble.series_inputs as series_inputs
+
+    for module in (analysis, chimerax, series_inputs):
+        failures, attempted = doctest.testmod(module, extraglobs={"np": np})
+        assert failures == 0 and attempted >= 3, module.__name__

@@ -3,6 +3,7 @@
 from varref.commands import (
     analyse,
     box,
+    chimerax,
     convert,
     demo,
     ensemble,
@@ -18,5 +19,5 @@ from varref.commands import (
     validate,
 )
 
-COMMANDS = (demo, refine, ensemble, series, analyse, pixel_scan, maps_to_zarr, export, validate, simulate_map, perturb, info,
+COMMANDS = (demo, refine, ensemble, series, analyse, chimerax, pixel_scan, maps_to_zarr, export, validate, simulate_map, perturb, info,
             convert, restraints_report, box)
