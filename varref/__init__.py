@@ -33,6 +33,7 @@ from varref.api import (  # noqa: E402
     series_inputs,
     simulate_map,
     validate,
+    write_chimerax,
 )
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
     "series_inputs",
     "simulate_map",
     "validate",
+    "write_chimerax",
     "write_ensemble",
     "write_map",
     "write_model",

@@ -471,6 +471,55 @@ def analyse(dataset: xr.Dataset | str | PathLike, *, reference_frame: int | None
     return result
 
 
+def write_chimerax(dataset: xr.Dataset | str | PathLike, maps, directory: str | PathLike, *,
+                   b_column: str = "displacement", volume: float | None = None,
+                   reference_frame: int | None = None, voxel_size: float | None = None):
+    """Write a refined series for ChimeraX (``varref chimerax``).
+
+    ``DIRECTORY/series.cif`` holds one model per frame (best member; B column: displacement
+    from the reference frame, or ``b_column="spread"``), ``DIRECTORY/series.cxc`` opens the
+    maps as a volume series, each contoured to enclose the same volume (default: the model's
+    volume at 1.35 g/cm³), and the models coloured by B. Maps that are not files (a zarr
+    store, maps in memory) are written to ``DIRECTORY/maps/``. The directory is created if
+    missing and its files replaced.
+
+    Parameters
+    ----------
+    dataset
+        Series results (or the store's path).
+    maps
+        The maps of the series, as :func:`refine_series` takes them.
+
+    Returns
+    -------
+    varref.ensemble.chimerax.ChimeraXExport
+        Paths written (``models``, ``script``, ``maps``), ``levels`` and ``volume``.
+
+    Examples
+    --------
+    >>> export = varref.write_chimerax("series.zarr", "maps.zarr", "chimerax/")   # doctest: +SKIP
+    >>> export.script                                                            # doctest: +SKIP
+    PosixPath('/data/chimerax/series.cxc')
+    """
+    from varref.ensemble.chimerax import write_chimerax as write
+    from varref.ensemble.mapseries import MapSeriesBase
+    from varref.ensemble.memory_series import MemoryMapSeries
+    from varref.ensemble.series_inputs import open_series
+
+    if isinstance(dataset, (str, PathLike)):
+        dataset = open_results(dataset)
+    if isinstance(maps, MapSeriesBase):
+        series = maps
+    elif isinstance(maps, (str, PathLike)):
+        series = open_series([maps], voxel_size=voxel_size)
+    else:
+        maps = list(maps)
+        series = (MemoryMapSeries(maps) if maps and all(isinstance(m, Map) for m in maps)
+                  else open_series(maps, voxel_size=voxel_size))
+    return write(dataset, series, directory, b_column=b_column, volume=volume,
+                 reference_frame=reference_frame)
+
+
 def series_inputs(inputs: Sequence[str | PathLike], *, keep_order: bool = False,
                   voxel_size: float | None = None):
     """The ordered frames of a map series from files, directories, globs or list files.
