@@ -218,3 +218,35 @@ def test_chained_series_restarts_from_the_input_model_in_every_component():
         np.testing.assert_allclose(start[frame], model.xyz, atol=1e-5)
     for frame, previous in ((0, 1), (2, 1), (4, 3), (5, 4)):  # neighbours within the component
         np.testing.assert_allclose(start[frame], refined[previous], atol=1e-5)
+
+
+def test_cli_series_takes_a_3dva_directory_and_keeps_components(tmp_path, capsys):
+    from dataclasses import replace
+
+    from varref.example_data import example_helix
+    from varref.model import write_model
+    from varref.simulate import grid_around, model_density
+
+    model = example_helix(10)
+    write_model(model, tmp_path / "model.pdb")
+    grid = grid_around(model.xyz, 1.0, 8.0)
+    moving = model.residue_index >= 5
+    folder = tmp_path / "J3"
+    folder.mkdir()
+    for c in range(2):
+        for f in range(3):
+            xyz = model.xyz.copy()
+            xyz[moving, c] += 0.15 * (f - 1)
+            write_map(replace(grid, data=model_density(model, xyz, grid, 3.0)),
+                      folder / f"J3_component_{c:03d}_frame_{f:03d}.mrc")
+    output = tmp_path / "series.zarr"
+    status = main(["series", str(tmp_path / "model.pdb"), str(folder), "-o", str(output),
+                   "--resolution", "3", "--weight", "20", "--macro-cycles", "1",
+                   "--iterations", "20", "--workers", "1"])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert "frame   3  component_001  J3_component_001_frame_000.mrc" in out
+    dataset = ResultStore.open(output).dataset()
+    assert dataset["component"].values.tolist() == ["component_000"] * 3 + ["component_001"] * 3
+    assert dataset["frame_in_component"].values.tolist() == [0, 1, 2, 0, 1, 2]
+    assert bool(dataset["finished"].all())
