@@ -22,6 +22,7 @@ from varref.refinement.options import RefineOptions  # noqa: E402
 from varref.example_data import example_helix  # noqa: E402
 from varref.api import (  # noqa: E402
     RefinementResult,
+    analyse,
     open_results,
     perturb,
     pixel_scan,
@@ -29,8 +30,10 @@ from varref.api import (  # noqa: E402
     refine,
     refine_ensemble,
     refine_series,
+    series_inputs,
     simulate_map,
     validate,
+    write_chimerax,
 )
 
 __all__ = [
@@ -40,6 +43,7 @@ __all__ = [
     "RefineOptions",
     "RefinementResult",
     "Restraints",
+    "analyse",
     "build_restraints",
     "example_helix",
     "open_results",
@@ -52,8 +56,10 @@ __all__ = [
     "refine",
     "refine_ensemble",
     "refine_series",
+    "series_inputs",
     "simulate_map",
     "validate",
+    "write_chimerax",
     "write_ensemble",
     "write_map",
     "write_model",

@@ -345,7 +345,7 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
                   batch_size: int | None = None, resume: bool = False,
                   restraints: Restraints | None = None, monlib: str | None = None,
                   extra_restraints: Sequence[str] = (), progress: bool = False,
-                  **options) -> xr.Dataset:
+                  voxel_size: float | None = None, **options) -> xr.Dataset:
     """Refine one model (or ``models_per_map``) into every map of a series (variability).
 
     Parameters
@@ -353,8 +353,10 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     model
         The consensus model (Model or path).
     maps
-        A list of map files (used in the given order), a zarr map-series store
-        (``varref maps-to-zarr``), or a list of :class:`Map` objects on one grid.
+        Map files, directories, globs or list files as :func:`series_inputs` takes them
+        (3DVA components, cryoDRGN directories and RELION classes ordered and grouped), a
+        zarr map-series store (``varref maps-to-zarr``), a map series, or a list of
+        :class:`Map` objects on one grid. In chained mode every component is its own chain.
     resolution
         Map resolution, Å.
     mode
@@ -362,6 +364,10 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
         neighbour's best model) or ``"independent"`` (every frame from the input model).
     store
         Zarr path for the results, or None for an in-memory Dataset.
+    voxel_size
+        Voxel size (Å) replacing every map file's header value (cryoDRGN writes 1 Å when
+        it had no CTF file). A map whose voxel size looks wrong for the model is warned
+        about (logging) either way.
     **options
         Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc``, ``adp``
         and ``rotamer_fit`` default to False here).
@@ -369,7 +375,8 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     Returns
     -------
     xarray.Dataset
-        Dimensions frame, member, atom, axis.
+        Dimensions frame, member, atom, axis; with components, the frame coordinates
+        ``component`` and ``frame_in_component``.
 
     Examples
     --------
@@ -379,8 +386,9 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     ...                           macro_cycles=2)                  # doctest: +SKIP
     """
     from varref.ensemble.memory_series import MemoryMapSeries
-    from varref.ensemble.mapseries import MapSeriesBase, natural_sorted, open_maps
+    from varref.ensemble.mapseries import MapSeriesBase
     from varref.ensemble.series import run_series
+    from varref.ensemble.series_inputs import check_voxel_size, open_series
 
     options.setdefault("final_cc", False)
     options.setdefault("adp", False)
@@ -394,21 +402,149 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     if isinstance(maps, MapSeriesBase):
         series = maps
     elif isinstance(maps, (str, PathLike)):
-        series = open_maps([maps], resolution=resolution)
+        series = open_series([maps], resolution, voxel_size=voxel_size)
     else:
         maps = list(maps)
         if maps and all(isinstance(m, Map) for m in maps):
             series = MemoryMapSeries(maps, resolution=resolution)
         else:
-            paths = [str(m) for m in maps]
-            series = open_maps(paths if len(paths) == 1 else natural_sorted(paths), resolution=resolution)
-    series.frame(0).box_around(model.xyz)  # the standard error when the model is outside the maps
+            series = open_series(maps, resolution, voxel_size=voxel_size)
+    first = series.frame(0)
+    check_voxel_size(model.xyz, first, series.sources[0])  # a warning, pointing to pixel-scan
+    first.box_around(model.xyz)  # the standard error when the model is outside the maps
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     with _dask(client) as dask_client:
         return run_series(dask_client, model, restraints, series, store, opts, mode=mode,
                           reference_frame=reference_frame, models_per_map=models_per_map,
                           perturb_rmsd=perturb_rmsd, resume=resume, progress=progress,
                           batch_size=batch_size)
+
+
+def analyse(dataset: xr.Dataset | str | PathLike, *, reference_frame: int | None = None,
+            members: str = "best", superpose_on: str = "ca", n_components: int = 5,
+            domain_cutoff: float = 5.0, min_domain_residues: int = 5, window: int = 2,
+            output: str | PathLike | None = None) -> xr.Dataset:
+    """Principal motions, rigid domains and hinges of a refined series (``varref analyse``).
+
+    Frames (best member each, or every finished member with ``members="all"``) are
+    superposed on the reference frame's best member (Cα, or heavy atoms); PCA of the
+    heavy-atom coordinates gives each component's variance and explained fraction, each
+    frame's projection and its correlation with frame order (per series component), and the
+    per-residue displacement along each component; residues whose neighbourhoods rotate
+    alike over the frames form rigid domains, and the residues between two domains along a
+    chain are hinges. Method: docs/methods-ensembles.md (*Analysis of a series*).
+
+    Parameters
+    ----------
+    dataset
+        A series results Dataset (:func:`refine_series`, :func:`open_results`) or its path.
+    reference_frame
+        Default: the run's reference frame.
+    members, superpose_on, n_components, domain_cutoff, min_domain_residues, window
+        See :func:`varref.ensemble.analysis.analyse` (``domain_cutoff`` in degrees).
+    output
+        Also write the result as a zarr store there (replaced if it exists).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``pc``, ``frame``, ``residue``, ``component``; units and descriptions on
+        every variable; ``attrs["hinge_residues"]`` lists the hinges (``"A/52"``).
+
+    Examples
+    --------
+    >>> motion = varref.analyse("series.zarr")                             # doctest: +SKIP
+    >>> float(motion["explained_variance_ratio"][0]), motion.attrs["hinge_residues"]  # doctest: +SKIP
+    (0.98, ['A/20', 'A/21'])
+    """
+    from varref.ensemble.analysis import analyse as run_analysis
+    from varref.ensemble.analysis import write_analysis
+
+    if isinstance(dataset, (str, PathLike)):
+        dataset = open_results(dataset)
+    result = run_analysis(dataset, reference_frame=reference_frame, members=members,
+                          superpose_on=superpose_on, n_components=n_components,
+                          domain_cutoff=domain_cutoff, min_domain_residues=min_domain_residues,
+                          window=window)
+    if output is not None:
+        write_analysis(result, output)
+    return result
+
+
+def write_chimerax(dataset: xr.Dataset | str | PathLike, maps, directory: str | PathLike, *,
+                   b_column: str = "displacement", volume: float | None = None,
+                   reference_frame: int | None = None, voxel_size: float | None = None):
+    """Write a refined series for ChimeraX (``varref chimerax``).
+
+    ``DIRECTORY/series.cif`` holds one model per frame (best member; B column: displacement
+    from the reference frame, or ``b_column="spread"``), ``DIRECTORY/series.cxc`` opens the
+    maps as a volume series, each contoured to enclose the same volume (default: the model's
+    volume at 1.35 g/cm³), and the models coloured by B. Maps that are not files (a zarr
+    store, maps in memory) are written to ``DIRECTORY/maps/``. The directory is created if
+    missing and its files replaced.
+
+    Parameters
+    ----------
+    dataset
+        Series results (or the store's path).
+    maps
+        The maps of the series, as :func:`refine_series` takes them.
+
+    Returns
+    -------
+    varref.ensemble.chimerax.ChimeraXExport
+        Paths written (``models``, ``script``, ``maps``), ``levels`` and ``volume``.
+
+    Examples
+    --------
+    >>> export = varref.write_chimerax("series.zarr", "maps.zarr", "chimerax/")   # doctest: +SKIP
+    >>> export.script                                                            # doctest: +SKIP
+    PosixPath('/data/chimerax/series.cxc')
+    """
+    from varref.ensemble.chimerax import write_chimerax as write
+    from varref.ensemble.mapseries import MapSeriesBase
+    from varref.ensemble.memory_series import MemoryMapSeries
+    from varref.ensemble.series_inputs import open_series
+
+    if isinstance(dataset, (str, PathLike)):
+        dataset = open_results(dataset)
+    if isinstance(maps, MapSeriesBase):
+        series = maps
+    elif isinstance(maps, (str, PathLike)):
+        series = open_series([maps], voxel_size=voxel_size)
+    else:
+        maps = list(maps)
+        series = (MemoryMapSeries(maps) if maps and all(isinstance(m, Map) for m in maps)
+                  else open_series(maps, voxel_size=voxel_size))
+    return write(dataset, series, directory, b_column=b_column, volume=volume,
+                 reference_frame=reference_frame)
+
+
+def series_inputs(inputs: Sequence[str | PathLike], *, keep_order: bool = False,
+                  voxel_size: float | None = None):
+    """The ordered frames of a map series from files, directories, globs or list files.
+
+    cryoSPARC 3DVA ``*_component_NNN_frame_MMM.mrc`` (component ``component_NNN``, frames in
+    numeric order), cryoDRGN ``analyze`` directories (``pc1/vol_000.mrc``: the directory is
+    the component), RELION ``*_itNNN_classMMM.mrc`` (class order) and text files listing maps
+    (one per line, ``#`` comments, relative to the list file). See
+    :mod:`varref.ensemble.series_inputs`.
+
+    Returns
+    -------
+    varref.ensemble.series_inputs.SeriesInputs
+        ``paths``, ``labels``, ``components`` (None without); ``open(resolution)`` checks
+        the maps share one grid and returns the series :func:`refine_series` takes.
+
+    Examples
+    --------
+    >>> frames = varref.series_inputs(["analyze.10/"], voxel_size=1.31)   # doctest: +SKIP
+    >>> frames.components[:2], frames.labels[:2]                          # doctest: +SKIP
+    (['kmeans20', 'kmeans20'], ['kmeans20/vol_000.mrc', 'kmeans20/vol_001.mrc'])
+    """
+    from varref.ensemble.series_inputs import collect_series_inputs
+
+    return collect_series_inputs(inputs, keep_order=keep_order, voxel_size=voxel_size)
 
 
 def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | None = None,

@@ -1,7 +1,9 @@
 """Sub-commands of the ``varref`` CLI. Each module defines NAME, HELP, add_arguments(), run()."""
 
 from varref.commands import (
+    analyse,
     box,
+    chimerax,
     convert,
     demo,
     ensemble,
@@ -17,5 +19,5 @@ from varref.commands import (
     validate,
 )
 
-COMMANDS = (demo, refine, ensemble, series, pixel_scan, maps_to_zarr, export, validate, simulate_map, perturb, info,
+COMMANDS = (demo, refine, ensemble, series, analyse, chimerax, pixel_scan, maps_to_zarr, export, validate, simulate_map, perturb, info,
             convert, restraints_report, box)

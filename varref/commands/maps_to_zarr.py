@@ -1,9 +1,12 @@
 """Store a series of maps on one grid as one zarr map series (MAPS.zarr).
 
-For cryoSPARC 3D-variability frames (``*_frame_???.mrc``), cryoDRGN volumes (``vol_*.mrc``)
-and the like. The maps are stored in NATURAL ORDER of their paths, digit runs compared as
-numbers (``frame_2`` before ``frame_10``); ``--keep-order`` keeps the order given instead.
-The shell expands wildcards; this command does not. Every map must share the first one's
+For cryoSPARC 3D-variability frames (``*_component_NNN_frame_MMM.mrc``), cryoDRGN volumes
+(``analyze.N/pc1/vol_000.mrc``), RELION classes and the like, given as files, directories,
+globs or a text file listing maps (varref.ensemble.series_inputs). 3DVA frames are ordered
+by component and frame number, cryoDRGN volumes by directory and number, RELION classes by
+class number, other maps in NATURAL ORDER of their paths (``frame_2`` before ``frame_10``);
+``--keep-order`` keeps the order given instead. Components are stored with the series, so
+`varref series MAPS.zarr` chains within each. Every map must share the first one's
 grid, voxel size (to 1e-4 relative), origin (to 1e-3 Å) and cell angles, else nothing is
 written. One zstd-compressed chunk per map, so a worker reads only its frame. Layout:
 docs/methods-map-series.md.
@@ -16,9 +19,10 @@ import os
 from pathlib import Path
 
 from varref.atomic import check_output_path
-from varref.commands.option_types import resolution
+from varref.commands.option_types import positive_float, resolution
 from varref.errors import InputError
-from varref.ensemble.mapseries import natural_sorted, open_map_series, write_map_series
+from varref.ensemble.mapseries import open_map_series, write_map_series
+from varref.ensemble.series_inputs import collect_series_inputs
 
 NAME = "maps-to-zarr"
 HELP = "store a map series (3DVA frames, cryoDRGN volumes) as one zarr, in natural order"
@@ -26,7 +30,9 @@ HELP = "store a map series (3DVA frames, cryoDRGN volumes) as one zarr, in natur
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("maps", nargs="+", metavar="MAP",
-                        help="maps on one grid; sorted naturally (frame_2 before frame_10)")
+                        help="maps on one grid: files, directories, globs or a .txt list; 3DVA "
+                        "components, cryoDRGN directories and RELION classes ordered numerically, "
+                        "other maps naturally (frame_2 before frame_10)")
     parser.add_argument("-o", "--output", required=True, metavar="MAPS.zarr",
                         help="map-series store to write")
     parser.add_argument("--overwrite", action="store_true",
@@ -35,14 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="nominal resolution, Å (0.5-30), stored with the series (default none)")
     parser.add_argument("--keep-order", action="store_true",
                         help="keep the maps in the order given instead of sorting them")
+    parser.add_argument("--voxel-size", type=positive_float, metavar="A",
+                        help="voxel size, Å, stored instead of the headers' (cryoDRGN writes 1 Å "
+                        "without a CTF file); the origin keeps its place in voxels")
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = list(args.maps) if args.keep_order else natural_sorted(args.maps)
+    inputs = collect_series_inputs(args.maps, keep_order=args.keep_order,
+                                   voxel_size=args.voxel_size)
+    paths = inputs.paths
     output = check_output_path(args.output, paths, "--output", store=True)
     if output.exists() and not args.overwrite:
         raise InputError("--output", f"{output} exists; use --overwrite to replace it")
-    write_map_series(paths, args.output, resolution=args.resolution, progress=True)
+    write_map_series(paths, args.output, resolution=args.resolution, progress=True,
+                     voxel_size=args.voxel_size, components=inputs.components,
+                     labels=inputs.labels)
     series = open_map_series(args.output)
     n, nz, ny, nx = series.shape
     stored = _size_on_disk(Path(args.output))
@@ -55,6 +68,9 @@ def run(args: argparse.Namespace) -> int:
     sources = series.sources
     span = sources[0] if n == 1 else f"{sources[0]} ... {sources[-1]}"
     print(f"frames ({order}): {span}")
+    if series.components is not None:
+        groups = list(dict.fromkeys(series.components))
+        print(f"components: {len(groups)} ({', '.join(groups[:6])}{', ...' if len(groups) > 6 else ''})")
     print(f"size on disk {_megabytes(stored)} (uncompressed {_megabytes(raw)}, "
           f"{raw / max(stored, 1):.1f}x)")
     return 0

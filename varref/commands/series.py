@@ -16,7 +16,7 @@ from pathlib import Path
 
 from varref.atomic import check_output_path, check_outputs
 from varref.commands.cluster_options import add_cluster_options, cluster_client
-from varref.commands.option_types import count, index, nonnegative_float, resolution
+from varref.commands.option_types import count, index, nonnegative_float, positive_float, resolution
 from varref.commands.options import (add_chemistry_options, add_deprecated_alias, add_overwrite_option,
                                      add_plots_option, add_refinement_options, plot_paths,
                                      refinement_options)
@@ -30,14 +30,19 @@ HELP = "refine a model into every map of a series (variability)"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="PDB or mmCIF model (the consensus)")
-    parser.add_argument("maps", nargs="+", metavar="MAPS", help="a MAPS.zarr series, or map files "
-                        "(sorted in natural order: frame_2 before frame_10)")
+    parser.add_argument("maps", nargs="+", metavar="MAPS",
+                        help="a MAPS.zarr series, or map files, directories, globs or a .txt list "
+                        "of maps (3DVA components, cryoDRGN directories, RELION classes ordered "
+                        "numerically; other maps in natural order: frame_2 before frame_10)")
     parser.add_argument("--resolution", type=resolution, required=True, metavar="D",
                         help="map resolution, Å (0.5-30)")
     parser.add_argument("-o", "--output", required=True, help="results store, e.g. SERIES.zarr")
     parser.add_argument("--mode", choices=("chained", "independent"), default="chained",
                         help="chained: walk outward from the reference frame; independent: every "
                         "frame from the input model")
+    parser.add_argument("--voxel-size", type=positive_float, metavar="A",
+                        help="voxel size, Å, for every map instead of the headers' (cryoDRGN "
+                        "writes 1 Å without a CTF file)")
     parser.add_argument("--reference-frame", type=index, metavar="K",
                         help="chained mode's first frame, 0-based (default: middle)")
     parser.add_argument("--members", type=count, default=1, metavar="M",
@@ -55,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from varref.api import as_model, refine_series
-    from varref.ensemble.mapseries import natural_sorted, open_maps
+    from varref.ensemble.series_inputs import open_series
     from varref.ensemble.plots import plot_series_cc, plot_series_displacement
     from varref.ensemble.series import frame_summary
 
@@ -78,8 +83,7 @@ def run(args: argparse.Namespace) -> int:
                   overwrite=args.overwrite or args.resume)
     model = as_model(args.model)
     require_polymer(model)
-    inputs = args.maps if len(args.maps) == 1 else natural_sorted(args.maps)
-    series = open_maps(inputs, resolution=args.resolution)
+    series = open_series(args.maps, args.resolution, voxel_size=args.voxel_size, progress=True)
     if args.reference_frame is not None and args.reference_frame >= len(series):
         raise InputError("--reference-frame", f"{args.reference_frame} is not a frame of the "
                          f"{len(series)}-frame series (0..{len(series) - 1})")
@@ -95,7 +99,9 @@ def run(args: argparse.Namespace) -> int:
     plot_series_displacement(summary["frames"], dataset["residue_number"].values,
                              summary["residue_displacement"], plots[1],
                              f"displacement from frame {reference}")
+    components = series.components
     for frame, cc in zip(summary["frames"], summary["cc_best"]):
-        print(f"frame {frame:3d}  {series.sources[frame]}  CC_mask {cc:.3f}")
+        group = f"  {components[frame]}" if components is not None else ""
+        print(f"frame {frame:3d}{group}  {series.sources[frame]}  CC_mask {cc:.3f}")
     print(f"wrote {output}, {plots[0]}, {plots[1]}")
     return 0

@@ -107,6 +107,18 @@ class _Geometry:
                          f"{_xyz(self.cell_angles)}°")
         return found
 
+    def with_voxel_size(self, voxel_size: float | None) -> "_Geometry":
+        """This geometry with every voxel ``voxel_size`` Å wide (None: unchanged).
+
+        The origin keeps its position in voxels (it scales with the voxel size), as the MRC
+        start indices do: an origin at 0 stays at 0.
+        """
+        if voxel_size is None:
+            return self
+        new = np.full(3, float(voxel_size))
+        return _Geometry(self.shape, new, self.origin / self.voxel_size * new,
+                         self.cell_angles.copy())
+
     def check(self, density: Map, path: str | PathLike, reference: str) -> None:
         """Raise :class:`InputError` naming ``path`` if ``density`` does not fit."""
         found = self.differences(density)
@@ -177,6 +189,14 @@ class MapSeriesBase(abc.ABC):
     @abc.abstractmethod
     def shape(self) -> tuple[int, int, int, int]:
         """(n_frames, nz, ny, nx)."""
+
+    @property
+    def components(self) -> list[str] | None:
+        """Component (3DVA component, cryoDRGN directory) of every frame, or None.
+
+        See :mod:`varref.ensemble.series_inputs`; chained refinement chains within each.
+        """
+        return None
 
     def __iter__(self) -> Iterator[Map]:
         for k in range(len(self)):
@@ -291,6 +311,11 @@ class MapSeries(MapSeriesBase):
     def sources(self) -> list[str]:
         return [str(s) for s in self._meta["sources"]]
 
+    @property
+    def components(self) -> list[str] | None:
+        value = self._meta.get("components")
+        return None if value is None else [str(c) for c in value]
+
     def frame(self, k: int) -> Map:
         """Map ``k``: reads chunk k of the ``maps`` array only.
 
@@ -354,10 +379,18 @@ class FileMapSeries(MapSeriesBase):
     """
 
     def __init__(self, paths: Sequence[str | PathLike], geometry: _Geometry,
-                 resolution: float | None = None):
+                 resolution: float | None = None, voxel_size: float | None = None,
+                 components: Sequence[str] | None = None,
+                 labels: Sequence[str] | None = None):
         self.paths = [str(p) for p in paths]
-        self._geometry = geometry
+        self._header_geometry = geometry  # what every file's header must agree with
+        self._geometry = geometry.with_voxel_size(voxel_size)  # what the series reports
         self._resolution = resolution
+        self._components = None if components is None else [str(c) for c in components]
+        self._labels = None if labels is None else [str(c) for c in labels]
+        for name, values in (("components", self._components), ("labels", self._labels)):
+            if values is not None and len(values) != len(self.paths):
+                raise ValueError(f"{len(values)} {name} for {len(self.paths)} maps")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -384,25 +417,36 @@ class FileMapSeries(MapSeriesBase):
 
     @property
     def sources(self) -> list[str]:
+        if self._labels is not None:
+            return list(self._labels)
         return [Path(p).name for p in self.paths]
+
+    @property
+    def components(self) -> list[str] | None:
+        return None if self._components is None else list(self._components)
 
     def frame(self, k: int) -> Map:
         """Read file ``k``; :class:`InputError` if it no longer matches the series."""
         k = self._index(k)
         density = read_map(self.paths[k])
         # the files may have changed between opening (client) and reading (worker)
-        self._geometry.check(density, self.paths[k], "the series as opened")
+        self._header_geometry.check(density, self.paths[k], "the series as opened")
         # report the series geometry exactly, as the zarr store does
         return Map(density.data, self._geometry.origin, self._geometry.voxel_size,
                    self._geometry.cell_angles, source=density.source)
 
 
 def map_series_from_files(paths: Sequence[str | PathLike], resolution: float | None = None,
-                          progress: bool = False) -> FileMapSeries:
+                          progress: bool = False, voxel_size: float | None = None,
+                          components: Sequence[str] | None = None,
+                          labels: Sequence[str] | None = None) -> FileMapSeries:
     """A series over map files, in the given order, after checking that they agree.
 
     Every file is read once here (one at a time) to check grid, voxel size, origin and cell
-    angles against the first, by the same rules as :func:`write_map_series`.
+    angles against the first, by the same rules as :func:`write_map_series`. ``voxel_size``
+    (Å) then replaces the headers' value for every frame (origin kept in voxels);
+    ``components`` and ``labels`` (one per map) are reported as the series' ``components``
+    and ``sources`` (:mod:`varref.ensemble.series_inputs` makes them).
 
     Raises
     ------
@@ -423,7 +467,8 @@ def map_series_from_files(paths: Sequence[str | PathLike], resolution: float | N
                 geometry.check(density, path, Path(paths[0]).name)
             bar.advance()
     assert geometry is not None
-    return FileMapSeries(paths, geometry, resolution)
+    return FileMapSeries(paths, geometry, resolution, voxel_size=voxel_size,
+                         components=components, labels=labels)
 
 
 def open_maps(inputs: Sequence[str | PathLike], resolution: float | None = None
@@ -460,7 +505,9 @@ def open_maps(inputs: Sequence[str | PathLike], resolution: float | None = None
 
 
 def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
-                     resolution: float | None = None, progress: bool = True) -> None:
+                     resolution: float | None = None, progress: bool = True,
+                     voxel_size: float | None = None, components: Sequence[str] | None = None,
+                     labels: Sequence[str] | None = None) -> None:
     """Store maps (one grid) as one zarr map series, in the given order, atomically.
 
     Maps are read one at a time, so memory holds one map whatever the series length.
@@ -476,6 +523,12 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
         Nominal resolution in Å, stored as an attribute (None: unknown).
     progress
         Print a frame counter on stderr.
+    voxel_size
+        Voxel size (Å) stored instead of the headers' (origin kept in voxels); the headers'
+        value is kept as the ``header_voxel_size`` attribute.
+    components, labels
+        One per map: the component of each frame (stored as the ``components`` attribute)
+        and the frame labels (``sources``; default the file names).
 
     Raises
     ------
@@ -497,18 +550,26 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
     if output.exists() and not is_map_series(output):
         raise InputError(output, "exists and is not a varref map series; refusing to "
                          "overwrite it")
+    for name, values in (("components", components), ("labels", labels)):
+        if values is not None and len(values) != len(paths):
+            raise ValueError(f"{len(values)} {name} for {len(paths)} maps")
     first = read_map(paths[0])
     geometry = _Geometry.of(first)
+    stored = geometry.with_voxel_size(voxel_size)
     nz, ny, nx = geometry.shape
     attributes = {
         MARKER: FORMAT_VERSION,
-        "voxel_size": geometry.voxel_size.tolist(),
-        "origin": geometry.origin.tolist(),
+        "voxel_size": stored.voxel_size.tolist(),
+        "origin": stored.origin.tolist(),
         "cell_angles": geometry.cell_angles.tolist(),
         "resolution": resolution,
-        "sources": [p.name for p in paths],
+        "sources": [p.name for p in paths] if labels is None else [str(x) for x in labels],
         "varref_version": __version__,
     }
+    if components is not None:
+        attributes["components"] = [str(c) for c in components]
+    if voxel_size is not None:
+        attributes["header_voxel_size"] = geometry.voxel_size.tolist()
     with _atomic_directory(output) as tmp, Progress(len(paths), "writing maps",
                                                      progress) as bar:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=attributes)

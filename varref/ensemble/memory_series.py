@@ -19,7 +19,8 @@ from varref.maps import Map
 class MemoryMapSeries(MapSeriesBase):
     """Maps already in memory, checked to share grid shape, origin, voxel size and cell."""
 
-    def __init__(self, maps: Sequence[Map], resolution: float | None = None) -> None:
+    def __init__(self, maps: Sequence[Map], resolution: float | None = None,
+                 components: Sequence[str] | None = None) -> None:
         maps = list(maps)
         if not maps:
             raise InputError("maps", "no maps given")
@@ -30,8 +31,15 @@ class MemoryMapSeries(MapSeriesBase):
                     or not np.allclose(density.voxel_size, first.voxel_size, rtol=1e-5)
                     or not np.allclose(density.cell_angles, first.cell_angles, atol=1e-3)):
                 raise InputError(f"maps[{k}]", "grid, origin, voxel size or cell differs from maps[0]")
+        if components is not None and len(components) != len(maps):
+            raise InputError("components", f"{len(components)} components for {len(maps)} maps")
         self._maps = maps
         self._resolution = resolution
+        self._components = None if components is None else [str(c) for c in components]
+
+    @property
+    def components(self) -> list[str] | None:
+        return None if self._components is None else list(self._components)
 
     def __len__(self) -> int:
         return len(self._maps)

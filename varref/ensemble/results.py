@@ -102,6 +102,8 @@ _ATTRS: dict[str, tuple[str, str]] = {  # name → (units, description)
     "member": ("1", "member index within a frame"),
     "axis": ("n/a", "Cartesian axis"),
     "source": ("n/a", "map file or label of the frame"),
+    "component": ("n/a", "component of the frame (3DVA component, cryoDRGN directory)"),
+    "frame_in_component": ("1", "index of the frame within its component, 0.."),
     "chain_id": ("n/a", "chain name (author)"),
     "residue_number": ("1", "author residue sequence number"),
     "insertion_code": ("n/a", "residue insertion code ('' if none)"),
@@ -239,6 +241,15 @@ def _template(model: Model, n_frames: int, n_members: int, frame_labels: Sequenc
         "source": _with_attrs("source", "frame", np.asarray(list(frame_labels), dtype=str)),
     }
     coords.update({name: _with_attrs(name, "atom", atoms[name]) for name in ATOM_COORDS})
+    components = parameters.get("components")
+    if components is not None:  # series grouped into components (varref.ensemble.series_inputs)
+        from varref.ensemble.series_inputs import frame_in_component
+
+        if len(components) != n_frames:
+            raise ValueError(f"{len(components)} components for {n_frames} frames")
+        coords["component"] = _with_attrs("component", "frame", np.asarray(components, dtype=str))
+        coords["frame_in_component"] = _with_attrs(
+            "frame_in_component", "frame", frame_in_component(components, n_frames))
     attrs = encode_parameters(parameters)
     attrs.update({"varref_results_format": RESULTS_FORMAT, "varref_version": __version__})
     return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -33,6 +33,7 @@ from varref.ensemble.ensemble import batches
 from varref.ensemble.fingerprint import series_sha256
 from varref.ensemble.progress import Progress
 from varref.ensemble.results import ResultStore, best_of
+from varref.ensemble.series_inputs import chained_walk
 from varref.ensemble.resume import is_store, open_or_create, run_parameters_of
 from varref.ensemble.tasks import MemberOutcome, RunContext, refine_members
 from varref.errors import InputError
@@ -108,6 +109,8 @@ def run_series(client, model: Model, restraints: Restraints, series,
         model, options, restraints, kind="series", mode=mode, reference_frame=reference,
         models_per_map=models_per_map, perturb_rmsd=float(perturb_rmsd), n_frames=n_frames,
         sources=list(series.sources), maps_sha256=series_sha256(series))
+    if series.components is not None:  # 3DVA components, cryoDRGN directories: one chain each
+        parameters["components"] = list(series.components)
 
     def search_weight() -> float:
         reference_map = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
@@ -140,7 +143,8 @@ def _run_frames(client, store: ResultStore, model: Model, restraints: Restraints
     size = models_per_map if batch_size is None else batch_size
     run = uuid.uuid4().hex  # task keys unique to this run (never from id(), which is reused)
     futures, results = {}, {}
-    order = frame_order(n_frames, reference) if mode == "chained" else [(f, None) for f in range(n_frames)]
+    order = (chained_walk(series.components, n_frames, reference) if mode == "chained"
+             else [(f, None) for f in range(n_frames)])
     for frame, previous in order:
         if done[frame].all():
             # resume: a finished frame still provides its best model to the next one
