@@ -10,6 +10,12 @@ chained
     input model, then walk outward in both directions: frame r±(i+1) starts from the best
     refined member of frame r±i. The walk is a Dask task graph (each frame's task depends on
     its neighbour's), so the two directions run in parallel.
+joint
+    Every frame starts from the input model and all frames are refined together, with a
+    smoothness prior on the second differences of the coordinates along the frames (a
+    trajectory prior, :mod:`varref.refinement.trajectory`), so that noisy frames borrow
+    strength from their neighbours. One Dask task per batch of trajectories (member m of
+    every frame is trajectory m); a trajectory is all-or-nothing on resume.
 
 With ``models_per_map`` M > 1, member 0 of each frame starts from the frame's start model
 itself and members 1..M-1 from smooth perturbations of it (``perturb_rmsd``); all are kept with
@@ -43,7 +49,11 @@ from varref.restraints import Restraints
 
 log = logging.getLogger(__name__)
 
-MODES = ("independent", "chained")
+MODES = ("independent", "chained", "joint")
+
+#: Extra box margin of joint mode, Å: every frame is boxed around the common start model
+#: once, so the box must also hold the frame's motion away from it.
+JOINT_MOTION_MARGIN = 6.0
 
 
 def refine_frame(context: RunContext, series, frame: int, members: list[int],
@@ -59,6 +69,68 @@ def refine_frame(context: RunContext, series, frame: int, members: list[int],
                                  context.weight, 0.0, context.seed)
         outcomes = refine_members(unperturbed, prepared, frame, [0], start=base) + outcomes
     return outcomes
+
+
+def refine_trajectories(context: RunContext, series, members: list[int], prior_weight: float,
+                        order: int = 2) -> list[MemberOutcome]:
+    """Worker task of joint mode: refine trajectories ``members`` through every frame.
+
+    Frame f of trajectory m starts from the input model, perturbed (m > 0) with the seed of
+    (run seed, f, m) as in the other modes; every frame is boxed around the input model with
+    :data:`JOINT_MOTION_MARGIN` more room. All frames' maps are held in memory.
+    """
+    from dataclasses import replace
+
+    from varref.ensemble.tasks import member_seed
+    from varref.perturbation import perturb_batch
+    from varref.refinement.trajectory import refine_joint
+
+    model, options = context.model, context.options
+    n_frames = len(series)
+    margin = options.box_margin + 3.0 * context.perturb_rmsd + JOINT_MOTION_MARGIN
+    maps = [series.frame(f).prepared(model.xyz, margin, options.map_b) for f in range(n_frames)]
+    starts = np.empty((len(members), n_frames, model.n_atoms, 3))
+    for k, member in enumerate(members):
+        if member == 0:
+            starts[k] = model.xyz
+        else:
+            seeds = [member_seed(context.seed, f, member) for f in range(n_frames)]
+            starts[k] = perturb_batch(model, context.restraints, context.perturb_rmsd, seeds)
+    result = refine_joint(model, maps, context.restraints, starts,
+                          replace(options, weight=context.weight), prior_weight, order)
+    share = result.runtime_s / (len(members) * n_frames)
+    outcomes = []
+    for k, member in enumerate(members):
+        for f in range(n_frames):
+            metrics = dict(result.after[k][f])
+            metrics.update({"cc_mask_start": result.before[k][f]["cc_mask"],
+                            "bond_rmsd_start": result.before[k][f]["bond_rmsd"],
+                            "angle_rmsd_start": result.before[k][f]["angle_rmsd"],
+                            "weight": float(context.weight), "runtime_s": share})
+            outcomes.append(MemberOutcome(f, member, result.xyz[k, f], starts[k, f], metrics,
+                                          None))
+    return outcomes
+
+
+def joint_prior_weight(model: Model, series, options: RefineOptions, weight: float,
+                       reference: int, smoothness: float | None,
+                       joint_weight: float | None) -> float:
+    """λ of the trajectory prior: ``joint_weight`` if given, else the automatic rule
+    (:func:`~varref.refinement.trajectory.automatic_prior_weight`) with the data curvature
+    measured on the reference frame at the input model and the cut-off period
+    ``smoothness`` frames (default :func:`~varref.refinement.trajectory.default_period`)."""
+    from varref.refinement.trajectory import automatic_prior_weight, data_curvature, default_period
+
+    if joint_weight is not None:
+        log.info("joint: prior weight %.4g (given)", joint_weight)
+        return float(joint_weight)
+    period = default_period(len(series)) if smoothness is None else float(smoothness)
+    density = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
+    curvature = data_curvature(model, density, model.xyz, options.interpolation)
+    prior_weight = automatic_prior_weight(curvature, weight, period)
+    log.info("joint: prior weight %.4g (data curvature %.3g per Å² x weight %.3g, cut-off period "
+             "%.3g frames)", prior_weight, curvature, weight, period)
+    return prior_weight
 
 
 def best_coordinates(*batches: list[MemberOutcome]) -> np.ndarray:
@@ -87,15 +159,30 @@ def run_series(client, model: Model, restraints: Restraints, series,
                output: str | PathLike | None,
                options: RefineOptions, mode: str = "chained", reference_frame: int | None = None,
                models_per_map: int = 1, perturb_rmsd: float = 0.5, resume: bool = False,
-               progress: bool = True, batch_size: int | None = None) -> xr.Dataset:
+               progress: bool = True, batch_size: int | None = None,
+               smoothness: float | None = None, joint_weight: float | None = None) -> xr.Dataset:
     """Refine ``model`` into every frame of ``series``; results streamed to ``output``.
 
     A frame's ``models_per_map`` members are refined in tasks of ``batch_size`` members
     (default: all members of a frame in one task); in chained mode the next frame waits for
-    all of them and starts from the best.
+    all of them and starts from the best. In joint mode a task refines ``batch_size``
+    whole trajectories (default: all); ``smoothness`` (cut-off period of the prior, frames)
+    or ``joint_weight`` (λ itself) set the trajectory prior, default automatic.
     """
     if mode not in MODES:
         raise InputError("--mode", f"must be one of {', '.join(MODES)}")
+    if mode != "joint" and (smoothness is not None or joint_weight is not None):
+        raise InputError("--smoothness", "only joint mode has a trajectory prior")
+    if smoothness is not None and not (np.isfinite(smoothness) and smoothness >= 2):
+        raise InputError("--smoothness", f"must be a number of frames >= 2, got {smoothness!r}")
+    if joint_weight is not None and not (np.isfinite(joint_weight) and joint_weight >= 0):
+        raise InputError("--joint-weight", f"must be a finite number >= 0, got {joint_weight!r}")
+    if mode == "joint":
+        unsupported = [name for name in ("rigid_body", "final_cc", "adp", "rotamer_fit")
+                       if getattr(options, name)]
+        if unsupported:
+            raise InputError("--mode", "joint mode does not support " + ", ".join(
+                "--" + name.replace("_", "-") for name in unsupported))
     n_frames = len(series)
     reference = n_frames // 2 if reference_frame is None else reference_frame
     if not 0 <= reference < n_frames:
@@ -107,7 +194,8 @@ def run_series(client, model: Model, restraints: Restraints, series,
     parameters = run_parameters_of(
         model, options, restraints, kind="series", mode=mode, reference_frame=reference,
         models_per_map=models_per_map, perturb_rmsd=float(perturb_rmsd), n_frames=n_frames,
-        sources=list(series.sources), maps_sha256=series_sha256(series))
+        sources=list(series.sources), maps_sha256=series_sha256(series),
+        **({"smoothness": smoothness, "joint_weight": joint_weight} if mode == "joint" else {}))
 
     def search_weight() -> float:
         reference_map = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
@@ -119,9 +207,65 @@ def run_series(client, model: Model, restraints: Restraints, series,
             output, resume, lock, parameters, options.weight, search_weight,
             lambda recorded, held: ResultStore.create(output, model, n_frames, models_per_map,
                                                       list(series.sources), recorded, lock=held))
-        _run_frames(client, store, model, restraints, series, options, weight, mode, reference,
-                    models_per_map, perturb_rmsd, batch_size, progress)
-    return store.dataset()
+        if mode == "joint":
+            prior_weight = joint_prior_weight(model, series, options, weight, reference,
+                                              smoothness, joint_weight)
+            _run_joint(client, store, model, restraints, series, options, weight, prior_weight,
+                       models_per_map, perturb_rmsd, batch_size, progress)
+        else:
+            _run_frames(client, store, model, restraints, series, options, weight, mode, reference,
+                        models_per_map, perturb_rmsd, batch_size, progress)
+    dataset = store.dataset()
+    if models_per_map > 1:
+        _log_spread(dataset, reference)
+    return dataset
+
+
+def _run_joint(client, store: ResultStore, model: Model, restraints: Restraints, series,
+               options: RefineOptions, weight: float, prior_weight: float, models_per_map: int,
+               perturb_rmsd: float, batch_size: int | None, progress: bool) -> None:
+    """Submit every unfinished trajectory (member) of joint mode and write its frames."""
+    n_frames = len(series)
+    log.info("series: %d frames, mode joint, %d trajectory(ies), weight %.3g, prior weight %.4g",
+             n_frames, models_per_map, weight, prior_weight)
+    context = RunContext(model, restraints, options, float(weight), perturb_rmsd, options.seed)
+    done = store.finished()
+    # a trajectory is one problem: it is re-run whole unless every frame of it is finished
+    todo = [m for m in range(models_per_map) if not done[:, m].all()]
+    if not todo:
+        return
+    context_future = client.scatter(context, broadcast=True, hash=False)
+    size = len(todo) if batch_size is None else batch_size
+    run = uuid.uuid4().hex
+    tasks = [client.submit(refine_trajectories, context_future, series, chunk, prior_weight,
+                           retries=3, pure=False,
+                           key=f"series-joint-members{chunk[0]}-{chunk[-1]}-{run}")
+             for chunk in batches(todo, size)]
+    from distributed import as_completed
+
+    bar = Progress(len(todo) * n_frames, "series", progress)
+    for task in as_completed(tasks):
+        for outcome in task.result():
+            store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
+                               outcome.metrics, outcome.b_iso)
+            bar.advance()
+
+
+def _log_spread(dataset: xr.Dataset, reference: int) -> None:
+    """Log the members' spread per frame and the residues whose spread exceeds their motion."""
+    summary = frame_summary(dataset, reference)
+    spread = summary["residue_spread"]
+    if not np.isfinite(spread).any():
+        return
+    log.info("series: member spread per frame (max over residues, Å): %s", ", ".join(
+        f"{s:.2f}" for s in np.nanmax(np.where(np.isfinite(spread), spread, -np.inf), axis=1)))
+    flagged = summary["spread_exceeds_motion"].any(axis=0)
+    if flagged.any():
+        residues = summary["residue_label"][flagged]
+        log.warning("series: at %d of %d residue(s) the members' spread exceeds the residue's "
+                    "motion over the series, so their motion is not determined by the data: "
+                    "%s%s", len(residues), len(flagged), ", ".join(residues[:20]),
+                    ", ..." if len(residues) > 20 else "")
 
 
 def _run_frames(client, store: ResultStore, model: Model, restraints: Restraints, series,
@@ -174,12 +318,21 @@ def frame_summary(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.nda
     ``residue_index`` in file order. A frame without a finished member has ``best_member``
     −1 and NaN CC and displacements (so has every frame if the reference frame has none).
 
+    With several finished members in a frame, ``residue_spread`` is the members' r.m.s.
+    deviation from their mean (no superposition: they share the frame's map), averaged over
+    each residue's heavy atoms (reads every finished member). ``residue_motion`` is the
+    residue's largest displacement from the reference frame over the series, and
+    ``spread_exceeds_motion`` flags (frame, residue) where the spread is larger: there the
+    recovered motion is within the members' disagreement, i.e. not determined by the data.
+
     Returns
     -------
     dict
         ``frames`` (F,), ``best_member`` (F,) int, ``cc_best`` (F,), ``residue_displacement``
-        (F, R) Å, and per residue (R,): ``residue_chain``, ``residue_number``,
-        ``residue_insertion_code``, ``residue_label`` (``"A/52A"``).
+        (F, R) Å, ``residue_spread`` (F, R) Å (NaN with fewer than two finished members),
+        ``residue_motion`` (R,) Å, ``spread_exceeds_motion`` (F, R) bool, and per residue
+        (R,): ``residue_chain``, ``residue_number``, ``residue_insertion_code``,
+        ``residue_label`` (``"A/52A"``).
 
     Examples
     --------
@@ -206,9 +359,24 @@ def frame_summary(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.nda
     if best[reference_frame] < 0:
         per_residue[:] = np.nan
     labels = {name: values for name, (_, values, _) in residue_coords(dataset, first_atoms).items()}
+    spread = np.full(per_residue.shape, np.nan)
+    if dataset.sizes["member"] > 1:
+        for frame in frames:
+            members = np.flatnonzero(finished[frame])
+            if len(members) < 2:
+                continue
+            xyz_members = dataset["xyz"].isel(frame=int(frame)).values[members].astype(np.float64)
+            deviation = np.sum((xyz_members - xyz_members.mean(axis=0)) ** 2, axis=-1)  # (M, N)
+            per_atom = np.sqrt(deviation.mean(axis=0))
+            spread[frame] = per_residue_mean(per_atom[np.newaxis], residue, heavy)[0]
+    with np.errstate(invalid="ignore"):
+        motion = np.nanmax(np.where(np.isfinite(per_residue), per_residue, -np.inf), axis=0)
+        motion = np.where(np.isfinite(motion), motion, np.nan)
+        exceeds = np.isfinite(spread) & (spread > motion[np.newaxis])
     cc_best = np.where(best >= 0, cc[frames, np.maximum(best, 0)], np.nan)
     return {"frames": frames, "best_member": best, "cc_best": cc_best,
-            "residue_displacement": per_residue,
+            "residue_displacement": per_residue, "residue_spread": spread,
+            "residue_motion": motion, "spread_exceeds_motion": exceeds,
             "residue_chain": labels["residue_chain"], "residue_number": labels["residue_number"],
             "residue_insertion_code": labels["residue_insertion_code"],
             "residue_label": labels["residue_label"]}
