@@ -20,7 +20,8 @@ towards its mean — it is kept for comparison (see ``docs/methods-ensembles.md`
 
 The automatic prior weight (:func:`automatic_prior_weight`) sets λ relative to the curvature
 h of the data term per coordinate so that, in the quadratic approximation, the prior acts as
-a low-pass filter along the frame axis whose half-power cut-off period is ``period`` frames.
+a low-pass filter along the frame axis that halves the amplitude of a path oscillating with
+``period`` frames (the cut-off period).
 """
 
 from __future__ import annotations
@@ -194,12 +195,13 @@ def default_period(n_frames: int) -> float:
 
 
 def automatic_prior_weight(curvature: float, weight: float, period: float) -> float:
-    """λ such that the prior is a low-pass filter along frames with half-power cut-off ``period``.
+    """λ such that the prior is a low-pass filter along frames with cut-off period ``period``.
 
     For one coordinate with data curvature c = w·h (quadratic approximation of the data
     term about its per-frame optimum y_f), minimising Σ_f c (x_f − y_f)² + λ Σ_f (Δ² x_f)²
     filters y with the frequency response 1 / (1 + (λ/c)·16 sin⁴(ω/2)) (ω in radians per
-    frame). Half power at the period P = 2π/ω gives λ = c / (16 sin⁴(π/P)).
+    frame). A gain of 1/2 at the period P = 2π/ω gives λ = c / (16 sin⁴(π/P)): paths
+    changing over many more frames than P pass almost unchanged, faster wiggles are damped.
     """
     if period < 2.0:
         raise ValueError("the cut-off period must be at least 2 frames")
