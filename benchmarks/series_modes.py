@@ -62,7 +62,8 @@ def best_xyz(dataset) -> np.ndarray:
 
 
 def run_modes(client, consensus, restraints, truths, maps, resolution: float, weight: float,
-              macro_cycles: int, modes=("independent", "chained", "joint"), **joint) -> dict:
+              macro_cycles: int, **joint) -> dict:
+    """Every mode on one series; ``joint`` holds ``smoothness`` / ``joint_weight``."""
     from varref.ensemble.memory_series import MemoryMapSeries
     from varref.ensemble.series import run_series
     from varref.refinement.options import RefineOptions
@@ -70,16 +71,18 @@ def run_modes(client, consensus, restraints, truths, maps, resolution: float, we
     series = MemoryMapSeries(maps, resolution=resolution)
     options = RefineOptions(resolution=resolution, macro_cycles=macro_cycles, weight=weight,
                             final_cc=False, adp=False, rotamer_fit=False)
+    runs = [("independent", "independent", {}), ("chained", "chained", {}),
+            ("joint", "joint", joint), ("joint, input start", "joint", dict(joint, joint_start="input")),
+            ("joint, 1st differences", "joint", dict(joint, prior_order=1))]
     out = {}
-    for mode in modes:
+    for label, mode, extra in runs:
         started = time.perf_counter()
-        extra = joint if mode == "joint" else {}
         dataset = run_series(client, consensus, restraints, series, None, options, mode=mode,
                              progress=False, **extra)
         elapsed = time.perf_counter() - started
         xyz = best_xyz(dataset)
-        out[mode] = {"rmsd": rmsd_per_frame(xyz, truths), "roughness": roughness(xyz),
-                     "time_s": elapsed}
+        out[label] = {"rmsd": rmsd_per_frame(xyz, truths), "roughness": roughness(xyz),
+                      "time_s": elapsed}
     return out
 
 

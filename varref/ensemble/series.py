@@ -11,11 +11,15 @@ chained
     refined member of frame r±i. The walk is a Dask task graph (each frame's task depends on
     its neighbour's), so the two directions run in parallel.
 joint
-    Every frame starts from the input model and all frames are refined together, with a
-    smoothness prior on the second differences of the coordinates along the frames (a
-    trajectory prior, :mod:`varref.refinement.trajectory`), so that noisy frames borrow
-    strength from their neighbours. One Dask task per batch of trajectories (member m of
-    every frame is trajectory m); a trajectory is all-or-nothing on resume.
+    All frames are refined together, with a smoothness prior on the second differences of
+    the coordinates along the frames (a trajectory prior,
+    :mod:`varref.refinement.trajectory`), so that noisy frames borrow strength from their
+    neighbours. The trajectory starts from the chained walk's models (``joint_start=
+    "chained"``, default: the joint problem needs a start inside its convergence radius at
+    every frame, which the input model is not at the ends of a large motion) or from the
+    input model at every frame (``"input"``). One Dask task per batch of trajectories
+    (member m of every frame is trajectory m), after the chained walk's tasks; a trajectory
+    is all-or-nothing on resume.
 
 With ``models_per_map`` M > 1, member 0 of each frame starts from the frame's start model
 itself and members 1..M-1 from smooth perturbations of it (``perturb_rmsd``); all are kept with
@@ -50,6 +54,8 @@ from varref.restraints import Restraints
 log = logging.getLogger(__name__)
 
 MODES = ("independent", "chained", "joint")
+#: Starts of joint mode.
+JOINT_STARTS = ("chained", "input")
 
 #: Extra box margin of joint mode, Å: every frame is boxed around the common start model
 #: once, so the box must also hold the frame's motion away from it.
@@ -72,12 +78,14 @@ def refine_frame(context: RunContext, series, frame: int, members: list[int],
 
 
 def refine_trajectories(context: RunContext, series, members: list[int], prior_weight: float,
+                        frame_starts: list[np.ndarray] | None = None,
                         order: int = 2) -> list[MemberOutcome]:
     """Worker task of joint mode: refine trajectories ``members`` through every frame.
 
-    Frame f of trajectory m starts from the input model, perturbed (m > 0) with the seed of
-    (run seed, f, m) as in the other modes; every frame is boxed around the input model with
-    :data:`JOINT_MOTION_MARGIN` more room. All frames' maps are held in memory.
+    Frame f of trajectory m starts from ``frame_starts[f]`` (default: the input model),
+    perturbed (m > 0) with the seed of (run seed, f, m) as in the other modes; every frame is
+    boxed around its start with :data:`JOINT_MOTION_MARGIN` more room than the other modes.
+    All frames' maps are held in memory.
     """
     from dataclasses import replace
 
@@ -87,15 +95,18 @@ def refine_trajectories(context: RunContext, series, members: list[int], prior_w
 
     model, options = context.model, context.options
     n_frames = len(series)
+    base = [model.xyz] * n_frames if frame_starts is None else list(frame_starts)
     margin = options.box_margin + 3.0 * context.perturb_rmsd + JOINT_MOTION_MARGIN
-    maps = [series.frame(f).prepared(model.xyz, margin, options.map_b) for f in range(n_frames)]
+    maps = [series.frame(f).prepared(base[f], margin, options.map_b) for f in range(n_frames)]
     starts = np.empty((len(members), n_frames, model.n_atoms, 3))
     for k, member in enumerate(members):
-        if member == 0:
-            starts[k] = model.xyz
-        else:
-            seeds = [member_seed(context.seed, f, member) for f in range(n_frames)]
-            starts[k] = perturb_batch(model, context.restraints, context.perturb_rmsd, seeds)
+        for f in range(n_frames):
+            if member == 0:
+                starts[k, f] = base[f]
+            else:
+                starts[k, f] = perturb_batch(model, context.restraints, context.perturb_rmsd,
+                                             [member_seed(context.seed, f, member)],
+                                             start=base[f])[0]
     result = refine_joint(model, maps, context.restraints, starts,
                           replace(options, weight=context.weight), prior_weight, order)
     share = result.runtime_s / (len(members) * n_frames)
@@ -114,20 +125,20 @@ def refine_trajectories(context: RunContext, series, members: list[int], prior_w
 
 def joint_prior_weight(model: Model, series, options: RefineOptions, weight: float,
                        reference: int, smoothness: float | None,
-                       joint_weight: float | None) -> float:
+                       joint_weight: float | None, order: int = 2) -> float:
     """λ of the trajectory prior: ``joint_weight`` if given, else the automatic rule
-    (:func:`~varref.refinement.trajectory.automatic_prior_weight`) with the data curvature
-    measured on the reference frame at the input model and the cut-off period
-    ``smoothness`` frames (default :func:`~varref.refinement.trajectory.default_period`)."""
+    (:func:`~varref.refinement.trajectory.automatic_prior_weight`) with h measured on the
+    reference frame at the input model and the cut-off period ``smoothness`` frames (default
+    :func:`~varref.refinement.trajectory.default_period`)."""
     from varref.refinement.trajectory import automatic_prior_weight, data_curvature, default_period
 
     if joint_weight is not None:
         log.info("joint: prior weight %.4g (given)", joint_weight)
         return float(joint_weight)
-    period = default_period(len(series)) if smoothness is None else float(smoothness)
     density = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
     curvature = data_curvature(model, density, model.xyz, options.interpolation)
-    prior_weight = automatic_prior_weight(curvature, weight, period)
+    period = default_period(len(series)) if smoothness is None else float(smoothness)
+    prior_weight = automatic_prior_weight(curvature, weight, period, order)
     log.info("joint: prior weight %.4g (data curvature %.3g per Å² x weight %.3g, cut-off period "
              "%.3g frames)", prior_weight, curvature, weight, period)
     return prior_weight
@@ -160,14 +171,18 @@ def run_series(client, model: Model, restraints: Restraints, series,
                options: RefineOptions, mode: str = "chained", reference_frame: int | None = None,
                models_per_map: int = 1, perturb_rmsd: float = 0.5, resume: bool = False,
                progress: bool = True, batch_size: int | None = None,
-               smoothness: float | None = None, joint_weight: float | None = None) -> xr.Dataset:
+               smoothness: float | None = None, joint_weight: float | None = None,
+               joint_start: str = "chained", prior_order: int = 2) -> xr.Dataset:
     """Refine ``model`` into every frame of ``series``; results streamed to ``output``.
 
     A frame's ``models_per_map`` members are refined in tasks of ``batch_size`` members
     (default: all members of a frame in one task); in chained mode the next frame waits for
     all of them and starts from the best. In joint mode a task refines ``batch_size``
     whole trajectories (default: all); ``smoothness`` (cut-off period of the prior, frames)
-    or ``joint_weight`` (λ itself) set the trajectory prior, default automatic.
+    or ``joint_weight`` (λ itself) set the trajectory prior, default automatic;
+    ``joint_start`` is ``"chained"`` (start from the chained walk's models, one member per
+    frame) or ``"input"`` (every frame from the input model); ``prior_order`` 1 replaces the
+    second differences of the prior by first differences (for comparisons only).
     """
     if mode not in MODES:
         raise InputError("--mode", f"must be one of {', '.join(MODES)}")
@@ -177,6 +192,10 @@ def run_series(client, model: Model, restraints: Restraints, series,
         raise InputError("--smoothness", f"must be a number of frames >= 2, got {smoothness!r}")
     if joint_weight is not None and not (np.isfinite(joint_weight) and joint_weight >= 0):
         raise InputError("--joint-weight", f"must be a finite number >= 0, got {joint_weight!r}")
+    if prior_order not in (1, 2):
+        raise InputError("prior_order", "must be 1 or 2")
+    if joint_start not in JOINT_STARTS:
+        raise InputError("--joint-start", f"must be one of {', '.join(JOINT_STARTS)}")
     if mode == "joint":
         unsupported = [name for name in ("rigid_body", "final_cc", "adp", "rotamer_fit")
                        if getattr(options, name)]
@@ -195,7 +214,9 @@ def run_series(client, model: Model, restraints: Restraints, series,
         model, options, restraints, kind="series", mode=mode, reference_frame=reference,
         models_per_map=models_per_map, perturb_rmsd=float(perturb_rmsd), n_frames=n_frames,
         sources=list(series.sources), maps_sha256=series_sha256(series),
-        **({"smoothness": smoothness, "joint_weight": joint_weight} if mode == "joint" else {}))
+        **({"smoothness": smoothness, "joint_weight": joint_weight, "joint_start": joint_start,
+            "prior_order": prior_order}
+           if mode == "joint" else {}))
 
     def search_weight() -> float:
         reference_map = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
@@ -209,9 +230,10 @@ def run_series(client, model: Model, restraints: Restraints, series,
                                                       list(series.sources), recorded, lock=held))
         if mode == "joint":
             prior_weight = joint_prior_weight(model, series, options, weight, reference,
-                                              smoothness, joint_weight)
+                                              smoothness, joint_weight, prior_order)
             _run_joint(client, store, model, restraints, series, options, weight, prior_weight,
-                       models_per_map, perturb_rmsd, batch_size, progress)
+                       models_per_map, perturb_rmsd, batch_size, progress, reference,
+                       joint_start, prior_order)
         else:
             _run_frames(client, store, model, restraints, series, options, weight, mode, reference,
                         models_per_map, perturb_rmsd, batch_size, progress)
@@ -223,8 +245,13 @@ def run_series(client, model: Model, restraints: Restraints, series,
 
 def _run_joint(client, store: ResultStore, model: Model, restraints: Restraints, series,
                options: RefineOptions, weight: float, prior_weight: float, models_per_map: int,
-               perturb_rmsd: float, batch_size: int | None, progress: bool) -> None:
-    """Submit every unfinished trajectory (member) of joint mode and write its frames."""
+               perturb_rmsd: float, batch_size: int | None, progress: bool, reference: int,
+               joint_start: str = "chained", prior_order: int = 2) -> None:
+    """Submit every unfinished trajectory (member) of joint mode and write its frames.
+
+    With ``joint_start="chained"`` the trajectories start from the chained walk (one member
+    per frame, from ``reference`` outward, the tasks of chained mode; not stored), which
+    runs again on resume (deterministic, so the re-run trajectory is the lost one)."""
     n_frames = len(series)
     log.info("series: %d frames, mode joint, %d trajectory(ies), weight %.3g, prior weight %.4g",
              n_frames, models_per_map, weight, prior_weight)
@@ -237,8 +264,18 @@ def _run_joint(client, store: ResultStore, model: Model, restraints: Restraints,
     context_future = client.scatter(context, broadcast=True, hash=False)
     size = len(todo) if batch_size is None else batch_size
     run = uuid.uuid4().hex
+    frame_starts = None
+    if joint_start == "chained":
+        walk: dict[int, object] = {}
+        for frame, previous in frame_order(n_frames, reference):
+            start = None if previous is None else walk[previous]
+            task = client.submit(refine_frame, context_future, series, frame, [0], start,
+                                 retries=3, pure=False, key=f"series-joint-start{frame}-{run}")
+            walk[frame] = client.submit(best_coordinates, task, pure=False,
+                                        key=f"series-joint-start-best{frame}-{run}")
+        frame_starts = [walk[frame] for frame in range(n_frames)]
     tasks = [client.submit(refine_trajectories, context_future, series, chunk, prior_weight,
-                           retries=3, pure=False,
+                           frame_starts, prior_order, retries=3, pure=False,
                            key=f"series-joint-members{chunk[0]}-{chunk[-1]}-{run}")
              for chunk in batches(todo, size)]
     from distributed import as_completed

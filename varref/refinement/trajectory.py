@@ -194,7 +194,8 @@ def default_period(n_frames: int) -> float:
     return max(3.0, n_frames / 2.0)
 
 
-def automatic_prior_weight(curvature: float, weight: float, period: float) -> float:
+def automatic_prior_weight(curvature: float, weight: float, period: float,
+                           order: int = 2) -> float:
     """λ such that the prior is a low-pass filter along frames with cut-off period ``period``.
 
     For one coordinate with data curvature c = w·h (quadratic approximation of the data
@@ -202,11 +203,14 @@ def automatic_prior_weight(curvature: float, weight: float, period: float) -> fl
     filters y with the frequency response 1 / (1 + (λ/c)·16 sin⁴(ω/2)) (ω in radians per
     frame). A gain of 1/2 at the period P = 2π/ω gives λ = c / (16 sin⁴(π/P)): paths
     changing over many more frames than P pass almost unchanged, faster wiggles are damped.
+    For first differences (``order=1``) the response is 1 / (1 + (λ/c)·4 sin²(ω/2)) and
+    λ = c / (4 sin²(π/P)) — the same cut-off, for comparisons.
     """
     if period < 2.0:
         raise ValueError("the cut-off period must be at least 2 frames")
     c = max(weight * curvature, 0.0)
-    return c / (16.0 * np.sin(np.pi / period) ** 4)
+    s = np.sin(np.pi / period)
+    return c / (16.0 * s ** 4) if order == 2 else c / (4.0 * s ** 2)
 
 
 @dataclass
