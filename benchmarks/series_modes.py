@@ -105,6 +105,7 @@ def main() -> int:
         return 1
     from varref.ensemble.cluster import dask_client
 
+    runs = []
     with dask_client(workers=1, quiet=True) as client:
         for seed in (int(s) for s in args.seeds.split(",")):
             consensus, restraints, truths, maps = hinge_series(
@@ -123,15 +124,34 @@ def main() -> int:
             for mode, r in results.items():
                 rows.append([mode, *(f"{v:.2f}" for v in r["rmsd"]), f"{r['rmsd'].mean():.2f}",
                              f"{r['roughness']:.3f}", f"{r['time_s']:.0f}"])
-            if args.markdown:
-                print("| " + " | ".join(header) + " |")
-                print("|" + "---|" * len(header))
-                for row in rows:
-                    print("| " + " | ".join(row) + " |")
-            else:
-                for row in [header, *rows]:
-                    print("  ".join(f"{c:>7}" for c in row))
+            show(header, rows, args.markdown)
+            runs.append(results)
+    # over all seeds: mean and worst r.m.s.d., roughness, and at how many frames each mode is
+    # closer to the truth than chained
+    print(f"\nsummary over seeds {args.seeds}")
+    header = ["mode", "mean r.m.s.d. Å", "worst frame Å", "roughness Å",
+              "frames closer than chained", "time s"]
+    rows = []
+    for mode in runs[0]:
+        rmsd = np.array([r[mode]["rmsd"] for r in runs])
+        chained = np.array([r["chained"]["rmsd"] for r in runs])
+        rows.append([mode, f"{rmsd.mean():.2f}", f"{rmsd.max():.2f}",
+                     f"{np.mean([r[mode]['roughness'] for r in runs]):.3f}",
+                     "" if mode == "chained" else f"{np.sum(rmsd < chained)}/{rmsd.size}",
+                     f"{np.mean([r[mode]['time_s'] for r in runs]):.1f}"])
+    show(header, rows, args.markdown)
     return 0
+
+
+def show(header: list[str], rows: list[list[str]], markdown: bool) -> None:
+    if markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+    else:
+        for row in [header, *rows]:
+            print("  ".join(f"{c:>7}" for c in row))
 
 
 if __name__ == "__main__":

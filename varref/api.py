@@ -346,7 +346,8 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
                   restraints: Restraints | None = None, monlib: str | None = None,
                   extra_restraints: Sequence[str] = (), progress: bool = False,
                   smoothness: float | None = None, joint_weight: float | None = None,
-                  joint_start: str = "chained", **options) -> xr.Dataset:
+                  joint_start: str = "chained", joint_scheme: str = "single",
+                  **options) -> xr.Dataset:
     """Refine one model (or ``models_per_map``) into every map of a series (variability).
 
     Parameters
@@ -373,6 +374,10 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     joint_start
         Joint mode: ``"chained"`` (start from the chained walk's models) or ``"input"``
         (every frame from the input model).
+    joint_scheme
+        Joint mode: ``"single"`` (one task refines whole trajectories: exact coupling, every
+        map in one task's memory) or ``"alternating"`` (frames spread over the workers,
+        refined in turn with their neighbours fixed until converged: for long series).
     **options
         Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc``, ``adp``
         and ``rotamer_fit`` default to False here).
@@ -420,7 +425,7 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
                           reference_frame=reference_frame, models_per_map=models_per_map,
                           perturb_rmsd=perturb_rmsd, resume=resume, progress=progress,
                           batch_size=batch_size, smoothness=smoothness, joint_weight=joint_weight,
-                          joint_start=joint_start)
+                          joint_start=joint_start, joint_scheme=joint_scheme)
 
 
 def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | None = None,

@@ -149,3 +149,26 @@ def test_joint_objective_gradient_matches_finite_differences(helix_with_map):
     swapped = JointObjective([frame_terms[0], frame_terms[0], frame_terms[2]], objective.restraint_terms,
                              TrajectoryPrior(2.0), 5.0, model.n_atoms)
     assert not np.allclose(swapped.evaluate(trajectory, members)[0], values)
+
+
+@pytest.mark.parametrize("frame", [0, 1, 3, 5])
+def test_neighbour_prior_is_the_joint_prior_seen_from_one_frame(frame):
+    """Its gradient is the joint prior's gradient at that frame (FD-checked too), and its
+    value differs from the joint prior's only by triplets without the frame (constants)."""
+    from varref.refinement.trajectory import NeighbourPrior
+
+    rng = np.random.default_rng(frame)
+    trajectory = rng.normal(size=(2, 6, 4, 3))
+    joint = TrajectoryPrior(0.8)
+    neighbours = {o: trajectory[:, frame + o] for o in (-2, -1, 1, 2) if 0 <= frame + o < 6}
+    prior = NeighbourPrior(0.8, frame, 6, neighbours)
+    members = np.array([0, 1])
+    values, gradient = prior.evaluate(trajectory[:, frame].copy(), members)
+    np.testing.assert_allclose(gradient, joint.evaluate(trajectory)[1][:, frame], rtol=1e-12)
+    own = trajectory[1, frame].copy()
+    numeric = numerical_gradient(lambda x: prior.evaluate(x[np.newaxis], members[1:])[0][0], own)
+    np.testing.assert_allclose(gradient[1], numeric, rtol=1e-6, atol=1e-7)
+    moved = trajectory.copy()
+    moved[:, frame] += rng.normal(size=moved[:, frame].shape)
+    np.testing.assert_allclose(prior.evaluate(moved[:, frame].copy(), members)[0] - values,
+                               joint.evaluate(moved)[0] - joint.evaluate(trajectory)[0])

@@ -48,6 +48,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--joint-weight", type=nonnegative_float, metavar="LAMBDA",
                         help="joint mode: the prior weight itself (default: from --smoothness and "
                         "the data term's curvature)")
+    parser.add_argument("--joint-scheme", choices=("single", "alternating"), default="single",
+                        help="joint mode: one task per batch of trajectories (default), or frames "
+                        "spread over the workers, alternating until converged (long series)")
     parser.add_argument("--joint-start", choices=("chained", "input"), default="chained",
                         help="joint mode: start from the chained walk's models (default) or every "
                         "frame from the input model")
@@ -102,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
                                 models_per_map=args.members, perturb_rmsd=args.perturb_rmsd,
                                 batch_size=args.batch_size, resume=args.resume, monlib=args.monlib,
                                 smoothness=args.smoothness, joint_weight=args.joint_weight,
-                                **({"joint_start": args.joint_start} if args.mode == "joint" else {}),
+                                **({"joint_start": args.joint_start, "joint_scheme": args.joint_scheme}
+                                   if args.mode == "joint" else {}),
                                 extra_restraints=args.restraints, progress=True, **options)
     reference = len(series) // 2 if args.reference_frame is None else args.reference_frame
     summary = frame_summary(dataset, reference)

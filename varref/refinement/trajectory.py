@@ -301,3 +301,87 @@ def refine_joint(model: Model, frame_maps: list[Map], restraints: Restraints, st
     after = metrics(trajectory)
     return JointResult(trajectory, float(prior_weight), before, after, total_iterations,
                        time.perf_counter() - started, prior_value)
+
+
+class NeighbourPrior:
+    """The terms of the trajectory prior that contain frame ``frame``, its neighbours fixed.
+
+    For the alternating (block coordinate descent) scheme of long series: frame f is refined
+    on its own with every second-difference triplet (t−1, t, t+1) that contains f, the other
+    frames of the triplet held at their latest coordinates. Summed over the frames of a
+    sweep this is the joint objective's prior, so each frame's step decreases the joint
+    objective. A :class:`~varref.refinement.terms.base.Term` (restraint kind).
+
+    Parameters
+    ----------
+    weight
+        λ.
+    frame, n_frames
+        f and F.
+    neighbours
+        Offset (−2, −1, 1, 2) → (K, N, 3) fixed coordinates of frame f + offset for the K
+        problems (members); offsets outside the series are ignored.
+    """
+
+    name = "trajectory_neighbours"
+    kind = "restraint"
+
+    def __init__(self, weight: float, frame: int, n_frames: int,
+                 neighbours: dict[int, np.ndarray]) -> None:
+        self.weight = float(weight)
+        self.frame = frame
+        self.n_frames = n_frames
+        self.neighbours = {int(o): np.asarray(x, dtype=np.float64) for o, x in neighbours.items()}
+        # centres t of the triplets (t-1, t, t+1) that contain f
+        self.centres = [t for t in (frame - 1, frame, frame + 1) if 1 <= t <= n_frames - 2]
+        for t in self.centres:
+            for s in (t - 1, t, t + 1):
+                if s != frame and (s - frame) not in self.neighbours:
+                    raise ValueError(f"frame {s} (offset {s - frame}) is needed but not given")
+
+    def evaluate(self, xyz: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        members = np.asarray(members, dtype=np.int64)
+        values = np.zeros(len(xyz))
+        gradient = np.zeros_like(xyz, dtype=np.float64)
+        for t in self.centres:
+            d = np.zeros_like(xyz, dtype=np.float64)
+            for s, coefficient in ((t - 1, 1.0), (t, -2.0), (t + 1, 1.0)):
+                d += coefficient * (xyz if s == self.frame else self.neighbours[s - self.frame][members])
+            own = {t - 1: 1.0, t: -2.0, t + 1: 1.0}[self.frame]
+            values += self.weight * np.einsum("kna,kna->k", d, d)
+            gradient += 2.0 * self.weight * own * d
+        return values, gradient
+
+    def subset(self, atoms: np.ndarray) -> "NeighbourPrior":
+        return NeighbourPrior(self.weight, self.frame, self.n_frames,
+                              {o: x[:, atoms] for o, x in self.neighbours.items()})
+
+
+def refine_frame_with_neighbours(model: Model, density: Map, restraints: Restraints,
+                                 starts: np.ndarray, options: RefineOptions, prior: NeighbourPrior,
+                                 macro_cycles: int) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's step of the alternating scheme: K members of frame f refined into its map
+    with the restraints and the prior's terms of f (neighbours fixed).
+
+    Returns the (K, N, 3) coordinates and the (K,) L-BFGS iterations used. The conformational
+    priors join after macro-cycle 1 when there is more than one, as everywhere.
+    """
+    from varref.refinement.objective import Objective
+    from varref.refinement.pipeline import DEFERRED_TERMS
+
+    xyz = np.array(starts, dtype=np.float64, copy=True)
+    packed = pack_restraints(restraints)
+    setup = TermSetup(model, restraints, packed, density, options, xyz)
+    restraint_terms = build_restraint_terms(setup)
+    deferred = DEFERRED_TERMS if macro_cycles > 1 else ()
+    data_terms = build_data_terms(setup, MACRO)
+    members = np.arange(len(xyz))
+    iterations = np.zeros(len(xyz), dtype=np.int64)
+    for cycle in range(1, macro_cycles + 1):
+        terms = [t for t in restraint_terms if cycle > 1 or t.name not in deferred]
+        objective = Objective(data_terms + terms + [prior], options.weight, xyz)
+        result = minimise_lbfgs(objective, objective.pack(xyz), max_iterations=options.iterations,
+                                max_step=options.max_step)
+        xyz = objective.unpack(result.x, members)
+        iterations += result.iterations
+    return xyz, iterations
