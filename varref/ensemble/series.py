@@ -17,9 +17,11 @@ joint
     neighbours. The trajectory starts from the chained walk's models (``joint_start=
     "chained"``, default: the joint problem needs a start inside its convergence radius at
     every frame, which the input model is not at the ends of a large motion) or from the
-    input model at every frame (``"input"``). One Dask task per batch of trajectories
-    (member m of every frame is trajectory m), after the chained walk's tasks; a trajectory
-    is all-or-nothing on resume.
+    input model at every frame (``"input"``). Scheme ``single``: one Dask task per batch of
+    trajectories (member m of every frame is trajectory m), after the chained walk's tasks;
+    scheme ``alternating`` (long series): frames on the workers, refined in turn with their
+    neighbours fixed until converged (:func:`_run_alternating`). A trajectory is
+    all-or-nothing on resume.
 
 With ``models_per_map`` M > 1, member 0 of each frame starts from the frame's start model
 itself and members 1..M-1 from smooth perturbations of it (``perturb_rmsd``); all are kept with
