@@ -72,7 +72,8 @@ def run_modes(client, consensus, restraints, truths, maps, resolution: float, we
     options = RefineOptions(resolution=resolution, macro_cycles=macro_cycles, weight=weight,
                             final_cc=False, adp=False, rotamer_fit=False)
     runs = [("independent", "independent", {}), ("chained", "chained", {}),
-            ("joint", "joint", joint), ("joint, input start", "joint", dict(joint, joint_start="input")),
+            ("joint", "joint", joint),
+            ("joint, input start", "joint", dict(joint, joint_start="input")),
             ("joint, 1st differences", "joint", dict(joint, prior_order=1))]
     out = {}
     for label, mode, extra in runs:

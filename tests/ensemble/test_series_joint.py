@@ -16,7 +16,7 @@ import pytest
 from varref.ensemble.cluster import dask_client
 from varref.ensemble.memory_series import MemoryMapSeries
 from varref.ensemble.results import ResultStore
-from varref.ensemble.series import frame_summary, run_series
+from varref.ensemble.series import frame_summary, member_spread, run_series
 from varref.errors import InputError
 from varref.example_data import hinge_motion
 from varref.model import read_model
@@ -146,6 +146,7 @@ def test_joint_members_are_trajectories_with_a_spread_and_resume_reruns_them_who
     for member in range(3):  # every trajectory follows the motion
         assert rmsd_per_frame(xyz[:, member], truths).max() < 0.8
     summary = frame_summary(dataset, n_frames // 2)
+    summary.update(member_spread(dataset, n_frames // 2))
     spread = summary["residue_spread"]
     assert spread.shape == summary["residue_displacement"].shape and np.isfinite(spread).all()
     # members from 0.5 Å perturbed starts end near one another (the maps and the prior pin

@@ -423,9 +423,43 @@ def _run_alternating(client, store: ResultStore, context: RunContext, context_fu
             bar.advance()
 
 
+def member_spread(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.ndarray]:
+    """Per-frame uncertainty from several members per frame, and where it exceeds the motion.
+
+    ``residue_spread`` (F, R): the finished members' r.m.s. deviation from their mean (no
+    superposition: they share the frame's map), averaged over each residue's heavy atoms;
+    NaN for a frame with fewer than two finished members. ``residue_motion`` (R,): the
+    residue's largest displacement from the reference frame over the series (best members,
+    :func:`frame_summary`). ``spread_exceeds_motion`` (F, R) bool: the spread is larger — the
+    recovered motion there is within the members' disagreement, i.e. not determined by the
+    data. Also ``residue_label`` (R,). Reads every finished member.
+    """
+    from varref.ensemble.precision import is_heavy, per_residue_mean, residue_of_atoms
+
+    summary = frame_summary(dataset, reference_frame)
+    finished = np.asarray(dataset["finished"].values, dtype=bool)
+    residue, _ = residue_of_atoms(dataset["residue_index"].values)
+    heavy = is_heavy(dataset["element"].values).astype(float)
+    displacement = summary["residue_displacement"]
+    spread = np.full(displacement.shape, np.nan)
+    for frame in summary["frames"]:
+        members = np.flatnonzero(finished[frame])
+        if len(members) < 2:
+            continue
+        xyz = dataset["xyz"].isel(frame=int(frame)).values[members].astype(np.float64)
+        per_atom = np.sqrt(np.mean(np.sum((xyz - xyz.mean(axis=0)) ** 2, axis=-1), axis=0))
+        spread[frame] = per_residue_mean(per_atom[np.newaxis], residue, heavy)[0]
+    with np.errstate(invalid="ignore"):
+        motion = np.max(np.where(np.isfinite(displacement), displacement, -np.inf), axis=0)
+        motion = np.where(np.isfinite(motion), motion, np.nan)
+        exceeds = np.isfinite(spread) & (spread > motion[np.newaxis])
+    return {"residue_spread": spread, "residue_motion": motion, "spread_exceeds_motion": exceeds,
+            "residue_label": summary["residue_label"]}
+
+
 def _log_spread(dataset: xr.Dataset, reference: int) -> None:
     """Log the members' spread per frame and the residues whose spread exceeds their motion."""
-    summary = frame_summary(dataset, reference)
+    summary = member_spread(dataset, reference)
     spread = summary["residue_spread"]
     if not np.isfinite(spread).any():
         return
@@ -490,20 +524,11 @@ def frame_summary(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.nda
     ``residue_index`` in file order. A frame without a finished member has ``best_member``
     −1 and NaN CC and displacements (so has every frame if the reference frame has none).
 
-    With several finished members in a frame, ``residue_spread`` is the members' r.m.s.
-    deviation from their mean (no superposition: they share the frame's map), averaged over
-    each residue's heavy atoms (reads every finished member). ``residue_motion`` is the
-    residue's largest displacement from the reference frame over the series, and
-    ``spread_exceeds_motion`` flags (frame, residue) where the spread is larger: there the
-    recovered motion is within the members' disagreement, i.e. not determined by the data.
-
     Returns
     -------
     dict
         ``frames`` (F,), ``best_member`` (F,) int, ``cc_best`` (F,), ``residue_displacement``
-        (F, R) Å, ``residue_spread`` (F, R) Å (NaN with fewer than two finished members),
-        ``residue_motion`` (R,) Å, ``spread_exceeds_motion`` (F, R) bool, and per residue
-        (R,): ``residue_chain``, ``residue_number``, ``residue_insertion_code``,
+        (F, R) Å, and per residue (R,): ``residue_chain``, ``residue_number``, ``residue_insertion_code``,
         ``residue_label`` (``"A/52A"``).
 
     Examples
@@ -531,24 +556,9 @@ def frame_summary(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.nda
     if best[reference_frame] < 0:
         per_residue[:] = np.nan
     labels = {name: values for name, (_, values, _) in residue_coords(dataset, first_atoms).items()}
-    spread = np.full(per_residue.shape, np.nan)
-    if dataset.sizes["member"] > 1:
-        for frame in frames:
-            members = np.flatnonzero(finished[frame])
-            if len(members) < 2:
-                continue
-            xyz_members = dataset["xyz"].isel(frame=int(frame)).values[members].astype(np.float64)
-            deviation = np.sum((xyz_members - xyz_members.mean(axis=0)) ** 2, axis=-1)  # (M, N)
-            per_atom = np.sqrt(deviation.mean(axis=0))
-            spread[frame] = per_residue_mean(per_atom[np.newaxis], residue, heavy)[0]
-    with np.errstate(invalid="ignore"):
-        motion = np.nanmax(np.where(np.isfinite(per_residue), per_residue, -np.inf), axis=0)
-        motion = np.where(np.isfinite(motion), motion, np.nan)
-        exceeds = np.isfinite(spread) & (spread > motion[np.newaxis])
     cc_best = np.where(best >= 0, cc[frames, np.maximum(best, 0)], np.nan)
     return {"frames": frames, "best_member": best, "cc_best": cc_best,
-            "residue_displacement": per_residue, "residue_spread": spread,
-            "residue_motion": motion, "spread_exceeds_motion": exceeds,
+            "residue_displacement": per_residue,
             "residue_chain": labels["residue_chain"], "residue_number": labels["residue_number"],
             "residue_insertion_code": labels["residue_insertion_code"],
             "residue_label": labels["residue_label"]}

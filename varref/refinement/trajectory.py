@@ -40,7 +40,6 @@ from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.metrics import model_metrics
 from varref.refinement.options import RefineOptions
 from varref.refinement.terms import MACRO, Term, TermSetup, build_data_terms, build_restraint_terms
-from varref.refinement.terms.base import DATA
 from varref.restraints import Restraints
 
 log = logging.getLogger(__name__)
@@ -281,7 +280,6 @@ def refine_joint(model: Model, frame_maps: list[Map], restraints: Restraints, st
     frame_terms = [build_data_terms(TermSetup(model, restraints, packed, density, options,
                                               trajectory[:, f]), MACRO)
                    for f, density in enumerate(frame_maps)]
-    assert all(t.kind == DATA for terms in frame_terms for t in terms)
     prior = TrajectoryPrior(prior_weight, order)
     iterations = options.iterations * n_frames if joint_iterations is None else joint_iterations
     log.info("joint: %d trajectory(ies) x %d frames, weight %.4g, prior weight %.4g (order %d), "
