@@ -345,7 +345,10 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
                   batch_size: int | None = None, resume: bool = False,
                   restraints: Restraints | None = None, monlib: str | None = None,
                   extra_restraints: Sequence[str] = (), progress: bool = False,
-                  voxel_size: float | None = None, **options) -> xr.Dataset:
+                  voxel_size: float | None = None,
+                  smoothness: float | None = None, joint_weight: float | None = None,
+                  joint_start: str = "chained", joint_scheme: str = "single",
+                  **options) -> xr.Dataset:
     """Refine one model (or ``models_per_map``) into every map of a series (variability).
 
     Parameters
@@ -361,13 +364,27 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
         Map resolution, Å.
     mode
         ``"chained"`` (walk outward from the reference frame, each frame starting from its
-        neighbour's best model) or ``"independent"`` (every frame from the input model).
+        neighbour's best model), ``"independent"`` (every frame from the input model) or
+        ``"joint"`` (all frames refined together with a smoothness prior along the frames;
+        member m of every frame is one trajectory).
     store
         Zarr path for the results, or None for an in-memory Dataset.
     voxel_size
         Voxel size (Å) replacing every map file's header value (cryoDRGN writes 1 Å when
         it had no CTF file). A map whose voxel size looks wrong for the model is warned
         about (logging) either way.
+    smoothness
+        Joint mode: cut-off period of the trajectory prior, frames (≥ 2; default half the
+        series, at least 3).
+    joint_weight
+        Joint mode: the prior weight λ itself (default: automatic, from ``smoothness``).
+    joint_start
+        Joint mode: ``"chained"`` (start from the chained walk's models) or ``"input"``
+        (every frame from the input model).
+    joint_scheme
+        Joint mode: ``"single"`` (one task refines whole trajectories: exact coupling, every
+        map in one task's memory) or ``"alternating"`` (frames spread over the workers,
+        refined in turn with their neighbours fixed until converged: for long series).
     **options
         Fields of :class:`~varref.refinement.options.RefineOptions` (``final_cc``, ``adp``
         and ``rotamer_fit`` default to False here).
@@ -417,7 +434,8 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
         return run_series(dask_client, model, restraints, series, store, opts, mode=mode,
                           reference_frame=reference_frame, models_per_map=models_per_map,
                           perturb_rmsd=perturb_rmsd, resume=resume, progress=progress,
-                          batch_size=batch_size)
+                          batch_size=batch_size, smoothness=smoothness, joint_weight=joint_weight,
+                          joint_start=joint_start, joint_scheme=joint_scheme)
 
 
 def analyse(dataset: xr.Dataset | str | PathLike, *, reference_frame: int | None = None,

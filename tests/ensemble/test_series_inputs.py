@@ -195,6 +195,7 @@ def test_chained_series_restarts_from_the_input_model_in_every_component():
     from varref.api import refine_series
     from varref.ensemble.cluster import dask_client
     from varref.ensemble.memory_series import MemoryMapSeries
+    from varref.errors import InputError
     from varref.example_data import example_helix
     from varref.simulate import simulate_map
 
@@ -209,6 +210,10 @@ def test_chained_series_restarts_from_the_input_model_in_every_component():
     with dask_client(workers=1, quiet=True) as client:
         dataset = refine_series(model, series, 3.0, client=client, weight=20.0, macro_cycles=1,
                                 iterations=20)
+        # one trajectory prior cannot span two components: joint mode refuses before any work
+        with pytest.raises(InputError, match="components"):
+            refine_series(model, series, 3.0, client=client, mode="joint", weight=20.0,
+                          final_cc=False, adp=False, rotamer_fit=False)
     assert dataset["component"].values.tolist() == ["pc1"] * 3 + ["pc2"] * 3
     assert dataset["frame_in_component"].values.tolist() == [0, 1, 2, 0, 1, 2]
     start = dataset["start_xyz"].isel(member=0).values

@@ -3,7 +3,9 @@ frames or cryoDRGN volumes (what Phenix calls varref).
 
 --mode chained (default) starts at the reference frame (default: the middle one) and walks
 outward, each frame starting from its refined neighbour, so the ends of a large motion stay
-inside the convergence radius; --mode independent starts every frame from the input model.
+inside the convergence radius; --mode independent starts every frame from the input model;
+--mode joint refines all frames together with a smoothness prior along the frames, so noisy
+frames borrow strength from their neighbours.
 Results go to a zarr store as frames finish; plots of CC_mask per frame and of per-residue
 displacement from the reference frame are written beside it. `varref export` writes the
 per-frame models as one multi-model mmCIF.
@@ -16,7 +18,14 @@ from pathlib import Path
 
 from varref.atomic import check_output_path, check_outputs
 from varref.commands.cluster_options import add_cluster_options, cluster_client
-from varref.commands.option_types import count, index, nonnegative_float, positive_float, resolution
+from varref.commands.option_types import (
+    count,
+    float_in,
+    index,
+    nonnegative_float,
+    positive_float,
+    resolution,
+)
 from varref.commands.options import (add_chemistry_options, add_deprecated_alias, add_overwrite_option,
                                      add_plots_option, add_refinement_options, plot_paths,
                                      refinement_options)
@@ -37,8 +46,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resolution", type=resolution, required=True, metavar="D",
                         help="map resolution, Å (0.5-30)")
     parser.add_argument("-o", "--output", required=True, help="results store, e.g. SERIES.zarr")
-    parser.add_argument("--mode", choices=("chained", "independent"), default="chained",
+    parser.add_argument("--mode", choices=("chained", "independent", "joint"), default="chained",
                         help="chained: walk outward from the reference frame; independent: every "
+                        "frame from the input model; joint: all frames together with a "
+                        "trajectory (smoothness) prior")
+    parser.add_argument("--smoothness", type=float_in(low=2.0, unit="frames"), metavar="FRAMES",
+                        help="joint mode: cut-off period of the trajectory prior, frames (paths "
+                        "changing over fewer frames are damped; default: half the series, at "
+                        "least 3)")
+    parser.add_argument("--joint-weight", type=nonnegative_float, metavar="LAMBDA",
+                        help="joint mode: the prior weight itself (default: from --smoothness and "
+                        "the data term's curvature)")
+    parser.add_argument("--joint-scheme", choices=("single", "alternating"), default="single",
+                        help="joint mode: one task per batch of trajectories (default), or frames "
+                        "spread over the workers, alternating until converged (long series)")
+    parser.add_argument("--joint-start", choices=("chained", "input"), default="chained",
+                        help="joint mode: start from the chained walk's models (default) or every "
                         "frame from the input model")
     parser.add_argument("--voxel-size", type=positive_float, metavar="A",
                         help="voxel size, Å, for every map instead of the headers' (cryoDRGN "
@@ -92,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
                                 store=output, reference_frame=args.reference_frame,
                                 models_per_map=args.members, perturb_rmsd=args.perturb_rmsd,
                                 batch_size=args.batch_size, resume=args.resume, monlib=args.monlib,
+                                smoothness=args.smoothness, joint_weight=args.joint_weight,
+                                **({"joint_start": args.joint_start, "joint_scheme": args.joint_scheme}
+                                   if args.mode == "joint" else {}),
                                 extra_restraints=args.restraints, progress=True, **options)
     reference = len(series) // 2 if args.reference_frame is None else args.reference_frame
     summary = frame_summary(dataset, reference)
