@@ -431,8 +431,10 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
     Returns
     -------
     dict
-        ``scan`` (xarray Dataset of CC versus scale), ``scale``, ``scale_sigma``,
-        ``scale_xyz``, ``best_voxel_size``, ``cc_mask_best``.
+        ``scan`` (xarray Dataset of the FSC-average and CC_mask versus scale), ``scale``
+        (optimum of the masked FSC-average to 1/d), ``scale_sigma`` (bootstrap over residue
+        segments), ``scale_sigma_scan`` (parabola fit: scan noise only), ``scale_xyz``,
+        ``best_voxel_size``, ``fsc_average_best``, ``cc_mask_best``.
 
     Examples
     --------
