@@ -431,10 +431,10 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
     Returns
     -------
     dict
-        ``scan`` (xarray Dataset of the FSC-average and CC_mask versus scale), ``scale``
-        (optimum of the masked FSC-average to 1/d), ``scale_sigma`` (bootstrap over residue
+        ``scan`` (xarray Dataset of the matched CC and CC_mask versus scale), ``scale``
+        (optimum of the profile-matched CC_mask), ``scale_sigma`` (bootstrap over residue
         segments), ``scale_sigma_scan`` (parabola fit: scan noise only), ``scale_xyz``,
-        ``best_voxel_size``, ``fsc_average_best``, ``cc_mask_best``.
+        ``best_voxel_size``, ``cc_matched_best``, ``cc_mask_best``.
 
     Examples
     --------

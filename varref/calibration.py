@@ -29,7 +29,6 @@ import numpy as np
 import xarray as xr
 
 from varref.engine.map_target import map_target_weights
-from varref.engine.model_map import model_map, resolution_blur, scattering_coefficients
 from varref.mapfit import correlations
 from varref.maps import Map
 from varref.model import Model
@@ -67,9 +66,9 @@ def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | n
     ``density`` should be normalised and boxed around the model; ``blurred`` (optional) is its
     B = 100 Å² blurred copy for the fit's first stage, made once per scan (scaling the voxel
     size changes that blur by a few per cent, immaterial for a coarse first stage). Returns
-    the scale, CC_mask, CC_box, the fitted coordinates, the scan's score ``fsc_average``
-    (masked FSC-average to 1/d, :func:`fsc_average_of`) and its per-segment sums ``terms``
-    (:func:`fsc_terms`, for the bootstrap). A refined trial uses ``options``
+    the scale, CC_mask, CC_box, the fitted coordinates, the scan's score ``cc_matched``
+    (:func:`matched_cc`) and its per-segment sums ``sums`` (for the bootstrap). A refined
+    trial uses ``options``
     (a :class:`~varref.refinement.options.RefineOptions`; default one macro-cycle of 50
     iterations, no final stage) with the scan's ``weight``.
     """
@@ -90,10 +89,11 @@ def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | n
         options = replace(options, weight=weight)
         fitted = refine_coordinates(model, trial, restraints, fitted, options).xyz[0]
     metrics = correlations(model, fitted, trial, resolution, which=("cc_mask", "cc_box"))
-    terms = fsc_terms(model, fitted, trial, resolution)
+    # shells one reciprocal spacing of the unscaled box wide, the same Å⁻¹ for every trial
+    shell_width = 1.0 / float(np.min(np.array(density.shape_xyz) * density.voxel_size))
+    score, sums = matched_cc(model, fitted, trial, resolution, shell_width)
     return {"scale": np.asarray(scale, dtype=float).tolist(), "cc_mask": float(metrics["cc_mask"]),
-            "cc_box": float(metrics["cc_box"]), "fsc_average": float(fsc_average_of(terms)),
-            "terms": terms, "xyz": fitted}
+            "cc_box": float(metrics["cc_box"]), "cc_matched": score, "sums": sums, "xyz": fitted}
 
 
 def parabola_optimum(scales: np.ndarray, cc: np.ndarray, half_width: int = 2
@@ -128,120 +128,111 @@ def parabola_optimum(scales: np.ndarray, cc: np.ndarray, half_width: int = 2
 # --------------------------------------------------------------------------- scale score
 
 
-#: Most segments a model is cut into for the bootstrap (each costs one model map and one FFT
-#: per trial), and the fewest residues a segment has.
-MAX_SEGMENTS, MIN_SEGMENT_RESIDUES = 32, 5
+#: Residues per bootstrap segment, and the most segments (longer ones on huge models).
+SEGMENT_RESIDUES, MAX_SEGMENTS = 10, 2000
 
 #: Bootstrap replicates of the optimum, and the seed that makes them reproducible.
 BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED = 400, 14
 
 
 def residue_segments(model: Model) -> np.ndarray:
-    """Segment of every heavy atom: runs of consecutive residues (model order), at most
-    :data:`MAX_SEGMENTS` of them and at least :data:`MIN_SEGMENT_RESIDUES` residues long."""
-    n_residues = max(int(model.n_residues), 1)
-    length = max(MIN_SEGMENT_RESIDUES, int(np.ceil(n_residues / MAX_SEGMENTS)))
-    return (model.residue_index[~model.is_hydrogen] // length).astype(np.int64)
+    """Segment of every heavy atom: runs of :data:`SEGMENT_RESIDUES` consecutive residues in
+    model order (longer runs when that would give more than :data:`MAX_SEGMENTS`)."""
+    length = max(SEGMENT_RESIDUES, int(np.ceil(max(int(model.n_residues), 1) / MAX_SEGMENTS)))
+    _, segments = np.unique(model.residue_index[~model.is_hydrogen] // length, return_inverse=True)
+    return segments.astype(np.int64)
 
 
-def fsc_terms(model: Model, xyz: np.ndarray, trial: Map, resolution: float,
-              segments: np.ndarray | None = None) -> dict[str, np.ndarray]:
-    """Per-shell sums from which the masked FSC-average of any segment reweighting follows.
+def fixed_shells(shape: tuple[int, int, int], voxel_size: np.ndarray, width: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Shell index ``rint(|h| / width)`` and Friedel weight (2, or 1 on the kx = 0 and
+    Nyquist planes) of every coefficient of an ``rfftn`` of the grid, shaped as the transform.
 
-    The model map is a sum over segments j, M = Σ_j M_j, and the Fourier transform of the
-    masked, mean-removed map is linear in it, so with F_j the transform of segment j's
-    masked map and F_o the data's, shell k's FSC of the model reweighted by w_j is
-
-        FSC_k(w) = Σ_j w_j a_jk / sqrt(P_k · wᵀ G_k w),
-        a_jk = Σ_{h∈k} Re(F_o F_j*),  G_k,jj' = Σ_{h∈k} Re(F_j F_j'*),  P_k = Σ_{h∈k} |F_o|².
-
-    Only shells with centre ≤ 1/``resolution`` are kept (the coefficients inside that sphere).
-
-    Parameters
-    ----------
-    model, xyz
-        The model and its fitted coordinates.
-    trial
-        The map at the trial scale (its grid defines the shells).
-    resolution
-        Map resolution d, Å (the model map's blur 4 d²; the shells' limit 1/d).
-    segments
-        (n_heavy,) segment of each heavy atom (:func:`residue_segments`).
-
-    Returns
-    -------
-    dict
-        ``counts`` (n_shells,), ``power`` P (n_shells,), ``cross`` a (n_shells, n_seg),
-        ``gram`` G (n_shells, n_seg, n_seg), float64.
+    The shell width is in Å⁻¹ and fixed for a whole scan: shells drawn from each trial's own
+    box (whose size in Å grows with the scale) would move their edges from trial to trial.
     """
-    from varref.fsc import _Shells, model_mask
+    nz, ny, nx = shape
+    vx, vy, vz = (float(v) for v in voxel_size)
+    fz, fy, fx = np.fft.fftfreq(nz, d=vz), np.fft.fftfreq(ny, d=vy), np.fft.rfftfreq(nx, d=vx)
+    s = np.sqrt(fz[:, None, None] ** 2 + fy[None, :, None] ** 2 + fx[None, None, :] ** 2)
+    weight = np.full(s.shape, 2.0)
+    weight[:, :, 0] = 1.0
+    if nx % 2 == 0:
+        weight[:, :, -1] = 1.0
+    return np.rint(s / width).astype(np.int64), weight
 
-    heavy = ~model.is_hydrogen
-    segments = residue_segments(model) if segments is None else np.asarray(segments)
-    _, segments = np.unique(segments, return_inverse=True)
+
+def matched_model_map(calculated: np.ndarray, observed: np.ndarray, voxel_size: np.ndarray,
+                      shell_width: float) -> np.ndarray:
+    """The model map filtered, shell by shell, to the observed map's radial profile.
+
+    Each shell k of the (box, mean-removed) transforms gets the least-squares scale
+    k_s = Σ Re(F_o F_c*) / Σ |F_c|² (negative values set to 0), and the model map becomes
+    FT⁻¹(k_s F_c): whatever the data's point-spread function — B, a sharp cutoff, sharpening,
+    FSC weighting — the model map then has the same, so a trial's score measures where the
+    density is, not how wide it is.
+    """
+    f_c = np.fft.rfftn(calculated - calculated.mean())
+    f_o = np.fft.rfftn(observed - observed.mean())
+    index, weight = fixed_shells(calculated.shape, voxel_size, shell_width)
+    cross = np.bincount(index.ravel(), (weight * (f_o * f_c.conj()).real).ravel())
+    power = np.bincount(index.ravel(), (weight * np.abs(f_c) ** 2).ravel())
+    scale = np.clip(cross / np.where(power > 0, power, np.inf), 0.0, None)
+    return np.fft.irfftn(f_c * scale[index], s=calculated.shape).astype(np.float32)
+
+
+def segment_sums(model_values: np.ndarray, map_values: np.ndarray, points: np.ndarray,
+                 xyz: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Per-segment sums (n, Σx, Σy, Σx², Σy², Σxy) of the mask points, each point belonging
+    to the segment of its nearest atom; (n_segments, 6) float64."""
+    from scipy.spatial import cKDTree
+
+    _, nearest = cKDTree(xyz).query(points)
+    owner = segments[nearest]
     n_segments = int(segments.max()) + 1
-    mask = model_mask(model, xyz, trial).astype(np.float64)
-    shells = _Shells.of(trial.data.shape, trial.voxel_size, None)
-    keep = shells.s <= 1.0 / resolution + 1e-12
-    index = shells.index
-    inside = index < int(np.count_nonzero(keep))  # coefficients of the shells kept
-    index, weight = index[inside], shells.weight[inside]
-    n_shells = int(np.count_nonzero(keep))
-
-    def transform(data: np.ndarray) -> np.ndarray:
-        data = np.asarray(data, dtype=np.float64)
-        data = (data - np.sum(data * mask) / np.sum(mask)) * mask
-        return np.fft.rfftn(data).ravel()[inside]
-
-    observed = transform(trial.data)
-    columns = np.empty((n_segments, observed.size), np.complex128)
-    heavy_index = np.flatnonzero(heavy)
-    coeff_a, coeff_b = scattering_coefficients(model.element[heavy])
-    blur = resolution_blur(resolution)
-    for j in range(n_segments):
-        atoms = segments == j
-        density = model_map(xyz[heavy_index[atoms]], trial.data.shape, trial.origin,
-                            trial.voxel_size, coeff_a[atoms], coeff_b[atoms],
-                            model.b_iso[heavy_index[atoms]], model.occupancy[heavy_index[atoms]],
-                            blur=blur)
-        columns[j] = transform(density)
-    power = np.bincount(index, weights=weight * np.abs(observed) ** 2, minlength=n_shells)
-    cross = np.empty((n_shells, n_segments))
-    gram = np.empty((n_shells, n_segments, n_segments))
-    for k in range(n_shells):
-        in_shell = index == k
-        f = columns[:, in_shell] * np.sqrt(weight[in_shell])
-        cross[k] = (f @ (observed[in_shell] * np.sqrt(weight[in_shell])).conj()).real
-        gram[k] = (f @ f.conj().T).real
-    return {"counts": shells.counts[:n_shells].astype(np.float64), "power": power,
-            "cross": cross, "gram": gram}
+    x, y = model_values.astype(np.float64), map_values.astype(np.float64)
+    return np.stack([np.bincount(owner, w, minlength=n_segments)
+                     for w in (np.ones_like(x), x, y, x * x, y * y, x * y)], axis=1)
 
 
-def fsc_average_of(terms: dict[str, np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
-    """FSC-average Σ_k N_k FSC_k(w) / Σ_k N_k from :func:`fsc_terms` (REFMAC's FSCaverage,
-    Brown et al. 2015), for segment weights ``weights`` (n_seg,) or (n_boot, n_seg);
-    default all ones (the whole model)."""
-    cross, gram = terms["cross"], terms["gram"]
-    w = np.ones(cross.shape[1]) if weights is None else np.asarray(weights, dtype=np.float64)
-    w2 = np.atleast_2d(w)
-    numerator = w2 @ cross.T                                       # (n_boot, n_shells)
-    model_power = np.einsum("bi,kij,bj->bk", w2, gram, w2)
+def cc_of_sums(sums: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Pearson CC of the points of segments taken ``weights`` times each ((n_seg,) or
+    (n_boot, n_seg); default once): from the sums of :func:`segment_sums`."""
+    w = np.ones(sums.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    n, sx, sy, sxx, syy, sxy = (np.atleast_2d(w) @ sums).T
     with np.errstate(invalid="ignore", divide="ignore"):
-        shell_fsc = numerator / np.sqrt(terms["power"][None, :] * model_power)
-    counts = terms["counts"][None, :] * np.isfinite(shell_fsc)
-    value = np.nansum(counts * np.where(np.isfinite(shell_fsc), shell_fsc, 0.0), axis=1) / counts.sum(axis=1)
+        value = (sxy - sx * sy / n) / np.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n))
     return value if np.ndim(w) == 2 else value[0]
 
 
-def bootstrap_optimum(scales: np.ndarray, terms: list[dict[str, np.ndarray]],
+def matched_cc(model: Model, xyz: np.ndarray, trial: Map, resolution: float,
+               shell_width: float) -> tuple[float, np.ndarray]:
+    """The scan's score: CC over the CC_mask region between the map and the model map
+    matched to its radial profile (:func:`matched_model_map`), and its per-segment sums
+    (:func:`segment_sums`, over :func:`residue_segments`) for the bootstrap."""
+    from varref.engine.correlation import mask_radii, molecular_mask
+    from varref.simulate import model_density
+
+    heavy = ~model.is_hydrogen
+    calculated = matched_model_map(model_density(model, xyz, trial, resolution), trial.data,
+                                   trial.voxel_size, shell_width)
+    mask = molecular_mask(xyz[heavy], mask_radii(model.element[heavy]), trial.data.shape,
+                          trial.origin, trial.voxel_size)
+    points = trial.origin + np.argwhere(mask)[:, ::-1] * trial.voxel_size  # (z,y,x) → Å (x,y,z)
+    sums = segment_sums(calculated[mask], trial.data[mask], points, xyz[heavy],
+                        residue_segments(model))
+    return float(cc_of_sums(sums)), sums
+
+
+def bootstrap_optimum(scales: np.ndarray, sums: list[np.ndarray],
                       replicates: int = BOOTSTRAP_REPLICATES, seed: int = BOOTSTRAP_SEED,
                       half_width: int = 2) -> tuple[float, np.ndarray]:
     """Standard deviation of the scan's optimum over a bootstrap of the model's segments.
 
-    Each replicate draws the model's n segments with replacement (weights w_j = times drawn,
-    Efron & Tibshirani 1993), recomputes every trial's FSC-average with those weights from the
-    stored per-shell sums (no new maps), and refits the parabola's vertex; the spread of the
-    vertices is how much the optimum depends on which parts of the model carry it.
+    Each replicate draws the n segments (with their mask points) with replacement — weights
+    w_j = times drawn (Efron & Tibshirani 1993) — recomputes every trial's CC from the stored
+    sums (no new maps) and refits the parabola's vertex; the spread of the vertices is how
+    much the optimum depends on which parts of the structure carry it.
 
     Returns
     -------
@@ -249,10 +240,10 @@ def bootstrap_optimum(scales: np.ndarray, terms: list[dict[str, np.ndarray]],
         Standard deviation (NaN if fewer than half the replicates give a maximum) and the
         replicate vertices (NaN where the replicate's points form no maximum).
     """
-    n_segments = terms[0]["cross"].shape[1]
+    n_segments = sums[0].shape[0]
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(n_segments, np.full(n_segments, 1.0 / n_segments), size=replicates)
-    scores = np.stack([fsc_average_of(t, weights) for t in terms], axis=1)  # (replicates, trials)
+    scores = np.stack([cc_of_sums(s, weights) for s in sums], axis=1)  # (replicates, trials)
     vertices = np.full(replicates, np.nan)
     for b, row in enumerate(scores):
         vertex, _, coefficients = parabola_optimum(scales, row, half_width)
@@ -268,7 +259,7 @@ def scan_dataset(results: list[dict], density: Map) -> xr.Dataset:
     results = sorted(results, key=lambda r: float(np.mean(r["scale"])))
     scales = np.array([float(np.mean(r["scale"])) for r in results])
     return xr.Dataset(
-        {"fsc_average": ("scale", [r["fsc_average"] for r in results]),
+        {"cc_matched": ("scale", [r["cc_matched"] for r in results]),
          "cc_mask": ("scale", [r["cc_mask"] for r in results]),
          "cc_box": ("scale", [r["cc_box"] for r in results]),
          "voxel_size": (("scale", "axis"), np.outer(scales, density.voxel_size))},
@@ -281,7 +272,7 @@ def _trial_summary(model: Model, density: Map, blurred: Map, resolution: float, 
     """Worker task: one trial without the coordinates (results stay small)."""
     result = fit_at_scale(model, density, resolution, scale, refine=refine, restraints=restraints,
                           weight=weight, blurred=blurred, options=options)
-    result.pop("xyz")  # the per-segment sums stay: (shells × segments²) floats, for the bootstrap
+    result.pop("xyz")  # the per-segment sums stay (segments × 6 floats), for the bootstrap
     return result
 
 
@@ -292,10 +283,10 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     """Scan ``scales`` on Dask (one task per trial), then locate the optimum.
 
     Returns a dict with ``scan`` (xarray Dataset), ``scale`` (isotropic optimum of the
-    FSC-average), ``scale_sigma`` (bootstrap over residue segments, :func:`bootstrap_optimum`),
+    profile-matched CC, :func:`matched_cc`), ``scale_sigma`` (bootstrap over residue segments, :func:`bootstrap_optimum`),
     ``scale_sigma_scan`` (the parabola fit's, scan noise only), ``scale_xyz`` (per-axis optimum
     when ``anisotropic``, else the isotropic one three times), ``best_voxel_size``,
-    ``fsc_average_best`` and ``cc_mask_best``. ``options`` are the refinement options of
+    ``cc_matched_best`` and ``cc_mask_best``. ``options`` are the refinement options of
     refined trials (``refine``); the weight is searched once per scan unless given.
     """
     from distributed import as_completed
@@ -334,21 +325,21 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
         bar.advance()
     scan = scan_dataset(results, density)
     step = float(np.median(np.diff(scan["scale"].values))) if len(scales) > 1 else 0.01
-    best_scale, scan_sigma, _ = parabola_optimum(scan["scale"].values, scan["fsc_average"].values)
-    terms = [r["terms"] for r in sorted(results, key=lambda r: float(np.mean(r["scale"])))]
-    sigma, _ = bootstrap_optimum(scan["scale"].values, terms)
+    best_scale, scan_sigma, _ = parabola_optimum(scan["scale"].values, scan["cc_matched"].values)
+    sums = [r["sums"] for r in sorted(results, key=lambda r: float(np.mean(r["scale"])))]
+    sigma, _ = bootstrap_optimum(scan["scale"].values, sums)
 
     def fit(scale) -> dict:
         return fit_at_scale(model, prepared, resolution, scale, refine=refine, options=options,
                             restraints=restraints, weight=weight, blurred=blurred)
 
     def negative_score(scale) -> float:
-        return -fit(scale)["fsc_average"]
+        return -fit(scale)["cc_matched"]
 
     if brent:
         polished = minimize_scalar(negative_score, bounds=(best_scale - step, best_scale + step),
                                    method="bounded", options={"xatol": 1e-5})
-        if -polished.fun >= scan["fsc_average"].values.max():
+        if -polished.fun >= scan["cc_matched"].values.max():
             best_scale = float(polished.x)
     scale_xyz = np.full(3, best_scale)
     if anisotropic:
@@ -358,10 +349,10 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
         scale_xyz = np.asarray(found.x)
     best = fit(scale_xyz if anisotropic else best_scale)
     scan.attrs.update({"best_scale": best_scale, "scale_sigma": sigma, "scale_sigma_scan": scan_sigma,
-                       "score": "masked FSC-average to 1/d", "resolution": resolution,
+                       "score": "CC_mask of the profile-matched model map", "resolution": resolution,
                        "centre": "model centroid", "refine": int(refine),
-                       "bootstrap": f"{BOOTSTRAP_REPLICATES} replicates of {terms[0]['cross'].shape[1]} "
+                       "bootstrap": f"{BOOTSTRAP_REPLICATES} replicates of {sums[0].shape[0]} "
                                     f"residue segments, seed {BOOTSTRAP_SEED}"})
     return {"scan": scan, "scale": best_scale, "scale_sigma": sigma, "scale_sigma_scan": scan_sigma,
             "scale_xyz": scale_xyz, "best_voxel_size": (density.voxel_size * scale_xyz),
-            "fsc_average_best": best["fsc_average"], "cc_mask_best": best["cc_mask"]}
+            "cc_matched_best": best["cc_matched"], "cc_mask_best": best["cc_mask"]}

@@ -17,8 +17,10 @@ from varref.maps import Map
 from varref.model import Model
 
 
-def sharp_cutoff(data: np.ndarray, voxel_size: np.ndarray, d_min: float) -> np.ndarray:
-    """Zero every Fourier coefficient with spatial frequency \\|s\\| > 1/``d_min``.
+def sharp_cutoff(data: np.ndarray, voxel_size: np.ndarray, d_min: float, unblur: float = 0.0
+                 ) -> np.ndarray:
+    """Zero every Fourier coefficient with spatial frequency \\|s\\| > 1/``d_min``, and
+    multiply those kept by exp(+``unblur`` s²/4) (removing a blur added against aliasing).
 
     Parameters
     ----------
@@ -33,6 +35,7 @@ def sharp_cutoff(data: np.ndarray, voxel_size: np.ndarray, d_min: float) -> np.n
     sz, sy = (np.fft.fftfreq(n, d=v) for n, v in zip(data.shape[:2], voxel_size[::-1][:2]))
     sx = np.fft.rfftfreq(data.shape[2], d=voxel_size[0])
     s2 = sz[:, None, None] ** 2 + sy[None, :, None] ** 2 + sx[None, None, :] ** 2
+    transform *= np.exp(unblur * s2 / 4.0)
     transform[s2 > 1.0 / d_min ** 2] = 0.0
     return np.fft.irfftn(transform, s=data.shape).astype(np.float32)
 
@@ -90,13 +93,21 @@ def gemmi_map(model: Model, d_min: float, margin: float = 10.0, rate: float = 2.
     calculator = gemmi.DensityCalculatorE()
     calculator.d_min = d_min
     calculator.rate = rate
-    calculator.blur = 0.0
+    # Grid samples of atoms with a small B alias: the transform of the samples is the atoms'
+    # transform summed over the reciprocal lattice, and content beyond Nyquist folds back below
+    # 1/d — an artefact tied to the true lattice, which a scale calibration would read as
+    # signal. As gemmi does for structure factors, the atoms are blurred until what folds back
+    # into |s| <= 1/d (from |s| >= 2 s_Nyquist - 1/d) is below 1e-4 of the peak, and the blur is
+    # taken off again (exp(+B s²/4)) inside 1/d.
     calculator.set_grid_cell_and_spacegroup(structure)
+    fold = (2.0 * rate - 1.0) / d_min  # gemmi's spacing is at most d/(2 rate): Nyquist >= rate/d
+    blur = max(0.0, 4.0 * np.log(1e4) / fold ** 2 - float(b.min())) if cutoff else 0.0
+    calculator.blur = blur
     calculator.put_model_density_on_grid(structure[0])
     grid = calculator.grid
     data = np.ascontiguousarray(np.array(grid, copy=True).transpose(2, 1, 0))  # (x,y,z) → (z,y,x)
     voxel_size = size / np.array([grid.nu, grid.nv, grid.nw])
     if cutoff:
-        data = sharp_cutoff(data, voxel_size, d_min)
+        data = sharp_cutoff(data, voxel_size, d_min, unblur=blur)
     return Map(data.astype(np.float32), low, voxel_size, [90.0, 90.0, 90.0],
                source=f"gemmi DensityCalculatorE of {model.source} at {d_min} Å")
