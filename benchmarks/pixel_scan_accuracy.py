@@ -55,9 +55,9 @@ def main() -> None:
     resolutions, errors = ([3.5], [1.02]) if args.quick else (RESOLUTIONS, HEADER_ERRORS)
     scales = np.round(np.arange(0.95, 1.05 + 1e-9, 0.005), 6)
     print(f"machine: {platform.processor() or platform.machine()}, {args.workers} workers")
-    print("| model | atoms | d (Å) | header error | truth 1/e | scale ± σ_boot | σ_scan | error | "
-          "error/σ_boot | matched CC | CC_mask | CC_mask optimum (old score) | wall (s) |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| model | atoms | d (Å) | header error | truth 1/e | scale ± σ | σ_boot | σ_scan | error | "
+          "error/σ | matched CC | CC_mask | CC_mask optimum (old score) | wall (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     worst = []
     with dask_client(workers=args.workers, quiet=True) as client:
         for label, path, selection in MODELS:
@@ -77,7 +77,7 @@ def main() -> None:
                     worst.append((abs(rel), abs(z)))
                     print(f"| {label} | {model.n_atoms} | {d} | {(error - 1) * 100:+.0f} % | {truth:.5f} | "
                           f"{result['scale']:.5f} ± {result['scale_sigma']:.5f} | "
-                          f"{result['scale_sigma_scan']:.6f} | {rel:+.3f} % | {z:+.2f} | "
+                          f"{result['scale_sigma_bootstrap']:.5f} | {result['scale_sigma_scan']:.6f} | {rel:+.3f} % | {z:+.2f} | "
                           f"{result['cc_matched_best']:.3f} | {result['cc_mask_best']:.3f} | "
                           f"{old:.5f} ({(old / truth - 1) * 100:+.3f} %) | {wall:.0f} |", flush=True)
     worst = np.array(worst)

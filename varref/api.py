@@ -433,7 +433,8 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
     dict
         ``scan`` (xarray Dataset of the matched CC and CC_mask versus scale), ``scale``
         (optimum of the profile-matched CC_mask), ``scale_sigma`` (bootstrap over residue
-        segments), ``scale_sigma_scan`` (parabola fit: scan noise only), ``scale_xyz``,
+        segments ⊕ a 0.05 % method floor), ``scale_sigma_bootstrap``, ``scale_sigma_scan``
+        (parabola fit: scan noise only), ``scale_xyz``,
         ``best_voxel_size``, ``cc_matched_best``, ``cc_mask_best``.
 
     Examples

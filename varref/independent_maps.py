@@ -37,10 +37,10 @@ def sharp_cutoff(data: np.ndarray, voxel_size: np.ndarray, d_min: float, unblur:
     s2 = sz[:, None, None] ** 2 + sy[None, :, None] ** 2 + sx[None, None, :] ** 2
     transform *= np.exp(unblur * s2 / 4.0)
     transform[s2 > 1.0 / d_min ** 2] = 0.0
-    return np.fft.irfftn(transform, s=data.shape).astype(np.float32)
+    return np.fft.irfftn(transform, s=data.shape, axes=(0, 1, 2)).astype(np.float32)
 
 
-def gemmi_map(model: Model, d_min: float, margin: float = 10.0, rate: float = 2.0,
+def gemmi_map(model: Model, d_min: float, margin: float = 20.0, rate: float = 2.0,
               cutoff: bool = True, b_iso: float | None = None) -> Map:
     """The model's density from gemmi's ``DensityCalculatorE``, band-limited at ``d_min``.
 
@@ -52,7 +52,10 @@ def gemmi_map(model: Model, d_min: float, margin: float = 10.0, rate: float = 2.
         Resolution, Å; the grid spacing is ≈ ``d_min / (2 rate)`` (gemmi rounds the grid
         size up to FFT-friendly numbers, so the spacing may differ slightly per axis).
     margin
-        Empty border around the atoms, Å (the calculation is periodic in the box).
+        Empty border around the atoms, Å. The calculation is periodic in the box and a sharp
+        cutoff rings far out (the 3-D transform of a ball falls off as 1/r²): with a 10 Å
+        border the ripples of one side wrap onto the other and bias a scale calibration by
+        +0.07 % (1ubq at 3.5 Å); 20 Å keeps that below 0.02 %.
     rate
         gemmi's oversampling rate: 2 gives a spacing of ≈ d/4.
     cutoff

@@ -152,14 +152,16 @@ def run(args: argparse.Namespace) -> int:
     voxel = result["best_voxel_size"]
     print(f"header voxel size {np.round(density.voxel_size, 4).tolist()} Å")
     print(f"best scale {result['scale']:.5f} ± {result['scale_sigma']:.5f} (bootstrap over residue "
-          f"segments; scan-fit sigma {result['scale_sigma_scan']:.5f})  "
+          f"segments {result['scale_sigma_bootstrap']:.5f} + method floor; scan-fit sigma "
+          f"{result['scale_sigma_scan']:.5f})  "
           f"(matched CC {result['cc_matched_best']:.4f}, CC_mask {result['cc_mask_best']:.4f}; "
           f"{len(scales)} trials)")
     if args.anisotropic:
         print(f"per-axis scale {np.round(result['scale_xyz'], 4).tolist()}")
     print(f"best voxel size {np.round(voxel, 4).tolist()} Å")
     report = {"best_voxel_size": voxel.tolist(), "scale": result["scale"],
-              "scale_sigma": result["scale_sigma"], "scale_sigma_scan": result["scale_sigma_scan"],
+              "scale_sigma": result["scale_sigma"], "scale_sigma_bootstrap": result["scale_sigma_bootstrap"],
+              "scale_sigma_scan": result["scale_sigma_scan"],
               "scale_xyz": result["scale_xyz"].tolist(), "cc_matched_best": result["cc_matched_best"],
               "header_voxel_size": density.voxel_size.tolist(), "cc_mask_best": result["cc_mask_best"],
               "trials": len(scales), "range": [low, high], "step": args.step, "refine": args.refine}
