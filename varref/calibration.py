@@ -3,7 +3,15 @@
 A map's header voxel size is often off by 1–3 %. Against a trusted model, we try scale
 factors s around 1: the map's voxel size becomes s·v and its origin is scaled about the
 **model's centre** c (origin' = c + s·(origin − c)). For each s the model is rigid-body fitted
-(6 parameters; optionally followed by a short restrained refinement) and CC_mask is recorded.
+(6 parameters; optionally followed by a short restrained refinement) and scored by the CC
+over the CC_mask region against a model map matched shell by shell to the map's radial
+profile (:func:`matched_cc`; CC_mask is recorded too).
+
+Why a matched model map (issue 14): scaling a map also scales the width of its features, so
+a model map of fixed point-spread function (varref's Gaussian, B + 4 d²) trades a width
+mismatch against the position fit and CC_mask peaks off the true scale — by 0.1–2.5 % on maps
+from gemmi's simulator (sharp cutoff at 1/d). The matched map takes on the map's own profile
+at every trial, leaving only where the density is (docs/methods-calibration.md).
 
 Why the model centre: scaling about any other point c' adds a translation (1 − s)(c − c')
 between model and density, which the rigid fit must then find. For the box centre of a large
@@ -15,9 +23,11 @@ stretching remains. The corrected map (``--write-map``) is scaled about the same
 the model overlays it without further fitting.
 
 The optimum is the vertex of a least-squares parabola through the best points (the best
-trial ± 2 steps), optionally (``--brent``) polished by a bounded Brent search; its uncertainty comes from
-the parabola fit: σ_s is the standard error of the vertex −b/(2a) propagated from the fit's
-parameter covariance (residual scatter of CC about the parabola and its curvature).
+trial ± 2 steps), optionally (``--brent``) polished by a bounded Brent search. Its reported
+uncertainty is a bootstrap over residue segments (:func:`bootstrap_optimum`) combined with
+:data:`SYSTEMATIC_FLOOR`; the parabola fit's own standard error of the vertex (scan noise
+only: residual scatter of the score about the parabola against its curvature) is reported
+alongside as ``scale_sigma_scan``.
 """
 
 from __future__ import annotations
