@@ -585,8 +585,11 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
     Returns
     -------
     dict
-        ``scan`` (xarray Dataset of CC versus scale), ``scale``, ``scale_sigma``,
-        ``scale_xyz``, ``best_voxel_size``, ``cc_mask_best``.
+        ``scan`` (xarray Dataset of the matched CC and CC_mask versus scale), ``scale``
+        (optimum of the profile-matched CC_mask), ``scale_sigma`` (bootstrap over residue
+        segments ⊕ a 0.05 % method floor), ``scale_sigma_bootstrap``, ``scale_sigma_scan``
+        (parabola fit: scan noise only), ``scale_xyz``,
+        ``best_voxel_size``, ``cc_matched_best``, ``cc_mask_best``.
 
     Examples
     --------

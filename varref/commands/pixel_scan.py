@@ -2,9 +2,11 @@
 
 For each trial scale s (default 0.95-1.05 in 0.25 % steps) the map's voxel size is multiplied
 by s about the model's centre, the model is rigid-body fitted (optionally followed by a short
-restrained refinement, --refine) and CC_mask is recorded; each trial is a Dask task. The
-optimum is the vertex of a parabola through the best points (optionally polished by a Brent
-search); its uncertainty comes from the parabola fit. Prints the best voxel size and the correction factor.
+restrained refinement, --refine) the CC between the map and the model map matched to its radial profile is recorded
+(with CC_mask);
+each trial is a Dask task. The optimum is the vertex of a parabola through the best points
+(optionally polished by a Brent search); its uncertainty is a bootstrap over residue segments.
+Prints the best voxel size and the correction factor.
 """
 
 from __future__ import annotations
@@ -104,11 +106,12 @@ def plot_scan(scan, result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(6, 3.4), dpi=120)
-    axes.plot(scan["scale"].values, scan["cc_mask"].values, "o", ms=3, label="rigid-body fit")
+    axes.plot(scan["scale"].values, scan["cc_matched"].values, "o", ms=3, label="profile-matched CC (score)")
+    axes.plot(scan["scale"].values, scan["cc_mask"].values, "s", ms=2, mfc="none", label="CC_mask")
     axes.axvline(result["scale"], color="C3", lw=1,
                  label=f"best {result['scale']:.4f} ± {result['scale_sigma']:.4f}")
     axes.set_xlabel("voxel-size scale")
-    axes.set_ylabel("CC_mask")
+    axes.set_ylabel("correlation")
     axes.legend(fontsize=8)
     figure.tight_layout()
     with atomic_path(path) as tmp:
@@ -148,13 +151,18 @@ def run(args: argparse.Namespace) -> int:
     scan = result["scan"]
     voxel = result["best_voxel_size"]
     print(f"header voxel size {np.round(density.voxel_size, 4).tolist()} Å")
-    print(f"best scale {result['scale']:.4f} ± {result['scale_sigma']:.4f}  "
-          f"(CC_mask {result['cc_mask_best']:.4f}; {len(scales)} trials)")
+    print(f"best scale {result['scale']:.5f} ± {result['scale_sigma']:.5f} (bootstrap over residue "
+          f"segments {result['scale_sigma_bootstrap']:.5f} + method floor; scan-fit sigma "
+          f"{result['scale_sigma_scan']:.5f})  "
+          f"(matched CC {result['cc_matched_best']:.4f}, CC_mask {result['cc_mask_best']:.4f}; "
+          f"{len(scales)} trials)")
     if args.anisotropic:
         print(f"per-axis scale {np.round(result['scale_xyz'], 4).tolist()}")
     print(f"best voxel size {np.round(voxel, 4).tolist()} Å")
     report = {"best_voxel_size": voxel.tolist(), "scale": result["scale"],
-              "scale_sigma": result["scale_sigma"], "scale_xyz": result["scale_xyz"].tolist(),
+              "scale_sigma": result["scale_sigma"], "scale_sigma_bootstrap": result["scale_sigma_bootstrap"],
+              "scale_sigma_scan": result["scale_sigma_scan"],
+              "scale_xyz": result["scale_xyz"].tolist(), "cc_matched_best": result["cc_matched_best"],
               "header_voxel_size": density.voxel_size.tolist(), "cc_mask_best": result["cc_mask_best"],
               "trials": len(scales), "range": [low, high], "step": args.step, "refine": args.refine}
     if args.output:
