@@ -12,8 +12,8 @@ geometry by minimising the restraints alone (200 L-BFGS iterations). Regularisat
 the displacement a little; the *regularised* displacement is then rescaled to the target and
 polished (40 iterations) until the Cα r.m.s.d. to the input is within 2 % of the target.
 Rescaling an already regular, smooth displacement by a few per cent barely strains the
-geometry, so the polish converges fast: on TRPV1 (10 starts of 1 Å) this takes a quarter of
-the time of regularising every rescaled raw field from scratch, with the same bond and angle
+geometry, so the polish converges fast: on TRPV1 (10 starts of 1 Å) this takes 0.4 of the
+time of regularising every rescaled raw field from scratch, with the same bond and angle
 r.m.s.d. Reproducible from the seed.
 """
 
