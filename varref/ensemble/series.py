@@ -361,14 +361,7 @@ def _run_joint(client, store: ResultStore, model: Model, restraints: Restraints,
                            frame_starts, prior_order, retries=3, pure=False,
                            key=f"series-joint-members{chunk[0]}-{chunk[-1]}-{run}")
              for chunk in batches(todo, size)]
-    from distributed import as_completed
-
-    bar = Progress(len(todo) * n_frames, "series", progress)
-    for task in as_completed(tasks):
-        for outcome in task.result():
-            store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
-                               outcome.metrics, outcome.b_iso)
-            bar.advance()
+    _write_as_completed(store, tasks, len(todo) * n_frames, progress)
 
 
 def _run_alternating(client, store: ResultStore, context: RunContext, context_future, series,
@@ -421,14 +414,7 @@ def _run_alternating(client, store: ResultStore, context: RunContext, context_fu
     tasks = [client.submit(alternating_outcomes, context_future, series, f, members, current[f],
                            starts[f], base[f], share, pure=False, key=f"series-alt-out{f}-{run}")
              for f in range(n_frames)]
-    from distributed import as_completed
-
-    bar = Progress(len(members) * n_frames, "series", progress)
-    for task in as_completed(tasks):
-        for outcome in task.result():
-            store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
-                               outcome.metrics, outcome.b_iso)
-            bar.advance()
+    _write_as_completed(store, tasks, len(members) * n_frames, progress)
 
 
 def member_spread(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.ndarray]:
@@ -515,10 +501,16 @@ def _run_frames(client, store: ResultStore, model: Model, restraints: Restraints
         futures[frame] = (tasks, client.submit(best_coordinates, *tasks, pure=False,
                                                key=f"series-best-{frame}-{run}"))
 
+    _write_as_completed(store, [task for pair in futures.values() for task in pair[0]],
+                        len(futures) * models_per_map, progress)
+
+
+def _write_as_completed(store: ResultStore, tasks: list, n_members: int, progress: bool) -> None:
+    """Write every member of ``tasks`` (futures of lists of outcomes) as its task finishes."""
     from distributed import as_completed
 
-    bar = Progress(len(futures) * models_per_map, "series", progress)
-    for task in as_completed([task for pair in futures.values() for task in pair[0]]):
+    bar = Progress(n_members, "series", progress)
+    for task in as_completed(tasks):
         for outcome in task.result():
             store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
                                outcome.metrics, outcome.b_iso)
