@@ -7,6 +7,7 @@ A directory is accepted when it holds ``list/mon_lib_list.cif`` (the library's i
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Sequence
 from importlib.util import find_spec
@@ -71,11 +72,26 @@ def load_monomer_library(
     first and take precedence over the library's own entries for the same residue.
     """
     directory = find_monomer_library(monlib_dir)
-    monlib = gemmi.MonLib()
+    extra = []
     for cif in extra_cifs:
         cif = Path(cif)
         if not cif.is_file():
             raise InputError(cif, "restraint dictionary file not found")
+        stat = cif.stat()
+        extra.append((str(cif.resolve()), stat.st_mtime_ns, stat.st_size))
+    return _cached_library(tuple(sorted(set(residue_names))), str(directory), tuple(extra))
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_library(residue_names: tuple[str, ...], directory: str,
+                    extra_cifs: tuple[tuple[str, int, int], ...]) -> gemmi.MonLib:
+    """Reading the dictionaries costs ~0.4 s for a protein; a refinement and its two
+    validations ask for the same ones up to five times. The MonLib is only read from
+    afterwards (topology preparation does not change it); the extra CIFs are keyed by
+    modification time and size, so an edited file is read again."""
+    monlib = gemmi.MonLib()
+    extra_cifs = tuple(Path(cif) for cif, _, _ in extra_cifs)
+    for cif in extra_cifs:
         try:
             monlib.read_monomer_cif(str(cif))
         except (RuntimeError, ValueError) as exc:

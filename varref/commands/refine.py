@@ -186,8 +186,11 @@ def _summary(model, result, density, args) -> list[dict]:
     from varref.validation import validate
 
     boxed = density.box_around(model.xyz, margin=8.0)
-    before = validate(model, boxed, args.resolution, reference_data=args.reference_data)
-    after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data)
+    # the summary does not show EMRinger: skip its scan
+    before = validate(model, boxed, args.resolution, reference_data=args.reference_data,
+                      with_emringer=False)
+    after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data,
+                     with_emringer=False)
     if result.fsc:
         before["fsc"], after["fsc"] = result.fsc["before"], result.fsc["after"]
     return summary_rows(before, after)

@@ -48,6 +48,7 @@ import math
 import numpy as np
 from numba import njit
 
+from varref.engine.cc_target import CorrelationData, correlation_data
 from varref.engine.interpolation import as_kernel_grid
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
@@ -182,41 +183,6 @@ def _sum_by_group_kernel(values, group, out):
 # --------------------------------------------------------------------------------------
 # Python wrappers
 # --------------------------------------------------------------------------------------
-
-
-class CorrelationData:
-    """The fixed half of the CC target: mask points and the centred target over them.
-
-    Attributes
-    ----------
-    shape : (nz, ny, nx)
-    origin, voxel_size : (3,) float64
-    inside : (M,) int64
-        Flat indices of the mask points.
-    t_centred : (M,) float64
-        Target minus its mean over the mask.
-    s_tt : float
-        ``sum t_centred^2``.
-    """
-
-    def __init__(self, target_map: np.ndarray, origin: np.ndarray, voxel_size: np.ndarray,
-                 mask: np.ndarray) -> None:
-        target_map, origin, voxel_size = as_kernel_grid(target_map, origin, voxel_size)
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != target_map.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from the map {target_map.shape}")
-        self.shape = target_map.shape
-        self.origin, self.voxel_size = origin, voxel_size
-        self.inside = np.flatnonzero(mask)
-        t = target_map.ravel()[self.inside].astype(np.float64)
-        self.t_centred = t - t.mean() if t.size else t
-        self.s_tt = float(np.dot(self.t_centred, self.t_centred))
-
-
-def correlation_data(target_map: np.ndarray, origin: np.ndarray, voxel_size: np.ndarray,
-                     mask: np.ndarray) -> CorrelationData:
-    """Precompute the mask and centred target for repeated :func:`cc_b_value_gradient` calls."""
-    return CorrelationData(target_map, origin, voxel_size, mask)
 
 
 def b_gradient_from_map_gradient(map_gradient: np.ndarray, origin: np.ndarray,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from varref.engine.lbfgs_direction import lbfgs_direction
+
 #: ``objective(x, members) -> (values (k,), gradients (k, n))`` for the rows ``x`` (k, n)
 #: that belong to problems ``members`` (k,) — only unfinished problems are evaluated.
 BatchObjective = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -66,10 +68,12 @@ def minimise_lbfgs(
     all_members = np.arange(n_problems)
     value, gradient = objective(x, all_members)
     evaluations = 1
+    # ring buffers: problem k's newest pair sits at slot (head[k] - 1) mod history
     s_hist = np.zeros((n_problems, history, n))
     y_hist = np.zeros((n_problems, history, n))
     rho_hist = np.zeros((n_problems, history))
     n_stored = np.zeros(n_problems, dtype=np.int64)
+    head = np.zeros(n_problems, dtype=np.int64)
     iterations = np.zeros(n_problems, dtype=np.int64)
     converged = np.max(np.abs(gradient), axis=1) < gradient_tolerance
     active = ~converged
@@ -78,8 +82,8 @@ def minimise_lbfgs(
         members = np.flatnonzero(active)
         if len(members) == 0:
             break
-        direction = _two_loop(gradient[members], s_hist[members], y_hist[members],
-                              rho_hist[members], n_stored[members])
+        direction = lbfgs_direction(gradient[members], members, s_hist, y_hist, rho_hist,
+                                    n_stored, head)
         slope = np.einsum("kn,kn->k", direction, gradient[members])
         # a non-descent direction (possible after a bad curvature pair): restart from -g
         uphill = slope >= 0
@@ -113,14 +117,11 @@ def minimise_lbfgs(
         store = accepted & (sy > 1e-10 * np.einsum("kn,kn->k", y, y))
         for local in np.flatnonzero(store):
             k = members[local]
-            slot = n_stored[k] % history if n_stored[k] < history else history - 1
-            if n_stored[k] >= history:  # drop the oldest pair
-                s_hist[k, :-1] = s_hist[k, 1:]
-                y_hist[k, :-1] = y_hist[k, 1:]
-                rho_hist[k, :-1] = rho_hist[k, 1:]
+            slot = head[k]  # the oldest pair's slot once the ring is full
             s_hist[k, slot] = s[local]
             y_hist[k, slot] = y[local]
             rho_hist[k, slot] = 1.0 / sy[local]
+            head[k] = (slot + 1) % history
             n_stored[k] = min(n_stored[k] + 1, history)
 
         small_gradient = np.max(np.abs(gradient[members]), axis=1) < gradient_tolerance
@@ -130,39 +131,6 @@ def minimise_lbfgs(
         active[members[done]] = False
 
     return LbfgsResult(x, value, iterations, converged, evaluations)
-
-
-def _two_loop(gradient, s_hist, y_hist, rho_hist, n_stored):
-    """Search direction -H g for each problem (Nocedal & Wright Alg. 7.4), vectorised over k."""
-    q = gradient.copy()
-    k_count, m, _ = s_hist.shape
-    alpha = np.zeros((k_count, m))
-    for j in range(m - 1, -1, -1):
-        valid = j < n_stored
-        if not valid.any():
-            continue
-        a = rho_hist[:, j] * np.einsum("kn,kn->k", s_hist[:, j], q)
-        a = np.where(valid, a, 0.0)
-        alpha[:, j] = a
-        q -= a[:, None] * y_hist[:, j]
-    # initial Hessian scaling gamma = s·y / y·y of the newest pair
-    gamma = np.ones(k_count)
-    has = n_stored > 0
-    if has.any():
-        newest = np.maximum(n_stored - 1, 0)
-        rows = np.arange(k_count)
-        s_new = s_hist[rows, newest]
-        y_new = y_hist[rows, newest]
-        yy = np.einsum("kn,kn->k", y_new, y_new)
-        gamma = np.where(has & (yy > 0), np.einsum("kn,kn->k", s_new, y_new) / np.where(yy > 0, yy, 1.0), 1.0)
-    r = gamma[:, None] * q
-    for j in range(m):
-        valid = j < n_stored
-        if not valid.any():
-            continue
-        b = rho_hist[:, j] * np.einsum("kn,kn->k", y_hist[:, j], r)
-        r += np.where(valid, alpha[:, j] - b, 0.0)[:, None] * s_hist[:, j]
-    return -r
 
 
 def _backtrack(objective, x, value, direction, slope, step, members,

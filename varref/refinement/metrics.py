@@ -10,11 +10,18 @@ from varref.maps import Map
 from varref.model import Model
 from varref.restraints import Restraints
 
+#: Every correlation of :func:`varref.mapfit.correlations`.
+ALL_CORRELATIONS = ("cc_mask", "cc_box", "cc_volume", "cc_peaks")
+#: The ones the per-cycle log shows (CC_volume and CC_peaks sort the whole box).
+LOGGED_CORRELATIONS = ("cc_mask", "cc_box")
+
 
 def model_metrics(model: Model, xyz: np.ndarray, restraints: Restraints, density: Map,
-                  resolution: float) -> dict[str, float]:
-    """CC_mask, CC_box, CC_volume, CC_peaks and bond/angle r.m.s.d. of coordinates ``xyz``."""
-    metrics = correlations(model, xyz, density, resolution)
+                  resolution: float, which: tuple[str, ...] = ALL_CORRELATIONS
+                  ) -> dict[str, float]:
+    """Map–model correlations (``which``; default CC_mask, CC_box, CC_volume, CC_peaks) and
+    bond/angle r.m.s.d. of coordinates ``xyz``."""
+    metrics = correlations(model, xyz, density, resolution, which=which)
     deviations = geometry_statistics(xyz, restraints)
     metrics["bond_rmsd"] = deviations["bonds"]["rmsd"]
     metrics["angle_rmsd"] = deviations["angles"]["rmsd"]

@@ -27,7 +27,7 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
    term; per problem, the CC weight is halved (up to three times) while the geometry
    leaves its targets, and the stage is kept only if it raises CC_mask.
 7. Metrics before and after (and per cycle when asked): CC_mask, CC_box, CC_volume,
-   CC_peaks, bond and angle r.m.s.d.
+   CC_peaks, bond and angle r.m.s.d. (cycles before the last: CC_mask and CC_box only).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from varref.engine.restraint_target import pack_restraints
 from varref.maps import Map
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
-from varref.refinement.metrics import model_metrics
+from varref.refinement.metrics import ALL_CORRELATIONS, LOGGED_CORRELATIONS, model_metrics
 from varref.refinement.objective import Objective
 from varref.refinement.options import RefineOptions
 from varref.refinement.terms import FINAL, MACRO, TermSetup, build_data_terms, build_restraint_terms
@@ -109,9 +109,10 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
 
     b_iso = np.repeat(model.b_iso[np.newaxis], n_problems, axis=0)  # per problem, (K, N)
 
-    def metrics(coordinates: np.ndarray, k: int = 0) -> dict[str, float]:
+    def metrics(coordinates: np.ndarray, k: int = 0, light: bool = False) -> dict[str, float]:
         with_b = model if np.array_equal(b_iso[k], model.b_iso) else replace(model, b_iso=b_iso[k])
-        return model_metrics(with_b, coordinates, restraints, density, options.resolution)
+        return model_metrics(with_b, coordinates, restraints, density, options.resolution,
+                             which=LOGGED_CORRELATIONS if light else ALL_CORRELATIONS)
 
     before = [metrics(x, k) for k, x in enumerate(xyz)]
     if n_problems == 1:
@@ -166,7 +167,8 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
         xyz = objective.unpack(result.x, members)
         if record_cycles:
             for k in range(n_problems):
-                row = metrics(xyz[k], k)
+                # rows before the last cycle are only logged: the cheap correlations
+                row = metrics(xyz[k], k, light=cycle < options.macro_cycles)
                 row.update(cycle=cycle, iterations=int(result.iterations[k]), weight=weight)
                 cycles[k].append(row)
             if n_problems == 1:

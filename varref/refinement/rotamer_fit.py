@@ -69,6 +69,9 @@ log = logging.getLogger(__name__)
 #: shortest real contacts (N–O, O–O hydrogen bonds) are about 2.6 Å. On TRPV1 (3.4 Å) 2.6
 #: left fewer outliers and clashes after refinement than 2.2 or 3.0 (docs).
 CLASH_DISTANCE = 2.6
+#: Bound on how far a side-chain atom can be from its CA after chi turns (Å; 7 bonds of
+#: 1.6 Å is 11.2): the clash test looks for bumps within this plus the clash distance.
+ENVIRONMENT_RADIUS = 12.0
 #: Smallest mean density per moved atom of an accepted rotamer, × ρ_ref.
 MIN_DENSITY = 0.3
 #: Smallest score gain per moved atom of an accepted rotamer, × ρ_ref.
@@ -262,7 +265,8 @@ def fit_rotamer_outliers(model: Model, xyz: np.ndarray, density: Map, restraints
             tree = cKDTree(xyz[bumpers])
         grid = tables.get(resname) if tables is not None else None
         side_chain = _SideChain(own, quadruples, moving, heavy, map_weights, rotamers,
-                                density, method, tree, bumpers, clash_distance, grid)
+                                density, method, tree, bumpers, clash_distance,
+                                xyz[int(quadruples[0][1])], grid)
         current = side_chain.score(xyz[own][np.newaxis])[0]
         local, score, rejected = side_chain.fit(xyz[own])
         n = max(len(side_chain.scored), 1)
@@ -295,7 +299,7 @@ class _SideChain:
     """One residue's rotamer candidates in local coordinates (its own atoms only)."""
 
     def __init__(self, own, quadruples, moving, heavy, map_weights, rotamers, density, method,
-                 tree, bumpers, clash_distance, grid=None):
+                 tree, bumpers, clash_distance, anchor, grid=None):
         local_index = {int(a): i for i, a in enumerate(own)}
         self.quadruples = np.vectorize(local_index.get)(quadruples).astype(np.int64)
         self.moving = [np.array([local_index[int(a)] for a in m], dtype=np.int64)
@@ -307,14 +311,18 @@ class _SideChain:
         self.rotamers = rotamers
         self.density = density
         self.method = method
-        self.tree = tree
-        self.bumpers = bumpers
         self.clash_distance = clash_distance
         self.grid = grid
-        # per tree entry (plus the "no neighbour" index tree.n): True for this residue's atoms
-        self.harmless = np.zeros(len(bumpers) + 1, dtype=bool)
-        self.harmless[-1] = True
-        self.harmless[np.flatnonzero(np.isin(bumpers, own))] = True
+        # The heavy atoms of other residues a candidate can reach: turning about chi bonds
+        # keeps each side-chain atom within its bond path from CA (the chi1 bond's first
+        # atom, ``anchor``; at most 7 bonds of <= 1.6 Å in any library residue), so a sphere
+        # of ENVIRONMENT_RADIUS + the clash distance around CA holds every possible bump. A
+        # small tree of those atoms answers "any neighbour within the clash distance" with
+        # one query per point (the whole model's tree had to be asked past the own atoms).
+        nearby = np.asarray(tree.query_ball_point(anchor, ENVIRONMENT_RADIUS + clash_distance),
+                            dtype=np.int64)
+        nearby = nearby[~np.isin(bumpers[nearby], own)]
+        self.environment = cKDTree(tree.data[nearby]) if len(nearby) else None
 
     def score(self, local: np.ndarray) -> np.ndarray:
         """Σ w ρ over the scored atoms of each coordinate set (k, n_own, 3)."""
@@ -327,12 +335,11 @@ class _SideChain:
     def clashes(self, local: np.ndarray) -> np.ndarray:
         """(k,) whether a scored atom of each coordinate set is within the clash distance of
         a heavy atom of another residue."""
+        if self.environment is None:
+            return np.zeros(len(local), dtype=bool)
         points = local[:, self.scored].reshape(-1, 3)
-        # own atoms are the nearest ones (bonded): ask for enough neighbours to see past them
-        _, hits = self.tree.query(points, k=min(len(self.own) + 1, self.tree.n),
-                                  distance_upper_bound=self.clash_distance)
-        hits = hits.reshape(len(points), -1)
-        return (~self.harmless[hits]).any(axis=1).reshape(len(local), -1).any(axis=1)
+        distance, _ = self.environment.query(points, k=1, distance_upper_bound=self.clash_distance)
+        return np.isfinite(distance).reshape(len(local), -1).any(axis=1)
 
     def rejected(self, local: np.ndarray) -> np.ndarray:
         """(k,) coordinate sets that clash, or that validation's grid (when given) calls a

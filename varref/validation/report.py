@@ -44,7 +44,8 @@ def _not_available(exc: Exception) -> dict[str, object]:
 
 
 def validate(model: Model, density: Map | None = None, resolution: float | None = None,
-             reference_data: str | PathLike | None = None) -> dict[str, object]:
+             reference_data: str | PathLike | None = None, with_emringer: bool = True
+             ) -> dict[str, object]:
     """Validate a model: geometry, Ramachandran, rotamers, C-beta, peptides, clashes and,
     with a map, map-model correlations and EMRinger.
 
@@ -61,6 +62,9 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         Without it the Ramachandran and rotamer sections are ``available: False`` with the
         reason; ``ramachandran["coot"]`` then holds coot-headless-api's clipper-table
         summary, which is not MolProbity's (:mod:`varref.validation.coot_fallback`).
+    with_emringer
+        False skips the EMRinger side-chain scan (``emringer`` is then None; about a
+        second per 4,000 atoms), e.g. for summaries that do not show it.
 
     Returns
     -------
@@ -110,7 +114,7 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
             map_fit = {"available": False, "reason": "no resolution given"}
         else:
             map_fit = map_model_correlations(model, density, resolution)
-        ringer = emringer(residues, density)
+        ringer = emringer(residues, density) if with_emringer else None
 
     report: dict[str, object] = {
         "model": {
