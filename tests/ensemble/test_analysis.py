@@ -123,3 +123,37 @@ def test_docstring_examples_of_the_new_modules():
     for module in (analysis, chimerax, series_inputs):
         failures, attempted = doctest.testmod(module, extraglobs={"np": np})
         assert failures == 0 and attempted >= 3, module.__name__
+
+
+def test_member_spread_flags_motion_the_data_do_not_support():
+    """Several members per frame: a frame next to the reference (little motion) whose
+    members scatter by 3 Å is flagged on most residues — its members' scatter must not pass
+    for motion; frames with tight members (0.02 Å) are flagged almost nowhere."""
+    from tests.ensemble.hinge_store import hinge_frames
+    from varref.ensemble.results import ResultStore
+    from varref.example_data import example_helix
+
+    model = example_helix(40)
+    frames = hinge_frames(model)
+    store = ResultStore.create(None, model, len(frames), 3,
+                               [f"frame_{k:03d}.mrc" for k in range(len(frames))],
+                               {"kind": "series", "reference_frame": REFERENCE, "mode": "independent"})
+    noisy = REFERENCE + 1
+    for frame, xyz in enumerate(frames):
+        for member in range(3):
+            sigma = 3.0 if frame == noisy else 0.02
+            jitter = np.random.default_rng([frame, member, 5]).normal(0.0, sigma, xyz.shape)
+            store.write_member(frame, member, xyz + jitter, xyz,
+                               {"cc_mask": 0.9 - 0.01 * member, "runtime_s": 1.0})
+    result = analyse(store.dataset())
+    spread = result["residue_spread"]
+    assert spread.dims == ("frame", "residue") and spread.attrs["units"] == "Å"
+    assert float(spread.sel(frame=noisy).min()) > 1.0
+    assert float(spread.drop_sel(frame=noisy).max()) < 0.1
+    flagged = result["spread_exceeds_motion"].values
+    assert flagged[noisy].mean() > 0.5
+    assert np.delete(flagged, noisy, axis=0).mean() < 0.1
+    assert noisy in result.attrs["frames_spread_exceeds_motion"]
+    # one member per frame: no spread variables
+    single, _, _ = hinge_store()
+    assert "residue_spread" not in analyse(single.dataset()).data_vars

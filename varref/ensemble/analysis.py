@@ -89,7 +89,12 @@ def analyse(dataset: xr.Dataset, *, reference_frame: int | None = None, members:
         ``projection`` (frame, pc), ``frame_order_correlation`` (component, pc),
         ``residue_mode_displacement`` (pc, residue), ``residue_displacement`` (frame,
         residue), ``local_rotation`` (frame, residue; degrees), ``domain``,
-        ``hinge`` (residue); attributes list the hinge residues (``hinge_residues``).
+        ``hinge`` (residue); attributes list the hinge residues (``hinge_residues``). With
+        several members per frame also ``residue_spread``, ``residue_frame_motion`` and
+        ``spread_exceeds_motion`` (frame, residue; :func:`varref.ensemble.series.member_spread`),
+        and the attributes
+        ``frames_spread_exceeds_motion`` / ``residues_spread_exceeds_motion`` (where the
+        recovered motion is within the members' disagreement).
 
     Raises
     ------
@@ -246,6 +251,25 @@ def analyse(dataset: xr.Dataset, *, reference_frame: int | None = None, members:
     if members == "all":
         data["member_projection"] = (("frame", "member", "pc"), member_projection, {
             "units": "Å", "description": "projection of every finished member on the component"})
+    unsupported: dict[str, object] = {}
+    if (finished.sum(axis=1) >= 2).any():
+        # several members per frame: their spread is the frame's uncertainty, and where it
+        # exceeds the residue's motion over the series the motion is not supported by the data
+        from varref.ensemble.series import member_spread
+
+        spread = member_spread(dataset, reference_frame)
+        exceeds = spread["spread_exceeds_motion"]
+        data["residue_spread"] = (("frame", "residue"), spread["residue_spread"], {
+            "units": "Å", "description": "r.m.s. deviation of the frame's finished members from "
+                                         "their mean (heavy-atom mean per residue); NaN with < 2 members"})
+        data["residue_frame_motion"] = (("frame", "residue"), spread["residue_frame_motion"], {
+            "units": "Å", "description": "displacement of the frame's member mean from the "
+                                         "reference frame's member mean (heavy-atom mean per residue)"})
+        data["spread_exceeds_motion"] = (("frame", "residue"), exceeds, {
+            "units": "n/a", "description": "the frame's member spread exceeds its motion from the "
+                                           "reference frame: the motion there is not determined by the data"})
+        unsupported = {"frames_spread_exceeds_motion": [int(f) for f in np.flatnonzero(exceeds.any(axis=1))],
+                       "residues_spread_exceeds_motion": [str(x) for x in spread["residue_label"][exceeds.any(axis=0)]]}
     result = xr.Dataset(
         data,
         coords={"pc": ("pc", np.arange(1, n_pc + 1), {"units": "1", "description": "principal component, 1.."}),
@@ -260,6 +284,7 @@ def analyse(dataset: xr.Dataset, *, reference_frame: int | None = None, members:
                "window": int(window),
                "n_domains": int(domain.max() + 1) if (domain >= 0).any() else 0,
                "hinge_residues": [str(x) for x in labels[hinge]],
+               **unsupported,
                "method": "Kabsch superposition on the reference frame; PCA (SVD) of heavy-atom "
                          "coordinates; domains by average-linkage clustering of local rotation "
                          "vectors (DynDom-like); see docs/methods-ensembles.md"})

@@ -422,11 +422,15 @@ def member_spread(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.nda
 
     ``residue_spread`` (F, R): the finished members' r.m.s. deviation from their mean (no
     superposition: they share the frame's map), averaged over each residue's heavy atoms;
-    NaN for a frame with fewer than two finished members. ``residue_motion`` (R,): the
-    residue's largest displacement from the reference frame over the series (best members,
-    :func:`frame_summary`). ``spread_exceeds_motion`` (F, R) bool: the spread is larger — the
-    recovered motion there is within the members' disagreement, i.e. not determined by the
-    data. Also ``residue_label`` (R,). Reads every finished member.
+    NaN for a frame with fewer than two finished members. ``residue_frame_motion`` (F, R):
+    the displacement of the frame's member mean from the reference frame's member mean
+    (heavy-atom mean per residue; the means, not single members, so that the members' own
+    scatter is averaged down and is not mistaken for motion). ``residue_motion`` (R,): its
+    largest value over the series. ``spread_exceeds_motion`` (F, R) bool: the frame's spread
+    is larger than its motion — there the recovered motion is within the members'
+    disagreement, i.e. not determined by the data (never set for the reference frame or
+    frames with fewer than two members). Also ``residue_label`` (R,). Reads every finished
+    member.
     """
     from varref.ensemble.precision import is_heavy, per_residue_mean, residue_of_atoms
 
@@ -434,20 +438,29 @@ def member_spread(dataset: xr.Dataset, reference_frame: int) -> dict[str, np.nda
     finished = np.asarray(dataset["finished"].values, dtype=bool)
     residue, _ = residue_of_atoms(dataset["residue_index"].values)
     heavy = is_heavy(dataset["element"].values).astype(float)
-    displacement = summary["residue_displacement"]
-    spread = np.full(displacement.shape, np.nan)
+    shape = summary["residue_displacement"].shape
+    spread = np.full(shape, np.nan)
+    means = {}
     for frame in summary["frames"]:
         members = np.flatnonzero(finished[frame])
+        xyz = dataset["xyz"].isel(frame=int(frame)).values[members].astype(np.float64)
+        means[int(frame)] = xyz.mean(axis=0)
         if len(members) < 2:
             continue
-        xyz = dataset["xyz"].isel(frame=int(frame)).values[members].astype(np.float64)
-        per_atom = np.sqrt(np.mean(np.sum((xyz - xyz.mean(axis=0)) ** 2, axis=-1), axis=0))
+        per_atom = np.sqrt(np.mean(np.sum((xyz - means[int(frame)]) ** 2, axis=-1), axis=0))
         spread[frame] = per_residue_mean(per_atom[np.newaxis], residue, heavy)[0]
+    frame_motion = np.full(shape, np.nan)
+    if reference_frame in means:
+        for frame, mean in means.items():
+            per_atom = np.linalg.norm(mean - means[reference_frame], axis=-1)
+            frame_motion[frame] = per_residue_mean(per_atom[np.newaxis], residue, heavy)[0]
     with np.errstate(invalid="ignore"):
-        motion = np.max(np.where(np.isfinite(displacement), displacement, -np.inf), axis=0)
+        motion = np.max(np.where(np.isfinite(frame_motion), frame_motion, -np.inf), axis=0)
         motion = np.where(np.isfinite(motion), motion, np.nan)
-        exceeds = np.isfinite(spread) & (spread > motion[np.newaxis])
-    return {"residue_spread": spread, "residue_motion": motion, "spread_exceeds_motion": exceeds,
+        exceeds = np.isfinite(spread) & np.isfinite(frame_motion) & (spread > frame_motion)
+    exceeds[reference_frame] = False
+    return {"residue_spread": spread, "residue_frame_motion": frame_motion,
+            "residue_motion": motion, "spread_exceeds_motion": exceeds,
             "residue_label": summary["residue_label"]}
 
 
