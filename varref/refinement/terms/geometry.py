@@ -26,6 +26,9 @@ class GeometryTerm:
         self.restraints = restraints
         self.packed = pack_restraints(restraints) if packed is None else packed
         self._pair_lists: dict[int, object] = {}
+        # the concatenated lists of the last call: reused while the members are the same and
+        # no list was rebuilt (most evaluations; the concatenation cost as much as the check)
+        self._batch: tuple[tuple[int, ...], tuple[int, ...], BatchNonbondedPairs] | None = None
 
     def _pairs(self, xyz: np.ndarray, members: np.ndarray) -> BatchNonbondedPairs:
         lists = []
@@ -34,10 +37,16 @@ class GeometryTerm:
             if k not in self._pair_lists:
                 self._pair_lists[k] = self.packed.neighbour_list()
             lists.append(self._pair_lists[k].update(xyz[i]))
+        key = tuple(int(k) for k in members)
+        builds = tuple(self._pair_lists[k].n_builds for k in key)
+        if self._batch is not None and self._batch[0] == key and self._batch[1] == builds:
+            return self._batch[2]
         offsets = np.zeros(len(lists) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(p) for p in lists])
-        return BatchNonbondedPairs(np.concatenate([p.pairs for p in lists]),
-                                   np.concatenate([p.contact for p in lists]), offsets)
+        batch = BatchNonbondedPairs(np.concatenate([p.pairs for p in lists]),
+                                    np.concatenate([p.contact for p in lists]), offsets)
+        self._batch = (key, builds, batch)
+        return batch
 
     def evaluate(self, xyz: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return restraint_values_and_gradients_batch(xyz, self.packed, self._pairs(xyz, members))
