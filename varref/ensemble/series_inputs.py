@@ -398,8 +398,8 @@ def open_series(inputs: Sequence[str | PathLike], resolution: float | None = Non
     Parameters
     ----------
     inputs
-        One ``MAPS.zarr`` store (``varref maps-to-zarr``), or anything
-        :func:`collect_series_inputs` takes.
+        One ``MAPS.zarr`` store (``varref maps-to-zarr``; a directory or a URL such as
+        ``s3://bucket/maps.zarr``), or anything :func:`collect_series_inputs` takes.
     resolution
         Nominal resolution (Å) reported for map files.
     voxel_size, keep_order
@@ -417,9 +417,14 @@ def open_series(inputs: Sequence[str | PathLike], resolution: float | None = Non
         Bad inputs, maps on different grids (the first that differs is named).
     """
     from varref.ensemble.mapseries import is_map_series, open_map_series
+    from varref.ensemble.urls import is_url
 
     items = [str(p) for p in inputs]
-    if len(items) == 1 and (items[0].rstrip("/").endswith(".zarr") or is_map_series(items[0])):
+    if any(is_url(p) for p in items) and len(items) > 1:
+        raise InputError(next(p for p in items if is_url(p)), "a map-series URL must be given "
+                         "alone (map files are read from local paths)")
+    if len(items) == 1 and (is_url(items[0]) or items[0].rstrip("/").endswith(".zarr")
+                            or is_map_series(items[0])):
         if voxel_size is not None:
             raise InputError("--voxel-size", "applies to map files; a map-series store keeps "
                              "the voxel size it was written with (`varref maps-to-zarr "
