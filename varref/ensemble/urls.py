@@ -40,12 +40,12 @@ def _backend_problem(url: str, exc: BaseException) -> InputError:
     """A one-line error for a URL whose fsspec filesystem cannot be made."""
     if isinstance(exc, ImportError):
         return InputError(url, f"reading {scheme(url)}:// URLs needs an fsspec backend that is "
-                          f"not installed: {str(exc).strip()} (pip install it; it is not a "
-                          "varref dependency)")
+                          f"not installed: {str(exc).strip()} with pip (fsspec backends "
+                          "are not varref dependencies)")
     if isinstance(exc, ValueError) and "Protocol not known" in str(exc):
         return InputError(url, f"unknown URL scheme {scheme(url)}:// (fsspec knows e.g. s3, "
                           "gs, https, file, memory)")
-    return InputError(url, f"cannot open: {type(exc).__name__}: {_one_line(exc)}")
+    return InputError(url, f"cannot reach the store: {type(exc).__name__}: {_one_line(exc)}")
 
 
 def _one_line(exc: BaseException) -> str:
