@@ -9,8 +9,8 @@ its own process against a LocalCluster of WORKERS worker processes (one thread e
 memory limit LIMIT per worker, the single-thread and malloc settings of `varref`'s own
 LocalCluster). Measured:
 
-- each worker's peak RSS (``ru_maxrss`` of the worker process, which starts fresh: Python,
-  numba kernels, dask and the tasks), and the bytes it read through ``read()`` (Linux
+- each worker's peak RSS (``VmHWM`` of the worker process: Python, numba kernels, dask and
+  the tasks; the worker is started fresh for the run), and the bytes it read through ``read()`` (Linux
   ``rchar``, from ``/proc/PID/io``: files and sockets, the page cache included) during the run;
 - the client's (the `varref series` process's) peak RSS and ``rchar``: it hashes the stored
   chunks once (streamed) and reads frame 0 whole for the voxel-size check;
@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,11 +41,12 @@ MODEL = SHARED / "models" / "1crn.pdb"
 
 #: Runs `varref series` and prints this process's peak RSS (kB) and rchar last on stderr.
 CLIENT = """
-import sys, resource
+import sys
 from varref.cli import main
 status = main(sys.argv[1:])
 io = dict(line.split(": ") for line in open("/proc/self/io").read().splitlines())
-print("CLIENT", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, io["rchar"], file=sys.stderr)
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print("CLIENT", hwm, io["rchar"], file=sys.stderr)
 sys.exit(status)
 """
 
@@ -79,11 +79,20 @@ def generate(store: Path, n_frames: int, edge: int, chunk) -> float:
     return time.perf_counter() - started
 
 
+def peak_rss_kb() -> int:
+    """This process's peak RSS, kB: ``VmHWM`` of /proc/self/status. (Not ``ru_maxrss``: Linux
+    carries it over fork and exec, so a worker spawned by a big parent reports the parent's.)"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def worker_stats() -> dict[str, int]:
     """In a worker: peak RSS (kB) and bytes read so far (rchar, read_bytes)."""
     io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
-    return {"maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "rchar": int(io["rchar"]), "read_bytes": int(io["read_bytes"]), "pid": os.getpid()}
+    return {"maxrss_kb": peak_rss_kb(), "rchar": int(io["rchar"]),
+            "read_bytes": int(io["read_bytes"]), "pid": os.getpid()}
 
 
 def run(store: Path, output: Path, workers: int, limit: str) -> dict:
@@ -103,7 +112,7 @@ def run(store: Path, output: Path, workers: int, limit: str) -> dict:
         env = dict(os.environ, PYTHONPATH=str(ROOT), **WORKER_ENV)
         command = [sys.executable, "-c", CLIENT, "series", str(MODEL), str(store), "--resolution",
                    "3", "--mode", "independent", "--weight", "20", "-o", str(output),
-                   "--scheduler", cluster.scheduler_address]
+                   "--scheduler", cluster.scheduler_address, "--overwrite"]
         started = time.perf_counter()
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - started
