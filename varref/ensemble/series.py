@@ -28,7 +28,8 @@ itself and members 1..M-1 from smooth perturbations of it (``perturb_rmsd``); al
 their metrics, and the best by CC_mask is the frame's model (used by export and by the next
 frame in chained mode). One weight serves the whole series: searched once on the reference
 frame with the input model unless given. Workers read their frame from the map series
-themselves (zarr chunk or MRC file); no map travels inside the task graph.
+themselves, only the box around their model (:meth:`~varref.ensemble.mapseries.MapSeriesBase.frame_prepared`:
+the zarr chunks the box touches, or the whole MRC file); no map travels inside the task graph.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ JOINT_MOTION_MARGIN = 6.0
 
 def refine_frame(context: RunContext, series, frame: int, members: list[int],
                  start: np.ndarray | None) -> list[MemberOutcome]:
-    """Worker task: read ``frame`` from the series, box it around the start, refine members."""
+    """Worker task: read the box of ``frame`` around the start, refine members."""
     base = context.model.xyz if start is None else start
     margin = context.options.box_margin + 3.0 * context.perturb_rmsd + 3.0
     prepared = series.frame_prepared(frame, base, margin, context.options.map_b)
@@ -95,7 +96,7 @@ def refine_trajectories(context: RunContext, series, members: list[int], prior_w
     Frame f of trajectory m starts from ``frame_starts[f]`` (default: the input model),
     perturbed (m > 0) with the seed of (run seed, f, m) as in the other modes; every frame is
     boxed around its start with :data:`JOINT_MOTION_MARGIN` more room than the other modes.
-    All frames' maps are held in memory.
+    Every frame's box is held in memory (only the box is read from a map-series store).
     """
     from dataclasses import replace
 
