@@ -403,9 +403,9 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
     ...                           macro_cycles=2)                  # doctest: +SKIP
     """
     from varref.ensemble.memory_series import MemoryMapSeries
-    from varref.ensemble.mapseries import MapSeriesBase
+    from varref.ensemble.mapseries import MapSeries, MapSeriesBase
     from varref.ensemble.series import run_series
-    from varref.ensemble.series_inputs import check_voxel_size, open_series
+    from varref.ensemble.series_inputs import check_series_voxel_size, check_voxel_size, open_series
 
     options.setdefault("final_cc", False)
     options.setdefault("adp", False)
@@ -426,9 +426,14 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
             series = MemoryMapSeries(maps, resolution=resolution)
         else:
             series = open_series(maps, resolution, voxel_size=voxel_size)
-    first = series.frame(0)
-    check_voxel_size(model.xyz, first, series.sources[0])  # a warning, pointing to pixel-scan
-    first.box_around(model.xyz)  # the standard error when the model is outside the maps
+    # a warning, pointing to pixel-scan; then the standard error when the model is outside
+    if isinstance(series, MapSeries):  # a store: read the boxes the checks need, not frame 0
+        check_series_voxel_size(model.xyz, series, 0)
+        series.frame_box(0, model.xyz)
+    else:
+        first = series.frame(0)
+        check_voxel_size(model.xyz, first, series.sources[0])
+        first.box_around(model.xyz)
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     with _dask(client) as dask_client:
         return run_series(dask_client, model, restraints, series, store, opts, mode=mode,

@@ -140,12 +140,16 @@ class Map:
 
     def prepared(self, xyz: np.ndarray, margin: float = 5.0, b: float | None = None) -> "Map":
         """The map as refinement reads it: boxed around ``xyz`` with ``margin`` Å (at least
-        5 Å, so the interpolation stencil of every atom is inside), blurred/sharpened by
-        ``b`` when given, and normalised to zero mean and unit r.m.s."""
+        :data:`MIN_PREPARED_MARGIN`, so the interpolation stencil of every atom is inside),
+        blurred/sharpened by ``b`` when given, and normalised to zero mean and unit r.m.s."""
         self.require_orthogonal()
-        boxed = self.box_around(xyz, margin=max(margin, 5.0))
-        if b:
-            boxed = boxed.blurred(b)
+        return self.box_around(xyz, margin=max(margin, MIN_PREPARED_MARGIN)).conditioned(b)
+
+    def conditioned(self, b: float | None = None) -> "Map":
+        """The second half of :meth:`prepared`, for a map already boxed: blurred/sharpened by
+        ``b`` when given, then normalised (a map series reads only the box from its store,
+        :meth:`varref.ensemble.mapseries.MapSeriesBase.frame_prepared`, and finishes here)."""
+        boxed = self.blurred(b) if b else self
         return boxed.normalised()
 
     def box_around(self, xyz: np.ndarray, margin: float = 5.0) -> "Map":
@@ -154,26 +158,71 @@ class Map:
         Raises :class:`InputError` when no point lies inside the map (the usual cause is a
         model and map in different frames, or a wrong origin).
         """
-        xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-        inside = self.contains(xyz)
-        if not inside.any():
-            raise InputError(
-                self.source or "map",
-                f"the model lies entirely outside the map (model spans "
-                f"{np.round(xyz.min(0), 1).tolist()} to {np.round(xyz.max(0), 1).tolist()} Å; "
-                f"map spans {np.round(self.origin, 1).tolist()} to "
-                f"{np.round(self.origin + (np.array(self.shape_xyz) - 1) * self.voxel_size, 1).tolist()} Å)",
-            )
-        lower = np.floor(self.fractional_index(xyz.min(0) - margin)).astype(int)
-        upper = np.ceil(self.fractional_index(xyz.max(0) + margin)).astype(int) + 1
-        lower = np.maximum(lower, 0)
-        upper = np.minimum(upper, np.array(self.shape_xyz))
-        (x0, y0, z0), (x1, y1, z1) = lower, upper
+        (x0, y0, z0), (x1, y1, z1) = box_bounds(self.origin, self.voxel_size, self.shape_xyz,
+                                                xyz, margin, self.source or "map")
         return replace(
             self,
             data=self.data[z0:z1, y0:y1, x0:x1].copy(),
-            origin=self.origin + lower * self.voxel_size,
+            origin=self.origin + np.array((x0, y0, z0)) * self.voxel_size,
         )
+
+
+#: Smallest margin (Å) :meth:`Map.prepared` boxes with: the interpolation stencil of an atom.
+MIN_PREPARED_MARGIN = 5.0
+
+
+def box_bounds(origin: np.ndarray, voxel_size: np.ndarray, shape_xyz: tuple[int, int, int],
+               xyz: np.ndarray, margin: float, source: str = "map"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Voxel index range of :meth:`Map.box_around` on a grid given by its geometry alone.
+
+    Parameters
+    ----------
+    origin, voxel_size
+        (x, y, z) of voxel [0, 0, 0] and the spacing, Å.
+    shape_xyz
+        Grid size (nx, ny, nz).
+    xyz
+        (..., 3) points, Å.
+    margin
+        Å added on every side of the points' bounding box.
+    source
+        Named in the error.
+
+    Returns
+    -------
+    lower, upper : (3,) int arrays
+        (ix, iy, iz) of the first voxel and one past the last, clipped to the grid: the box is
+        ``data[lower[2]:upper[2], lower[1]:upper[1], lower[0]:upper[0]]``.
+
+    Raises
+    ------
+    InputError
+        No point lies inside the grid (between its first and last voxel centres).
+
+    Examples
+    --------
+    >>> lower, upper = box_bounds(np.zeros(3), np.ones(3), (10, 10, 10), [[4.5, 4.5, 4.5]], 1.0)
+    >>> lower.tolist(), upper.tolist()
+    ([3, 3, 3], [7, 7, 7])
+    """
+    origin = np.asarray(origin, dtype=np.float64)
+    voxel_size = np.asarray(voxel_size, dtype=np.float64)
+    shape = np.array(shape_xyz)
+    xyz = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
+    grid = (xyz - origin) / voxel_size
+    inside = np.all((grid >= 0.0) & (grid <= shape - 1.0), axis=-1)
+    if not inside.any():
+        raise InputError(
+            source,
+            f"the model lies entirely outside the map (model spans "
+            f"{np.round(xyz.min(0), 1).tolist()} to {np.round(xyz.max(0), 1).tolist()} Å; "
+            f"map spans {np.round(origin, 1).tolist()} to "
+            f"{np.round(origin + (shape - 1) * voxel_size, 1).tolist()} Å)",
+        )
+    lower = np.floor((xyz.min(0) - margin - origin) / voxel_size).astype(int)
+    upper = np.ceil((xyz.max(0) + margin - origin) / voxel_size).astype(int) + 1
+    return np.maximum(lower, 0), np.minimum(upper, shape)
 
 
 # --------------------------------------------------------------------------- reading

@@ -255,3 +255,40 @@ def test_cli_series_takes_a_3dva_directory_and_keeps_components(tmp_path, capsys
     assert dataset["component"].values.tolist() == ["component_000"] * 3 + ["component_001"] * 3
     assert dataset["frame_in_component"].values.tolist() == [0, 1, 2, 0, 1, 2]
     assert bool(dataset["finished"].all())
+
+
+def test_voxel_size_check_of_a_store_reads_a_box_and_agrees(tmp_path, monkeypatch, caplog):
+    """On a chunked store the check reads the chunks around the (scaled) model only and
+    finds what the check of the whole frame finds."""
+    from tests.ensemble.store_reads import record_store_reads
+    from varref.ensemble.mapseries import write_series_frames
+    from varref.ensemble.series_inputs import check_series_voxel_size
+    from varref.example_data import example_helix
+    from varref.simulate import grid_around, model_density
+
+    model = example_helix(20)
+    small = grid_around(model.xyz, 1.0, 6.0)
+    nz, ny, nx = small.data.shape
+    edge = 96
+    frames = {}
+    for name, voxel in (("right", 1.0), ("wrong", 0.9)):  # header 10 % too small
+        data = np.zeros((edge,) * 3, np.float32)
+        data[:nz, :ny, :nx] = model_density(model, model.xyz, small, 3.0)
+        centre = small.origin + 0.5 * (edge - 1) * 1.0  # the box centre, as pixel-scan scales
+        origin = centre - 0.5 * (edge - 1) * voxel
+        frames[name] = Map(data, origin, (voxel,) * 3, (90.0,) * 3)
+    record = record_store_reads(monkeypatch)
+    for name, density in frames.items():
+        store = tmp_path / f"{name}.zarr"
+        write_series_frames([density], store, sources=[f"{name}.mrc"], chunk=16)
+        series = open_map_series(store)
+        record.clear()
+        with caplog.at_level(logging.WARNING, logger="varref.ensemble.series_inputs"):
+            caplog.clear()
+            found = check_series_voxel_size(model.xyz, series)
+            box_reads = set(record.chunk_keys())
+            whole = check_voxel_size(model.xyz, series.frame(0), f"{name}.mrc")
+        assert found == whole
+        assert (found is None) == (name == "right") and (name == "right" or found > 1.0)
+        assert (f"{name}.mrc: the model fits the map better" in caplog.text) == (name == "wrong")
+        assert 0 < len(box_reads) < len(series.chunk_keys(0)) / 2  # a corner of 216 chunks

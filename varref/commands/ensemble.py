@@ -16,6 +16,7 @@ from varref.commands.option_types import count, nonnegative_float, resolution
 from varref.commands.options import (add_chemistry_options, add_deprecated_alias, require, add_overwrite_option, add_plots_option,
                                      add_refinement_options, plot_paths, refinement_options)
 from varref.model import require_polymer
+from varref.ensemble.urls import require_local
 from varref.errors import InputError
 from varref.refinement.options import RefineOptions
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
     require(args, "members", "--members")
     options = refinement_options(args)
     RefineOptions(resolution=args.resolution, **options)  # every option checked before any reading
+    require_local(args.output, "--output")  # before Path() turns s3://b into s3:/b
     output = Path(args.output)
     inputs = (args.model, args.map, *args.restraints)
     check_output_path(output, inputs, "--output", store=True)

@@ -81,3 +81,25 @@ def int_at_least(low: int) -> Callable[[str], int]:
 count = int_at_least(1)
 #: An index (model index, reference frame).
 index = int_at_least(0)
+
+#: Smallest chunk edge ``--chunk`` takes, voxels: smaller chunks make thousands of objects
+#: per frame for no gain (a refinement box is tens of voxels across).
+MIN_CHUNK = 8
+
+
+def chunk(text: str) -> int | str:
+    """``auto``, ``frame`` or a chunk edge in voxels (>= :data:`MIN_CHUNK`)."""
+    if text in ("auto", "frame"):
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'frame' or a number of voxels, "
+                                         f"got {text!r}") from None
+    if value < MIN_CHUNK:
+        raise argparse.ArgumentTypeError(f"must be 'auto', 'frame' or >= {MIN_CHUNK} voxels, "
+                                         f"got {text}")
+    return value
+
+
+chunk.__name__ = "chunk"

@@ -94,13 +94,30 @@ def _file_sha256(digest, path: Path) -> None:
             digest.update(block)
 
 
+def _url_store_sha256(digest, url: str, array: str) -> None:
+    """Add the objects under ``url``/``array`` (names relative to ``url``, then bytes)."""
+    from varref.ensemble import urls
+
+    fs, root = urls.filesystem(url)
+    try:
+        names = sorted(fs.find(f"{root}/{array}"))
+        for name in names:
+            digest.update(name[len(root):].lstrip("/").encode())
+            with fs.open(name, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+    except Exception as exc:  # noqa: BLE001 - every backend has its own errors
+        raise urls.unreachable(url, exc, "map series") from None
+
+
 def series_sha256(series) -> str:
     """SHA-256 of every frame of a map series and its shared geometry.
 
-    A zarr map series is hashed from its stored (compressed) chunk files and metadata, a
-    file series from its map files' bytes, anything else from each frame's values: the
-    raw bytes are cheaper than decoding every frame, and any change to them changes what a
-    worker reads.
+    A zarr map series is hashed from its stored (compressed) chunk files and metadata (a
+    URL store: its objects, read one at a time, so the client downloads the compressed
+    series once), a file series from its map files' bytes, anything else from each frame's
+    values: the raw bytes are cheaper than decoding every frame, and any change to them
+    changes what a worker reads.
     """
     from varref.ensemble.mapseries import ARRAY_NAME, FileMapSeries, MapSeries
 
@@ -108,7 +125,9 @@ def series_sha256(series) -> str:
     for values in (series.origin, series.voxel_size):
         digest.update(np.ascontiguousarray(values, dtype=np.float64).tobytes())
     digest.update(repr(tuple(series.shape)).encode())
-    if isinstance(series, MapSeries):
+    if isinstance(series, MapSeries) and series.is_url:
+        _url_store_sha256(digest, series.path, ARRAY_NAME)
+    elif isinstance(series, MapSeries):
         root = Path(series.path)
         files = sorted(p for p in (root / ARRAY_NAME).rglob("*") if p.is_file())
         for path in files:

@@ -9,9 +9,16 @@ A zarr v3 group whose attributes carry the geometry shared by every frame::
                     origin (x, y, z), cell_angles, resolution (Å or null), sources (file
                     names in frame order), varref_version
         maps/       float32 array (n_frames, nz, ny, nx), dimension names
-                    (frame, z, y, x), chunks (1, nz, ny, nx), zstd-compressed, fill NaN
+                    (frame, z, y, x), chunks (1, cz, cy, cx), zstd-compressed, fill NaN
 
-One chunk per map, so a Dask worker refining frame k reads exactly one chunk.
+Format 2 stores frames larger than :data:`WHOLE_FRAME_MAX_VOXELS` in spatial chunks of
+:data:`DEFAULT_CHUNK`³ voxels and smaller ones as one chunk per frame (format 1 always did
+that; it is still read). A Dask worker refining frame k reads the box around its model
+(:meth:`MapSeriesBase.frame_prepared`): only the chunks that box touches.
+
+A store may be a URL (``s3://``, ``gs://``, ``https://``, ``memory://``; anything with
+``://``) that zarr opens through fsspec (:mod:`varref.ensemble.urls`), so workers without a
+shared filesystem read their frames from object storage.
 
 The same interface (:class:`MapSeriesBase`) is offered over a plain list of map files
 (:func:`map_series_from_files`), so commands can take ``MAPS.zarr`` or ``MAP...`` alike
@@ -28,7 +35,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -36,14 +43,21 @@ from typing import Any
 
 import numpy as np
 
+from varref.ensemble import urls
 from varref.ensemble.progress import Progress
 from varref.errors import InputError
-from varref.maps import Map, read_map
+from varref.maps import MIN_PREPARED_MARGIN, Map, box_bounds, read_map
 
 #: Attribute that marks a zarr group as a varref map series; its value is the format version.
 MARKER = "varref_map_series"
-#: Format version written (and the newest one read) by this module.
-FORMAT_VERSION = 1
+#: Format version written (and the newest one read) by this module. 1: one chunk per frame;
+#: 2: spatial chunks (1, cz, cy, cx) allowed, and a store may be written to a URL.
+FORMAT_VERSION = 2
+#: Edge, in voxels, of the cubic chunks of a spatially chunked frame (``chunk="auto"``).
+DEFAULT_CHUNK = 64
+#: Frames of at most this many voxels are stored as one chunk by default (measured in
+#: ``benchmarks/map_chunks.py``, see docs/benchmarks.md): 128³, a 8 MiB frame.
+WHOLE_FRAME_MAX_VOXELS = 128**3
 #: Name of the 4-D array inside the group.
 ARRAY_NAME = "maps"
 #: zstd level: 5 is within a few % of level 9 on cryo-EM maps at a fraction of the time.
@@ -198,6 +212,27 @@ class MapSeriesBase(abc.ABC):
         """
         return None
 
+    def frame_box(self, k: int, xyz: np.ndarray, margin: float = 5.0) -> Map:
+        """``frame(k).box_around(xyz, margin)``, bit for bit; a zarr store reads only the
+        chunks the box touches (:meth:`MapSeries.frame_box`), other series the whole frame."""
+        return self.frame(k).box_around(xyz, margin)
+
+    def frame_prepared(self, k: int, xyz: np.ndarray, margin: float = 5.0,
+                       b: float | None = None) -> Map:
+        """Frame ``k`` as refinement reads it: ``frame(k).prepared(xyz, margin, b)``, bit for
+        bit (:meth:`varref.maps.Map.prepared`), reading only the box (:meth:`frame_box`).
+
+        What the series tasks of ``varref series`` call, so that a worker holds the box
+        around its model, never a whole frame of a large map.
+        """
+        Map(np.zeros((0, 0, 0), np.float32), self.origin, self.voxel_size, self.cell_angles,
+            source=self._source(k)).require_orthogonal()
+        return self.frame_box(k, xyz, max(margin, MIN_PREPARED_MARGIN)).conditioned(b)
+
+    def _source(self, k: int) -> str:
+        """What a frame's :class:`Map` names as its source (in messages)."""
+        return self.sources[k]
+
     def __iter__(self) -> Iterator[Map]:
         for k in range(len(self)):
             yield self.frame(k)
@@ -220,8 +255,10 @@ class MapSeriesBase(abc.ABC):
 class MapSeries(MapSeriesBase):
     """A varref map-series zarr store, opened lazily (use :func:`open_map_series`).
 
-    Only the path is pickled; the store is (re)opened on first use in each process, so a
-    Dask worker that calls ``frame(k)`` reads the group metadata and chunk k, nothing else.
+    ``path`` is a directory or a URL (``s3://...``, ``memory://...``; see
+    :mod:`varref.ensemble.urls`). Only ``path`` is pickled; the store is (re)opened on first
+    use in each process, so a Dask worker that calls ``frame_prepared(k, ...)`` reads the group
+    metadata and the chunks of frame k around its model, nothing else.
     """
 
     def __init__(self, path: str | PathLike):
@@ -236,11 +273,23 @@ class MapSeries(MapSeriesBase):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["path"])
 
-    def _open(self) -> None:
-        if self._array is not None:
-            return
+    @property
+    def is_url(self) -> bool:
+        """True when the store is a URL rather than a local directory."""
+        return urls.is_url(self.path)
+
+    def _open_group(self):
+        """The zarr group, read-only, after checking that something is there."""
         import zarr
 
+        if self.is_url:
+            if not urls.exists(self.path):
+                raise InputError(self.path, "map series not found (no zarr.json there)")
+            store = urls.zarr_store(self.path, read_only=True)
+            try:
+                return zarr.open_group(store, mode="r")
+            except Exception as exc:  # noqa: BLE001 - backends raise their own errors
+                raise urls.unreachable(self.path, exc, "map series") from None
         path = Path(self.path)
         if not path.exists():
             raise InputError(path, "map series not found")
@@ -248,10 +297,18 @@ class MapSeries(MapSeriesBase):
             raise InputError(path, "is a file, not a map-series store (a .zarr directory "
                              "written by `varref maps-to-zarr`)")
         try:
-            group = zarr.open_group(str(path), mode="r")
+            return zarr.open_group(str(path), mode="r")
         except Exception:  # zarr raises several types for a directory that is no zarr group
             raise InputError(path, "not a varref map series (no zarr group there); create "
                              "one with `varref maps-to-zarr`") from None
+
+    def _open(self) -> None:
+        if self._array is not None:
+            return
+        import zarr
+
+        path = self.path
+        group = self._open_group()
         attrs = dict(group.attrs)
         version = attrs.get(MARKER)
         if version is None:
@@ -267,6 +324,9 @@ class MapSeries(MapSeriesBase):
                              "copy?)") from None
         if not isinstance(array, zarr.Array) or array.ndim != 4 or array.dtype != np.float32:
             raise InputError(path, f"'{ARRAY_NAME}' is not a 4-D float32 array")
+        if array.chunks[0] != 1:
+            raise InputError(path, f"'{ARRAY_NAME}' chunks {array.chunks} hold several frames; "
+                             "a map series keeps one frame per chunk")
         sources = attrs.get("sources")
         if not isinstance(sources, list) or len(sources) != array.shape[0]:
             raise InputError(path, f"'sources' attribute does not list {array.shape[0]} maps")
@@ -289,6 +349,17 @@ class MapSeries(MapSeriesBase):
     def shape(self) -> tuple[int, int, int, int]:
         self._open()
         return tuple(int(n) for n in self._array.shape)  # type: ignore[return-value]
+
+    @property
+    def chunks(self) -> tuple[int, int, int, int]:
+        """Chunk shape of the ``maps`` array: (1, nz, ny, nx) for one chunk per frame."""
+        self._open()
+        return tuple(int(n) for n in self._array.chunks)  # type: ignore[return-value]
+
+    @property
+    def format_version(self) -> int:
+        """The store's format version (:data:`FORMAT_VERSION` or older)."""
+        return int(self._meta[MARKER])
 
     @property
     def voxel_size(self) -> np.ndarray:
@@ -316,41 +387,100 @@ class MapSeries(MapSeriesBase):
         value = self._meta.get("components")
         return None if value is None else [str(c) for c in value]
 
+    def _source(self, k: int) -> str:
+        return f"{self.path}[{k}] ({self.sources[k]})"
+
+    def chunk_keys(self, k: int, lower: Sequence[int] = (0, 0, 0),
+                   upper: Sequence[int] | None = None) -> list[str]:
+        """Store keys of the chunks of frame ``k`` that the voxel range touches.
+
+        ``lower``/``upper`` are (ix, iy, iz), the first voxel and one past the last, as
+        :func:`varref.maps.box_bounds` returns (default: the whole frame). Keys use zarr v3's
+        default ``c/`` encoding relative to the group: ``maps/c/k/iz/iy/ix``.
+        """
+        _, cz, cy, cx = self.chunks
+        _, nz, ny, nx = self.shape
+        upper = (nx, ny, nz) if upper is None else upper
+        ranges = [range(lo // c, -(-hi // c)) for lo, hi, c in
+                  zip(lower[::-1], upper[::-1], (cz, cy, cx))]
+        return [f"{ARRAY_NAME}/c/{k}/{i}/{j}/{m}"
+                for i in ranges[0] for j in ranges[1] for m in ranges[2]]
+
+    def _read(self, k: int, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        """Voxels ``lower`` .. ``upper`` (ix, iy, iz; upper exclusive) of frame ``k``, checked.
+
+        Raises
+        ------
+        InputError
+            A chunk of the range cannot be decoded, or is missing: the array's fill value is
+            NaN and input maps never contain NaN, so NaN here means a chunk was lost; the
+            message names the lost chunk(s).
+        """
+        where = f"{self.path}[{k}]"
+        (x0, y0, z0), (x1, y1, z1) = lower, upper
+        try:
+            data = self._array[k, z0:z1, y0:y1, x0:x1]
+        except Exception as exc:  # a damaged chunk fails in the codec (zstd checksum, size)
+            raise InputError(where, f"cannot read frame {k} ({self.sources[k]}): "
+                             f"{type(exc).__name__}: {exc}") from None
+        missing = np.isnan(data)
+        if missing.any():
+            _, cz, cy, cx = self.chunks
+            voxels = np.argwhere(missing) + np.array([z0, y0, x0])
+            lost = sorted({f"{ARRAY_NAME}/c/{k}/{iz // cz}/{iy // cy}/{ix // cx}"
+                           for iz, iy, ix in voxels})
+            shown = ", ".join(lost[:4]) + (f" and {len(lost) - 4} more" if len(lost) > 4 else "")
+            raise InputError(where, f"frame {k} ({self.sources[k]}) is missing from the store "
+                             f"(incomplete copy?): chunk(s) {shown} lost")
+        return np.ascontiguousarray(data)
+
     def frame(self, k: int) -> Map:
-        """Map ``k``: reads chunk k of the ``maps`` array only.
+        """Map ``k``: reads the chunks of frame k only.
 
         Raises
         ------
         IndexError
             ``k`` outside ``0 .. len - 1``.
         InputError
-            The chunk is missing or corrupt (the array's fill value is NaN and input maps
-            never contain NaN, so NaN here means the chunk file was lost).
+            A chunk is missing or corrupt (see :meth:`_read`).
         """
         self._open()
         k = self._index(k)
-        where = f"{self.path}[{k}]"
-        try:
-            data = self._array[k]
-        except Exception as exc:  # a damaged chunk fails in the codec (zstd checksum, size)
-            raise InputError(where, f"cannot read frame {k} ({self.sources[k]}): "
-                             f"{type(exc).__name__}: {exc}") from None
-        if np.isnan(data).any():
-            raise InputError(where, f"frame {k} ({self.sources[k]}) is missing from the store "
-                             "(incomplete copy?)")
-        return Map(data, self.origin, self.voxel_size, self.cell_angles,
-                   source=f"{where} ({self.sources[k]})")
+        _, nz, ny, nx = self.shape
+        data = self._read(k, np.zeros(3, int), np.array((nx, ny, nz)))
+        return Map(data, self.origin, self.voxel_size, self.cell_angles, source=self._source(k))
+
+    def frame_box(self, k: int, xyz: np.ndarray, margin: float = 5.0) -> Map:
+        """``frame(k).box_around(xyz, margin)``, bit for bit, reading only the chunks that the
+        box touches (and checking those for loss).
+
+        Raises
+        ------
+        IndexError, InputError
+            As :meth:`frame`; also when no point of ``xyz`` lies inside the map.
+        """
+        self._open()
+        k = self._index(k)
+        _, nz, ny, nx = self.shape
+        lower, upper = box_bounds(self.origin, self.voxel_size, (nx, ny, nz), xyz, margin,
+                                  self._source(k))
+        data = self._read(k, lower, upper)
+        return Map(data, self.origin + lower * self.voxel_size, self.voxel_size,
+                   self.cell_angles, source=self._source(k))
 
 
 def open_map_series(path: str | PathLike) -> MapSeries:
     """Open a map series written by :func:`write_map_series`, checking it is one.
 
-    Only metadata is read here; frames are read on demand by :meth:`MapSeries.frame`.
+    ``path`` is a directory or a URL (``s3://bucket/maps.zarr``; :mod:`varref.ensemble.urls`).
+    Only metadata is read here; frames are read on demand by :meth:`MapSeries.frame` and
+    :meth:`MapSeries.frame_prepared`.
 
     Raises
     ------
     InputError
-        The path does not exist or is not a varref map series.
+        The path does not exist or is not a varref map series; a URL whose fsspec backend
+        is not installed (the package is named) or that cannot be reached.
     """
     series = MapSeries(path)
     series._open()  # fail here, in the client, rather than later on a worker
@@ -358,8 +488,8 @@ def open_map_series(path: str | PathLike) -> MapSeries:
 
 
 def is_map_series(path: str | PathLike) -> bool:
-    """True if ``path`` is a directory holding a varref map series."""
-    if not Path(path).is_dir():
+    """True if ``path`` is a directory (or URL) holding a varref map series."""
+    if not urls.is_url(path) and not Path(path).is_dir():
         return False
     try:
         MapSeries(path)._open()
@@ -478,8 +608,8 @@ def open_maps(inputs: Sequence[str | PathLike], resolution: float | None = None
     Parameters
     ----------
     inputs
-        Either one map-series store (a path ending in ``.zarr``, or a directory carrying the
-        series marker), or one or more map files, used in the given order.
+        Either one map-series store (a path ending in ``.zarr``, a directory carrying the
+        series marker, or a URL), or one or more map files, used in the given order.
     resolution
         For map files: the nominal resolution to report. A store keeps its own; this is
         ignored for it.
@@ -492,7 +622,8 @@ def open_maps(inputs: Sequence[str | PathLike], resolution: float | None = None
     inputs = [str(p) for p in inputs]
     if not inputs:
         raise InputError("maps", "no maps given")
-    stores = [p for p in inputs if p.rstrip("/").endswith(".zarr") or Path(p).is_dir()]
+    stores = [p for p in inputs
+              if urls.is_url(p) or p.rstrip("/").endswith(".zarr") or Path(p).is_dir()]
     if stores:
         if len(inputs) > 1:
             raise InputError(stores[0], "a map-series store must be given alone, not with "
@@ -504,10 +635,42 @@ def open_maps(inputs: Sequence[str | PathLike], resolution: float | None = None
 # --------------------------------------------------------------------------- writing
 
 
+def chunk_shape(grid: Sequence[int], chunk: int | str | None = "auto") -> tuple[int, int, int, int]:
+    """Chunk shape (1, cz, cy, cx) of a series of frames of ``grid`` (nz, ny, nx) voxels.
+
+    Parameters
+    ----------
+    grid
+        (nz, ny, nx).
+    chunk
+        ``"auto"`` (or None): one chunk per frame up to :data:`WHOLE_FRAME_MAX_VOXELS` voxels,
+        else cubes of :data:`DEFAULT_CHUNK`; ``"frame"``: one chunk per frame; an int N:
+        cubes of N voxels (clipped to the grid).
+
+    Examples
+    --------
+    >>> chunk_shape((40, 40, 40)), chunk_shape((256, 256, 256))
+    ((1, 40, 40, 40), (1, 64, 64, 64))
+    >>> chunk_shape((256, 256, 256), "frame"), chunk_shape((100, 50, 20), 32)
+    ((1, 256, 256, 256), (1, 32, 32, 20))
+    """
+    nz, ny, nx = (int(n) for n in grid)
+    if chunk is None or chunk == "auto":
+        chunk = "frame" if nz * ny * nx <= WHOLE_FRAME_MAX_VOXELS else DEFAULT_CHUNK
+    if chunk == "frame":
+        return (1, nz, ny, nx)
+    if isinstance(chunk, bool) or not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise InputError("--chunk", f"must be 'auto', 'frame' or a number of voxels >= 1, "
+                         f"got {chunk!r}")
+    edge = int(chunk)
+    return (1, min(edge, nz), min(edge, ny), min(edge, nx))
+
+
 def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
                      resolution: float | None = None, progress: bool = True,
                      voxel_size: float | None = None, components: Sequence[str] | None = None,
-                     labels: Sequence[str] | None = None) -> None:
+                     labels: Sequence[str] | None = None,
+                     chunk: int | str | None = "auto") -> None:
     """Store maps (one grid) as one zarr map series, in the given order, atomically.
 
     Maps are read one at a time, so memory holds one map whatever the series length.
@@ -517,8 +680,9 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
     paths
         Map files (anything :func:`varref.maps.read_map` reads), in frame order.
     output
-        Store directory to create, conventionally ``*.zarr``. An existing varref map series
-        there is replaced; anything else there is an error.
+        Store directory to create, conventionally ``*.zarr``, or a URL
+        (:func:`write_series_frames` says what differs there). An existing varref map
+        series there is replaced; anything else there is an error.
     resolution
         Nominal resolution in Å, stored as an attribute (None: unknown).
     progress
@@ -529,6 +693,8 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
     components, labels
         One per map: the component of each frame (stored as the ``components`` attribute)
         and the frame labels (``sources``; default the file names).
+    chunk
+        Chunk layout of each frame (:func:`chunk_shape`).
 
     Raises
     ------
@@ -537,44 +703,99 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
         (atol 1e-3 Å) or cell angles differ from the first one's (named in the message), or
         an output path that exists and is not a map series. Nothing is left at ``output``.
     """
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise InputError(output, "no input maps given")
+    for name, values in (("components", components), ("labels", labels)):
+        if values is not None and len(values) != len(paths):
+            raise ValueError(f"{len(values)} {name} for {len(paths)} maps")
+    resolution = _check_resolution(resolution)
+    _check_output(output)
+    first = read_map(paths[0])
+    geometry = _Geometry.of(first)
+
+    def maps() -> Iterator[Map]:
+        yield first
+        for path in paths[1:]:
+            density = read_map(path)
+            geometry.check(density, path, paths[0].name)
+            yield density
+
+    extra = {} if voxel_size is None else {"header_voxel_size": geometry.voxel_size.tolist()}
+    write_series_frames(maps(), output, sources=[p.name for p in paths] if labels is None
+                        else [str(x) for x in labels], resolution=resolution,
+                        voxel_size=voxel_size, components=components, chunk=chunk,
+                        progress=progress, attributes=extra)
+
+
+def write_series_frames(frames: Iterable[Map], output: str | PathLike, *, sources: Sequence[str],
+                        resolution: float | None = None, voxel_size: float | None = None,
+                        components: Sequence[str] | None = None,
+                        chunk: int | str | None = "auto", progress: bool = False,
+                        attributes: dict[str, Any] | None = None) -> None:
+    """Store maps given as :class:`~varref.maps.Map` objects (e.g. generated one at a time)
+    as a map series; what :func:`write_map_series` does after reading the files.
+
+    ``frames`` is consumed one map at a time (a generator keeps one frame in memory); there
+    must be exactly ``len(sources)`` of them, all on the first one's grid (checked). The
+    geometry stored is the first frame's (``voxel_size`` replaces its voxel size, the origin
+    kept in voxels).
+
+    A local ``output`` is built in a hidden directory beside it and renamed into place. A
+    URL ``output`` (object storage has no atomic rename) is written in place with the
+    series marker attribute last, so no reader takes a half-written store for a series; on
+    failure everything written there is deleted, and an existing series there is deleted
+    before writing starts.
+
+    Raises
+    ------
+    InputError
+        A frame off the first one's grid, too few or too many frames, an output that exists
+        and is not a map series, an unreachable URL.
+    """
     import zarr
     from zarr.codecs import ZstdCodec
 
     from varref import __version__
 
-    paths = [Path(p) for p in paths]
-    output = Path(output)
-    if not paths:
+    sources = [str(x) for x in sources]
+    n_frames = len(sources)
+    if n_frames == 0:
         raise InputError(output, "no input maps given")
     resolution = _check_resolution(resolution)
-    if output.exists() and not is_map_series(output):
-        raise InputError(output, "exists and is not a varref map series; refusing to "
-                         "overwrite it")
-    for name, values in (("components", components), ("labels", labels)):
-        if values is not None and len(values) != len(paths):
-            raise ValueError(f"{len(values)} {name} for {len(paths)} maps")
-    first = read_map(paths[0])
+    if components is not None and len(components) != n_frames:
+        raise ValueError(f"{len(components)} components for {n_frames} maps")
+    _check_output(output)
+    iterator = iter(frames)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        raise InputError(output, "no input maps given") from None
     geometry = _Geometry.of(first)
     stored = geometry.with_voxel_size(voxel_size)
     nz, ny, nx = geometry.shape
+    chunks = chunk_shape(geometry.shape, chunk)
+    marker = {MARKER: FORMAT_VERSION}
     attributes = {
-        MARKER: FORMAT_VERSION,
         "voxel_size": stored.voxel_size.tolist(),
         "origin": stored.origin.tolist(),
         "cell_angles": geometry.cell_angles.tolist(),
         "resolution": resolution,
-        "sources": [p.name for p in paths] if labels is None else [str(x) for x in labels],
+        "sources": sources,
         "varref_version": __version__,
+        **(attributes or {}),
     }
     if components is not None:
         attributes["components"] = [str(c) for c in components]
-    if voxel_size is not None:
+    if voxel_size is not None and "header_voxel_size" not in attributes:
         attributes["header_voxel_size"] = geometry.voxel_size.tolist()
-    with _atomic_directory(output) as tmp, Progress(len(paths), "writing maps",
-                                                     progress) as bar:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=3, attributes=attributes)
+    with _output_store(output) as (target, is_url), Progress(n_frames, "writing maps",
+                                                              progress) as bar:
+        # a URL gets its marker last (no rename there); a local store is renamed in whole
+        group = zarr.open_group(target, mode="w", zarr_format=3,
+                                attributes=attributes if is_url else {**marker, **attributes})
         array = group.create_array(
-            ARRAY_NAME, shape=(len(paths), nz, ny, nx), chunks=(1, nz, ny, nx),
+            ARRAY_NAME, shape=(n_frames, nz, ny, nx), chunks=chunks,
             dtype="float32",
             # zstd alone beats blosc+shuffle on cryo-EM maps (masked solvent compresses
             # to nothing); the frame checksum turns silent corruption into a read error
@@ -584,14 +805,55 @@ def write_map_series(paths: Sequence[str | PathLike], output: str | PathLike,
             fill_value=np.nan,
             dimension_names=("frame", "z", "y", "x"),
         )
-        array[0] = first.data
-        bar.advance()
-        del first
-        for k, path in enumerate(paths[1:], start=1):
-            density = read_map(path)
-            geometry.check(density, path, paths[0].name)
+        count = 0
+        for k, density in enumerate(_chain(first, iterator)):
+            if k >= n_frames:
+                raise InputError(output, f"more maps than the {n_frames} sources named")
+            if k > 0:
+                geometry.check(density, density.source or f"map {k}", sources[0])
+            if np.isnan(density.data).any():  # NaN is the store's mark of a lost chunk
+                raise InputError(density.source or f"map {k}", "contains NaN values")
             array[k] = density.data
+            count += 1
             bar.advance()
+            del density
+        if count != n_frames:
+            raise InputError(output, f"{count} maps for the {n_frames} sources named")
+        if is_url:
+            group.attrs.update(marker)
+
+
+def _chain(first: Map, rest: Iterator[Map]) -> Iterator[Map]:
+    yield first
+    yield from rest
+
+
+def _check_output(output: str | PathLike) -> None:
+    """Refuse an existing output that is not a map series (never overwritten)."""
+    if urls.is_url(output):
+        if urls.exists(str(output)) and not is_map_series(output):
+            raise InputError(output, "exists and is not a varref map series; refusing to "
+                             "overwrite it")
+        return
+    if Path(output).exists() and not is_map_series(output):
+        raise InputError(output, "exists and is not a varref map series; refusing to "
+                         "overwrite it")
+
+
+@contextlib.contextmanager
+def _output_store(output: str | PathLike) -> Iterator[tuple[Any, bool]]:
+    """Yield (zarr store or directory to write, is it a URL); see :func:`write_series_frames`."""
+    if not urls.is_url(output):
+        with _atomic_directory(Path(output)) as tmp:
+            yield str(tmp), False
+        return
+    url = str(output)
+    urls.remove(url)  # an old series (checked by the caller): object storage cannot swap
+    try:
+        yield urls.zarr_store(url, read_only=False), True
+    except BaseException:
+        urls.remove(url)
+        raise
 
 
 @contextlib.contextmanager

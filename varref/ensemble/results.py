@@ -53,6 +53,7 @@ import numpy as np
 import xarray as xr
 
 from varref import __version__
+from varref.ensemble.urls import require_local
 from varref.errors import InputError
 from varref.model import Model
 
@@ -367,8 +368,9 @@ class ResultStore:
         Raises
         ------
         InputError
-            ``path`` holds something other than a results store, or another run created a
-            store there meanwhile.
+            ``path`` holds something other than a results store, another run created a
+            store there meanwhile, or ``path`` is a URL (results stores are local
+            directories: :func:`varref.ensemble.urls.require_local`).
         ValueError
             Bad sizes, labels or parameter names.
 
@@ -388,6 +390,7 @@ class ResultStore:
         if path is None:
             return cls(None, _template(model, n_frames, n_members, frame_labels, parameters,
                                        lazy=False))
+        require_local(path, "--output")
         path = Path(path)
         _check_overwritable(path)
         dataset = _template(model, n_frames, n_members, frame_labels, parameters, lazy=True)
@@ -424,8 +427,8 @@ class ResultStore:
         Raises
         ------
         InputError
-            ``path`` does not exist, is not a zarr store, is a store of another kind, or was
-            written by an older varref (results format 1).
+            ``path`` does not exist, is not a zarr store, is a store of another kind, was
+            written by an older varref (results format 1), or is a URL.
 
         Examples
         --------
@@ -433,6 +436,7 @@ class ResultStore:
         >>> store.finished().sum(), store.parameters["kind"]  # doctest: +SKIP
         (100, 'ensemble')
         """
+        require_local(path, "results store")
         path = Path(path)
         if not path.exists():
             raise InputError(path, "results store not found")

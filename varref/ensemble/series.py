@@ -28,7 +28,8 @@ itself and members 1..M-1 from smooth perturbations of it (``perturb_rmsd``); al
 their metrics, and the best by CC_mask is the frame's model (used by export and by the next
 frame in chained mode). One weight serves the whole series: searched once on the reference
 frame with the input model unless given. Workers read their frame from the map series
-themselves (zarr chunk or MRC file); no map travels inside the task graph.
+themselves, only the box around their model (:meth:`~varref.ensemble.mapseries.MapSeriesBase.frame_prepared`:
+the zarr chunks the box touches, or the whole MRC file); no map travels inside the task graph.
 """
 
 from __future__ import annotations
@@ -74,10 +75,10 @@ JOINT_MOTION_MARGIN = 6.0
 
 def refine_frame(context: RunContext, series, frame: int, members: list[int],
                  start: np.ndarray | None) -> list[MemberOutcome]:
-    """Worker task: read ``frame`` from the series, box it around the start, refine members."""
+    """Worker task: read the box of ``frame`` around the start, refine members."""
     base = context.model.xyz if start is None else start
     margin = context.options.box_margin + 3.0 * context.perturb_rmsd + 3.0
-    prepared = series.frame(frame).prepared(base, margin, context.options.map_b)
+    prepared = series.frame_prepared(frame, base, margin, context.options.map_b)
     perturbed = [m for m in members if m > 0]
     outcomes = refine_members(context, prepared, frame, perturbed, start=base) if perturbed else []
     if 0 in members:  # member 0: the frame's start model itself, unperturbed
@@ -95,7 +96,7 @@ def refine_trajectories(context: RunContext, series, members: list[int], prior_w
     Frame f of trajectory m starts from ``frame_starts[f]`` (default: the input model),
     perturbed (m > 0) with the seed of (run seed, f, m) as in the other modes; every frame is
     boxed around its start with :data:`JOINT_MOTION_MARGIN` more room than the other modes.
-    All frames' maps are held in memory.
+    Every frame's box is held in memory (only the box is read from a map-series store).
     """
     from dataclasses import replace
 
@@ -107,7 +108,7 @@ def refine_trajectories(context: RunContext, series, members: list[int], prior_w
     n_frames = len(series)
     base = [model.xyz] * n_frames if frame_starts is None else list(frame_starts)
     margin = options.box_margin + 3.0 * context.perturb_rmsd + JOINT_MOTION_MARGIN
-    maps = [series.frame(f).prepared(base[f], margin, options.map_b) for f in range(n_frames)]
+    maps = [series.frame_prepared(f, base[f], margin, options.map_b) for f in range(n_frames)]
     starts = np.empty((len(members), n_frames, model.n_atoms, 3))
     for k, member in enumerate(members):
         for f in range(n_frames):
@@ -150,7 +151,7 @@ def trajectory_starts(context: RunContext, frame: int, members: list[int],
 
 def _frame_map(context: RunContext, series, frame: int, base: np.ndarray):
     margin = context.options.box_margin + 3.0 * context.perturb_rmsd + JOINT_MOTION_MARGIN
-    return series.frame(frame).prepared(base, margin, context.options.map_b)
+    return series.frame_prepared(frame, base, margin, context.options.map_b)
 
 
 def alternating_step(context: RunContext, series, frame: int, xyz: np.ndarray,
@@ -200,7 +201,7 @@ def joint_prior_weight(model: Model, series, options: RefineOptions, weight: flo
     if joint_weight is not None:
         log.info("joint: prior weight %.4g (given)", joint_weight)
         return float(joint_weight)
-    density = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
+    density = series.frame_prepared(reference, model.xyz, options.box_margin, options.map_b)
     curvature = data_curvature(model, density, model.xyz, options.interpolation)
     period = default_period(len(series)) if smoothness is None else float(smoothness)
     prior_weight = automatic_prior_weight(curvature, weight, period, order)
@@ -297,7 +298,7 @@ def run_series(client, model: Model, restraints: Restraints, series,
         parameters["components"] = list(series.components)
 
     def search_weight() -> float:
-        reference_map = series.frame(reference).prepared(model.xyz, options.box_margin, options.map_b)
+        reference_map = series.frame_prepared(reference, model.xyz, options.box_margin, options.map_b)
         return find_weight(model, reference_map, restraints, model.xyz, options).weight
 
     # the lock is held from before the store is read or made until the last member is written

@@ -328,6 +328,10 @@ def chained_walk(components: Sequence[str] | None, n_frames: int, reference: int
 # --------------------------------------------------------------------------- voxel size
 
 
+#: Scales of the voxel size :func:`check_voxel_size` tries.
+VOXEL_SCALES = (0.95, 0.97, 1.0, 1.03, 1.05)
+
+
 def check_voxel_size(model_xyz: np.ndarray, density, source: str,
                      tolerance: float = 0.03) -> float | None:
     """Warn (logging) when a map's voxel size looks wrong for the model; return the best scale.
@@ -354,11 +358,40 @@ def check_voxel_size(model_xyz: np.ndarray, density, source: str,
     float or None
         The best trial scale when a warning was given, else None.
     """
+    return _check_voxel_size(model_xyz, density.origin, density.voxel_size,
+                             density.data.shape[::-1], density.box_around, source, tolerance)
+
+
+def check_series_voxel_size(model_xyz: np.ndarray, series, frame: int = 0,
+                            tolerance: float = 0.03) -> float | None:
+    """:func:`check_voxel_size` on frame ``frame`` of a series, reading only the region the
+    trial scales sample (a map-series store reads those chunks, not the whole frame).
+
+    The same test as :func:`check_voxel_size` on ``series.frame(frame)`` (trilinear values
+    are read from a box that holds every voxel they use, so they are the same up to
+    rounding); ``series.sources[frame]`` is named in the warning.
+    """
+    _, nz, ny, nx = series.shape
+    return _check_voxel_size(model_xyz, series.origin, series.voxel_size, (nx, ny, nz),
+                             lambda xyz, margin: series.frame_box(frame, xyz, margin),
+                             series.sources[frame], tolerance)
+
+
+def _check_voxel_size(model_xyz, origin, voxel_size, shape_xyz, read_box, source: str,
+                      tolerance: float) -> float | None:
+    """The test of :func:`check_voxel_size` on a grid given by its geometry; ``read_box(xyz,
+    margin)`` returns the map's box around Cartesian points (:meth:`Map.box_around`).
+
+    The scores are mean map values at the atoms; they are compared only with each other, so
+    the map's overall scale (its sigma) does not enter, and only the voxels the trilinear
+    interpolation at the scaled atom positions uses are read.
+    """
     from varref.engine.interpolation import interpolate
 
     xyz = np.asarray(model_xyz, dtype=np.float64)
-    voxel = np.asarray(density.voxel_size, dtype=np.float64)
-    shape_xyz = np.asarray(density.data.shape[::-1], dtype=np.float64)
+    voxel = np.asarray(voxel_size, dtype=np.float64)
+    origin = np.asarray(origin, dtype=np.float64)
+    shape_xyz = np.asarray(shape_xyz, dtype=np.float64)
     extent = voxel * shape_xyz
     span = xyz.max(axis=0) - xyz.min(axis=0)
     hint = ("check the voxel size (--voxel-size A overrides the headers; `varref pixel-scan` "
@@ -367,14 +400,23 @@ def check_voxel_size(model_xyz: np.ndarray, density, source: str,
         log.warning("%s: the model (%s Å across) is larger than the map box (%s Å at voxel "
                     "size %s Å); %s", source, _triple(span), _triple(extent), _triple(voxel), hint)
         return float(np.min(extent / span))
-    centre = density.origin + 0.5 * (shape_xyz - 1.0) * voxel
-    data = np.asarray(density.data, dtype=np.float32)
-    sigma = float(data.std()) or 1.0
+    centre = origin + 0.5 * (shape_xyz - 1.0) * voxel
+    # the map scaled by s about its centre puts voxel g at centre + (g - (n-1)/2) v s: the
+    # atoms sit at grid coordinates g_s, i.e. at origin + g_s v on the map as it is
+    scaled_origin = {s: centre - 0.5 * (shape_xyz - 1.0) * voxel * s for s in VOXEL_SCALES}
+    grid = np.concatenate([(xyz - scaled_origin[s]) / (voxel * s) for s in VOXEL_SCALES])
+    inside = np.all((grid >= 0.0) & (grid <= shape_xyz - 1.0), axis=1)
+    if not inside.any():  # no atom on the map at any scale: every score 0, nothing to say
+        return None
+    # the box around every atom position on the map, with room for each trilinear neighbour
+    box = read_box(origin + grid[inside] * voxel, 2.0 * float(voxel.max()))
+    lower = np.rint((box.origin - origin) / voxel)
+    data = np.asarray(box.data, dtype=np.float32)
     scores = {}
-    for scale in (0.95, 0.97, 1.0, 1.03, 1.05):
-        origin = centre - 0.5 * (shape_xyz - 1.0) * voxel * scale
-        values = interpolate(data, origin, voxel * scale, xyz, "trilinear")  # 0 outside
-        scores[scale] = float(values.mean()) / sigma
+    for scale in VOXEL_SCALES:
+        values = interpolate(data, scaled_origin[scale] + lower * voxel * scale, voxel * scale,
+                             xyz, "trilinear")  # 0 outside
+        scores[scale] = float(values.mean())
     best = max(scores, key=scores.get)
     if abs(best - 1.0) > tolerance * 0.999 and scores[best] > scores[1.0] + 0.1 * abs(scores[1.0]):
         log.warning("%s: the model fits the map better with the voxel size scaled by %.2f "
@@ -398,8 +440,8 @@ def open_series(inputs: Sequence[str | PathLike], resolution: float | None = Non
     Parameters
     ----------
     inputs
-        One ``MAPS.zarr`` store (``varref maps-to-zarr``), or anything
-        :func:`collect_series_inputs` takes.
+        One ``MAPS.zarr`` store (``varref maps-to-zarr``; a directory or a URL such as
+        ``s3://bucket/maps.zarr``), or anything :func:`collect_series_inputs` takes.
     resolution
         Nominal resolution (Å) reported for map files.
     voxel_size, keep_order
@@ -417,9 +459,14 @@ def open_series(inputs: Sequence[str | PathLike], resolution: float | None = Non
         Bad inputs, maps on different grids (the first that differs is named).
     """
     from varref.ensemble.mapseries import is_map_series, open_map_series
+    from varref.ensemble.urls import is_url
 
     items = [str(p) for p in inputs]
-    if len(items) == 1 and (items[0].rstrip("/").endswith(".zarr") or is_map_series(items[0])):
+    if any(is_url(p) for p in items) and len(items) > 1:
+        raise InputError(next(p for p in items if is_url(p)), "a map-series URL must be given "
+                         "alone (map files are read from local paths)")
+    if len(items) == 1 and (is_url(items[0]) or items[0].rstrip("/").endswith(".zarr")
+                            or is_map_series(items[0])):
         if voxel_size is not None:
             raise InputError("--voxel-size", "applies to map files; a map-series store keeps "
                              "the voxel size it was written with (`varref maps-to-zarr "
