@@ -249,10 +249,13 @@ def side_chain_chis(model: Model, xyz: np.ndarray | None = None,
     distance = np.zeros(n)
     basin = np.zeros(n, dtype=bool)
     for row, (_, _, rotamers, quadruples) in enumerate(rows):
+        atoms[row, :len(quadruples)] = quadruples
+        n_chi[row] = len(quadruples)
+    # every chi of every residue in one call (NaN where a residue has fewer chis)
+    if n:
+        chis[:] = dihedrals_of(xyz, atoms.reshape(-1, 4)).reshape(n, MAX_CHI)
+    for row, (_, _, rotamers, quadruples) in enumerate(rows):
         k = len(quadruples)
-        atoms[row, :k] = quadruples
-        n_chi[row] = k
-        chis[row, :k] = dihedrals_of(xyz, quadruples)
         period[row, :k] = rotamers.period
         index, d, residual = nearest_rotamer(rotamers, chis[row, :k])
         rotamer[row], distance[row], delta[row, :k] = index, d, residual
