@@ -13,8 +13,8 @@ import gemmi
 import numpy as np
 import pytest
 
-from varref.calibration import (bootstrap_optimum, cc_of_sums, matched_model_map,
-                                parabola_optimum, run_pixel_scan, segment_sums)
+from varref.calibration import bootstrap_optimum, parabola_optimum, run_pixel_scan
+from varref.scale_score import cc_of_sums, matched_model_map, segment_sums
 from varref.engine.correlation import pearson_cc
 from varref.ensemble.cluster import dask_client
 from varref.independent_maps import gemmi_map, sharp_cutoff
@@ -80,13 +80,13 @@ def test_cc_from_segment_sums_equals_the_cc_of_the_chosen_points():
     segments = np.repeat(np.arange(8), 5)
     x = rng.normal(size=500)
     y = 0.7 * x + rng.normal(size=500)
-    sums = segment_sums(x, y, points, atoms, segments)
+    from scipy.spatial import cKDTree
+
+    owner = segments[cKDTree(atoms).query(points)[1]]  # each point to its nearest atom's segment
+    sums = segment_sums(x, y, owner, 8)
     assert cc_of_sums(sums) == pytest.approx(pearson_cc(x, y), abs=1e-12)
     assert cc_of_sums(sums, 3.0 * np.ones(8)) == pytest.approx(pearson_cc(x, y), abs=1e-12)
     # segment 2 left out and segment 5 taken twice: the CC of exactly those points
-    from scipy.spatial import cKDTree
-
-    owner = segments[cKDTree(atoms).query(points)[1]]
     w = np.ones(8)
     w[2], w[5] = 0, 2
     pick = np.concatenate([np.flatnonzero(owner != 2), np.flatnonzero(owner == 5)])
