@@ -590,11 +590,13 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
     Returns
     -------
     dict
-        ``scan`` (xarray Dataset of the matched CC and CC_mask versus scale), ``scale``
+        ``scan`` (xarray Dataset versus scale: the coarse stage's ``atom_score`` for every
+        trial, the matched CC and CC_mask of the accurately scored window), ``scale``
         (optimum of the profile-matched CC_mask), ``scale_sigma`` (bootstrap over residue
         segments ⊕ a 0.05 % method floor), ``scale_sigma_bootstrap``, ``scale_sigma_scan``
-        (parabola fit: scan noise only), ``scale_xyz``,
-        ``best_voxel_size``, ``cc_matched_best``, ``cc_mask_best``.
+        (parabola fit: scan noise only), ``scale_coarse`` (the coarse stage's optimum),
+        ``start_offset`` (translation search, Å), ``scale_xyz``, ``best_voxel_size``,
+        ``cc_matched_best``, ``cc_mask_best``, ``timings`` (wall seconds per phase).
 
     Examples
     --------

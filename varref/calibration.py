@@ -3,20 +3,25 @@
 A map's header voxel size is often off by 1–3 %. Against a trusted model, we try scale
 factors s around 1: the map's voxel size becomes s·v and its origin is scaled about the
 **model's centre** c (origin' = c + s·(origin − c)). For each s the model is rigid-body fitted
-(6 parameters; optionally followed by a short restrained refinement) and scored by the CC
-over the CC_mask region against a model map matched shell by shell to the map's radial
-profile (:func:`matched_cc`; CC_mask is recorded too).
+(6 parameters, on at most :data:`FIT_ATOMS` heavy atoms; optionally followed by a short
+restrained refinement) and scored.
 
-Why a matched model map (issue 14): scaling a map also scales the width of its features, so
-a model map of fixed point-spread function (varref's Gaussian, B + 4 d²) trades a width
-mismatch against the position fit and CC_mask peaks off the true scale — by 0.1–2.5 % on maps
-from gemmi's simulator (sharp cutoff at 1/d). The matched map takes on the map's own profile
-at every trial, leaving only where the density is (docs/methods-calibration.md).
+First a translation search (:mod:`varref.translation_search`) finds where the model's
+density is — a header error acting about the box corner leaves the density several Å from a
+model that is right in the true frame — and every fit starts there. Then two stages (issue 14,
+speed): every trial is scored by the cheap atom-centred target (the mean
+map value at the heavy atoms, O(atoms)); then a window of trials around that coarse optimum
+(:mod:`varref.scan_window`: it grows until the accurate maximum has three scored trials on each
+side) gets the accurate score — the CC over the CC_mask region against a model map matched
+shell by shell to the map's radial profile (:mod:`varref.scale_score`; CC_mask and CC_box are
+recorded too). The accurate trials reuse the coarse stage's rigid fit. With ``refine`` every
+trial is refined and scored accurately (one stage).
 
 Why the model centre: scaling about any other point c' adds a translation (1 − s)(c − c')
 between model and density, which the rigid fit must then find. For the box centre of a large
 map that translation reaches several Å (1 % of a 750 Å box is 3.7 Å; a header error applied
-about the box corner doubles it), beyond a rigid fit's convergence radius at 4 Å — measured
+about the box corner adds its own offset, found by the translation search), beyond a rigid
+fit's convergence radius at 4 Å — measured
 on a 258k-atom model, the scan about the box centre missed the true scale by 0.9 %. About the
 model centre the model stays on its density at every trial and only the scale-dependent
 stretching remains. The corrected map (``--write-map``) is scaled about the same point, so
@@ -33,18 +38,27 @@ alongside as ``scale_sigma_scan``.
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
+import time
+from dataclasses import fields, replace
 
 import numpy as np
 import xarray as xr
 
-from varref.engine.map_target import map_target_weights
-from varref.mapfit import correlations
+from varref.engine.map_target import map_target_value_gradient, map_target_weights
 from varref.maps import Map
 from varref.model import Model
 from varref.refinement.rigid_body import rigid_body_fit
+from varref.scale_score import ProfileMatcher, cc_of_sums, score_pose
+from varref.scan_window import HALF_WIDTH, MARGIN, extension, initial_window
+from varref.translation_search import translation_search
 
 log = logging.getLogger(__name__)
+
+#: Heavy atoms a trial's rigid fit uses at most (every k-th in model order). Six parameters
+#: need few atoms: on the 258k-atom benchmark (171,990 heavy atoms) a fit of 5,000 cost
+#: 0.2-0.5 s against 38 s for all atoms in two stages, and the scan found the same optimum
+#: with 5,000 and 20,000 (0.98031; docs/benchmarks.md). Models up to this size use all.
+FIT_ATOMS = 5_000
 
 
 def map_centre(density: Map) -> np.ndarray:
@@ -67,27 +81,105 @@ def scaling_centre(model: Model, xyz: np.ndarray | None = None) -> np.ndarray:
     return xyz[~model.is_hydrogen].mean(axis=0)
 
 
+def fit_atoms(model: Model, limit: int = FIT_ATOMS) -> np.ndarray:
+    """Indices of the atoms a trial's rigid fit uses: the heavy atoms, every k-th in model
+    order so that at most ``limit`` remain (all of them on models up to ``limit``)."""
+    heavy = np.flatnonzero(~model.is_hydrogen)
+    step = max(1, int(np.ceil(len(heavy) / limit)))
+    return heavy[::step]
+
+
+def _atom_subset(model: Model, atoms: np.ndarray) -> Model:
+    """The per-atom arrays of ``atoms`` as a Model for a rigid fit (its structure template
+    is the full model's: never written)."""
+    per_atom = {f.name: getattr(model, f.name)[atoms] for f in fields(model)
+                if isinstance(getattr(model, f.name), np.ndarray)}
+    return replace(model, **per_atom)
+
+
+def rigid_pose(model: Model, start: np.ndarray, trial: Map, atoms: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Rigid-body fit of ``atoms`` of the model (from coordinates ``start``) into ``trial``;
+    returns the motion (R, t) found, fitted = start @ R.T + t, to apply to every atom.
+
+    One stage on the map itself: the blurred first stage of
+    :func:`~varref.refinement.rigid_body.rigid_body_fit` widens the radius of convergence for
+    a start far from the density, which the scan's translation search already provides
+    (near the optimum both found the same pose and score to 10⁻⁴ on the 258k-atom benchmark,
+    the blurred stage costing 1.5× the time)."""
+    from varref.ensemble.precision import kabsch
+
+    subset = _atom_subset(model, atoms)
+    weights = map_target_weights(subset.atomic_number, subset.is_hydrogen)
+    fitted = rigid_body_fit(subset, start[atoms], trial, weights, blur=0.0)
+    return kabsch(start[atoms], fitted)
+
+
+def atom_centred_score(model: Model, xyz: np.ndarray, trial: Map) -> float:
+    """The coarse score: the mean (tricubic) map value at the heavy atoms, i.e. minus the
+    atom-centred map target of unit weights over their number."""
+    weights = map_target_weights(model.atomic_number, model.is_hydrogen)
+    value, _ = map_target_value_gradient(trial.data, trial.origin, trial.voxel_size, xyz, weights)
+    return -value / float(weights.sum())
+
+
+def shell_width(density: Map) -> float:
+    """Width (Å⁻¹) of the profile-matching shells of a whole scan: one reciprocal spacing of
+    the unscaled box, the same for every trial."""
+    return 1.0 / float(np.min(np.array(density.shape_xyz) * density.voxel_size))
+
+
+def coarse_trial(model: Model, density: Map, scale: float, atoms: np.ndarray,
+                 offset: np.ndarray | None = None) -> dict[str, object]:
+    """A coarse trial: rigid fit of ``atoms`` at ``scale`` (starting from the model moved by
+    ``offset``, Å, e.g. from :func:`varref.translation_search.translation_search`) and the
+    atom-centred score.
+
+    Returns ``scale``, ``atom_score``, the fitted motion ``rotation``, ``shift`` (applied to
+    ``model.xyz``: fitted = model.xyz @ rotation.T + shift) and ``fit_cpu_seconds`` (this
+    thread's CPU time).
+    """
+    began = time.thread_time()
+    offset = np.zeros(3) if offset is None else np.asarray(offset, dtype=np.float64)
+    centre = scaling_centre(model)
+    trial = scaled_map(density, scale, centre)
+    rotation, shift = rigid_pose(model, model.xyz + offset, trial, atoms)
+    shift = offset @ rotation.T + shift  # the motion from model.xyz itself
+    xyz = model.xyz @ rotation.T + shift
+    return {"scale": float(scale), "atom_score": atom_centred_score(model, xyz, trial),
+            "rotation": rotation, "shift": shift, "fit_cpu_seconds": time.thread_time() - began}
+
+
 def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | np.ndarray,
                  start: np.ndarray | None = None, refine: bool = False, restraints=None,
-                 weight: float | None = None, blurred: Map | None = None,
-                 options=None) -> dict[str, object]:
-    """Rigid-body fit (and optionally refine) the model into the map scaled by ``scale``.
+                 weight: float | None = None, options=None, pose: tuple[np.ndarray, np.ndarray] | None = None,
+                 matcher: ProfileMatcher | None = None, width: float | None = None
+                 ) -> dict[str, object]:
+    """Rigid-body fit (and optionally refine) the model into the map scaled by ``scale``
+    and score it accurately (:func:`varref.scale_score.score_pose`).
 
-    ``density`` should be normalised and boxed around the model; ``blurred`` (optional) is its
-    B = 100 Å² blurred copy for the fit's first stage, made once per scan (scaling the voxel
-    size changes that blur by a few per cent, immaterial for a coarse first stage). Returns
-    the scale, CC_mask, CC_box, the fitted coordinates, the scan's score ``cc_matched``
-    (:func:`matched_cc`) and its per-segment sums ``sums`` (for the bootstrap). A refined
-    trial uses ``options``
-    (a :class:`~varref.refinement.options.RefineOptions`; default one macro-cycle of 50
+    ``start`` are the coordinates the fit starts from (default the model's); the map is
+    scaled about the model's own centre (:func:`scaling_centre`) either way.
+    ``density`` should be normalised and boxed around the model. ``pose``
+    (R, t) is a rigid fit already made at this scale (by :func:`coarse_trial`), applied to
+    ``start``: it is used instead of fitting again. ``matcher`` is a :class:`~varref.scale_score.ProfileMatcher` of
+    ``density.data`` (made here when not given) and ``width`` the scan's shell width (default
+    :func:`shell_width` of ``density``). A refined trial uses ``options`` (a
+    :class:`~varref.refinement.options.RefineOptions`; default one macro-cycle of 50
     iterations, no final stage) with the scan's ``weight``.
+
+    Returns the scale, ``cc_matched`` (the scan's score), its per-segment sums ``sums`` (for
+    the bootstrap), ``cc_mask``, ``cc_box``, ``atom_score``, the fitted coordinates ``xyz``
+    and this thread's CPU seconds for the fit (``fit_cpu_seconds``, 0 with ``pose``) and the
+    score (``score_cpu_seconds``).
     """
+    began = time.thread_time()
     xyz = model.xyz if start is None else start
-    centre = scaling_centre(model, xyz)
+    centre = scaling_centre(model)
     trial = scaled_map(density, scale, centre)
-    weights = map_target_weights(model.atomic_number, model.is_hydrogen)
-    fitted = rigid_body_fit(model, xyz, trial, weights,
-                            blurred=None if blurred is None else scaled_map(blurred, scale, centre))
+    if pose is None:
+        pose = rigid_pose(model, xyz, trial, fit_atoms(model))
+    fitted = xyz @ pose[0].T + pose[1]
     if refine:
         from varref.refinement.options import RefineOptions
         from varref.refinement.pipeline import refine_coordinates
@@ -98,12 +190,14 @@ def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | n
             options = RefineOptions(resolution=resolution, macro_cycles=1, iterations=50, final_cc=False)
         options = replace(options, weight=weight)
         fitted = refine_coordinates(model, trial, restraints, fitted, options).xyz[0]
-    metrics = correlations(model, fitted, trial, resolution, which=("cc_mask", "cc_box"))
-    # shells one reciprocal spacing of the unscaled box wide, the same Å⁻¹ for every trial
-    shell_width = 1.0 / float(np.min(np.array(density.shape_xyz) * density.voxel_size))
-    score, sums = matched_cc(model, fitted, trial, resolution, shell_width)
-    return {"scale": np.asarray(scale, dtype=float).tolist(), "cc_mask": float(metrics["cc_mask"]),
-            "cc_box": float(metrics["cc_box"]), "cc_matched": score, "sums": sums, "xyz": fitted}
+    fitted_at = time.thread_time()
+    result = score_pose(model, fitted, trial, resolution,
+                        shell_width(density) if width is None else width, matcher)
+    result.update({"scale": np.asarray(scale, dtype=float).tolist(), "xyz": fitted,
+                   "atom_score": atom_centred_score(model, fitted, trial),
+                   "fit_cpu_seconds": fitted_at - began,
+                   "score_cpu_seconds": time.thread_time() - fitted_at})
+    return result
 
 
 def parabola_optimum(scales: np.ndarray, cc: np.ndarray, half_width: int = 2
@@ -135,11 +229,23 @@ def parabola_optimum(scales: np.ndarray, cc: np.ndarray, half_width: int = 2
     return vertex, sigma, coefficients
 
 
-# --------------------------------------------------------------------------- scale score
+def parabola_value(scales: np.ndarray, score: np.ndarray, values: np.ndarray, at: float,
+                   half_width: int = 2) -> float:
+    """``values`` at scale ``at``, from the least-squares parabola through the trials
+    :func:`parabola_optimum` uses (the best ``score`` ± ``half_width``); the nearest trial's
+    value when they are fewer than 3."""
+    order = np.argsort(scales)
+    scales, score, values = (np.asarray(a, dtype=float)[order] for a in (scales, score, values))
+    best = int(np.nanargmax(score))
+    lo, hi = max(0, best - half_width), min(len(scales), best + half_width + 1)
+    if hi - lo < 3:
+        return float(values[int(np.argmin(np.abs(scales - at)))])
+    centre = scales[lo:hi].mean()
+    return float(np.polyval(np.polyfit(scales[lo:hi] - centre, values[lo:hi], 2), at - centre))
 
 
-#: Residues per bootstrap segment, and the most segments (longer ones on huge models).
-SEGMENT_RESIDUES, MAX_SEGMENTS = 10, 2000
+# --------------------------------------------------------------------------- uncertainty
+
 
 #: Bootstrap replicates of the optimum, and the seed that makes them reproducible.
 BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED = 400, 14
@@ -150,95 +256,6 @@ BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED = 400, 14
 #: atoms at 4.5 Å) while the segments agreed to 0.001-0.03 %; the bootstrap cannot see an
 #: error every segment shares.
 SYSTEMATIC_FLOOR = 5e-4
-
-
-def residue_segments(model: Model) -> np.ndarray:
-    """Segment of every heavy atom: runs of :data:`SEGMENT_RESIDUES` consecutive residues in
-    model order (longer runs when that would give more than :data:`MAX_SEGMENTS`)."""
-    length = max(SEGMENT_RESIDUES, int(np.ceil(max(int(model.n_residues), 1) / MAX_SEGMENTS)))
-    _, segments = np.unique(model.residue_index[~model.is_hydrogen] // length, return_inverse=True)
-    return segments.astype(np.int64)
-
-
-def fixed_shells(shape: tuple[int, int, int], voxel_size: np.ndarray, width: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shell index ``rint(|h| / width)`` and Friedel weight (2, or 1 on the kx = 0 and
-    Nyquist planes) of every coefficient of an ``rfftn`` of the grid, shaped as the transform.
-
-    The shell width is in Å⁻¹ and fixed for a whole scan: shells drawn from each trial's own
-    box (whose size in Å grows with the scale) would move their edges from trial to trial.
-    """
-    nz, ny, nx = shape
-    vx, vy, vz = (float(v) for v in voxel_size)
-    fz, fy, fx = np.fft.fftfreq(nz, d=vz), np.fft.fftfreq(ny, d=vy), np.fft.rfftfreq(nx, d=vx)
-    s = np.sqrt(fz[:, None, None] ** 2 + fy[None, :, None] ** 2 + fx[None, None, :] ** 2)
-    weight = np.full(s.shape, 2.0)
-    weight[:, :, 0] = 1.0
-    if nx % 2 == 0:
-        weight[:, :, -1] = 1.0
-    return np.rint(s / width).astype(np.int64), weight
-
-
-def matched_model_map(calculated: np.ndarray, observed: np.ndarray, voxel_size: np.ndarray,
-                      shell_width: float) -> np.ndarray:
-    """The model map filtered, shell by shell, to the observed map's radial profile.
-
-    Each shell k of the (box, mean-removed) transforms gets the least-squares scale
-    k_s = Σ Re(F_o F_c*) / Σ |F_c|² (negative values set to 0), and the model map becomes
-    FT⁻¹(k_s F_c): whatever the data's point-spread function — B, a sharp cutoff, sharpening,
-    FSC weighting — the model map then has the same, so a trial's score measures where the
-    density is, not how wide it is.
-    """
-    f_c = np.fft.rfftn(calculated - calculated.mean())
-    index, weight = fixed_shells(calculated.shape, voxel_size, shell_width)
-    f_o = np.fft.rfftn(observed - observed.mean())
-    cross = np.bincount(index.ravel(), (weight * (f_o * f_c.conj()).real).ravel())
-    power = np.bincount(index.ravel(), (weight * np.abs(f_c) ** 2).ravel())
-    scale = np.clip(cross / np.where(power > 0, power, np.inf), 0.0, None)
-    return np.fft.irfftn(f_c * scale[index], s=calculated.shape, axes=(0, 1, 2)).astype(np.float32)
-
-
-def segment_sums(model_values: np.ndarray, map_values: np.ndarray, points: np.ndarray,
-                 xyz: np.ndarray, segments: np.ndarray) -> np.ndarray:
-    """Per-segment sums (n, Σx, Σy, Σx², Σy², Σxy) of the mask points, each point belonging
-    to the segment of its nearest atom; (n_segments, 6) float64."""
-    from scipy.spatial import cKDTree
-
-    _, nearest = cKDTree(xyz).query(points)
-    owner = segments[nearest]
-    n_segments = int(segments.max()) + 1
-    x, y = model_values.astype(np.float64), map_values.astype(np.float64)
-    return np.stack([np.bincount(owner, w, minlength=n_segments)
-                     for w in (np.ones_like(x), x, y, x * x, y * y, x * y)], axis=1)
-
-
-def cc_of_sums(sums: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-    """Pearson CC of the points of segments taken ``weights`` times each ((n_seg,) or
-    (n_boot, n_seg); default once): from the sums of :func:`segment_sums`."""
-    w = np.ones(sums.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
-    n, sx, sy, sxx, syy, sxy = (np.atleast_2d(w) @ sums).T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = (sxy - sx * sy / n) / np.sqrt((sxx - sx * sx / n) * (syy - sy * sy / n))
-    return value if np.ndim(w) == 2 else value[0]
-
-
-def matched_cc(model: Model, xyz: np.ndarray, trial: Map, resolution: float,
-               shell_width: float) -> tuple[float, np.ndarray]:
-    """The scan's score: CC over the CC_mask region between the map and the model map
-    matched to its radial profile (:func:`matched_model_map`), and its per-segment sums
-    (:func:`segment_sums`, over :func:`residue_segments`) for the bootstrap."""
-    from varref.engine.correlation import mask_radii, molecular_mask
-    from varref.simulate import model_density
-
-    heavy = ~model.is_hydrogen
-    calculated = matched_model_map(model_density(model, xyz, trial, resolution), trial.data,
-                                   trial.voxel_size, shell_width)
-    mask = molecular_mask(xyz[heavy], mask_radii(model.element[heavy]), trial.data.shape,
-                          trial.origin, trial.voxel_size)
-    points = trial.origin + np.argwhere(mask)[:, ::-1] * trial.voxel_size  # (z,y,x) → Å (x,y,z)
-    sums = segment_sums(calculated[mask], trial.data[mask], points, xyz[heavy],
-                        residue_segments(model))
-    return float(cc_of_sums(sums)), sums
 
 
 def bootstrap_optimum(scales: np.ndarray, sums: list[np.ndarray],
@@ -271,42 +288,118 @@ def bootstrap_optimum(scales: np.ndarray, sums: list[np.ndarray],
     return sigma, vertices
 
 
-def scan_dataset(results: list[dict], density: Map) -> xr.Dataset:
-    """CC versus scale as an xarray Dataset (dim ``scale``), sorted by scale."""
-    results = sorted(results, key=lambda r: float(np.mean(r["scale"])))
-    scales = np.array([float(np.mean(r["scale"])) for r in results])
-    return xr.Dataset(
-        {"cc_matched": ("scale", [r["cc_matched"] for r in results]),
-         "cc_mask": ("scale", [r["cc_mask"] for r in results]),
-         "cc_box": ("scale", [r["cc_box"] for r in results]),
-         "voxel_size": (("scale", "axis"), np.outer(scales, density.voxel_size))},
-        coords={"scale": scales, "axis": ["x", "y", "z"]},
-    )
+# --------------------------------------------------------------------------- the scan
 
 
-def _trial_summary(model: Model, density: Map, blurred: Map, resolution: float, scale,
-                   refine: bool, restraints, weight, options) -> dict[str, object]:
-    """Worker task: one trial without the coordinates (results stay small)."""
-    result = fit_at_scale(model, density, resolution, scale, refine=refine, restraints=restraints,
-                          weight=weight, blurred=blurred, options=options)
-    result.pop("xyz")  # the per-segment sums stay (segments × 6 floats), for the bootstrap
-    return result
+def scan_dataset(coarse: list[dict], scored: list[dict], density: Map) -> xr.Dataset:
+    """The scan as an xarray Dataset (dim ``scale``, sorted): ``atom_score`` (coarse stage,
+    every trial; NaN when there was none), ``cc_matched``, ``cc_mask``, ``cc_box`` (the
+    accurately scored trials; NaN elsewhere), ``scored``, the CPU seconds of each trial's fit
+    and score, and the voxel size."""
+    def key(r: dict) -> float:
+        return round(float(np.mean(r["scale"])), 10)
+
+    by_scale: dict[float, dict] = {}
+    for r in coarse:
+        by_scale.setdefault(key(r), {}).update(atom_score=r["atom_score"],
+                                               fit_cpu_seconds=r["fit_cpu_seconds"])
+    for r in scored:
+        entry = by_scale.setdefault(key(r), {})
+        entry.update({name: r[name] for name in ("cc_matched", "cc_mask", "cc_box",
+                                                 "score_cpu_seconds")})
+        if "atom_score" not in entry:  # one-stage (refined) trials
+            entry.update(atom_score=r["atom_score"], fit_cpu_seconds=r["fit_cpu_seconds"])
+    scales = np.array(sorted(by_scale))
+
+    def column(name: str) -> np.ndarray:
+        return np.array([by_scale[s].get(name, np.nan) for s in scales], dtype=float)
+
+    data = {name: ("scale", column(name)) for name in
+            ("atom_score", "cc_matched", "cc_mask", "cc_box", "fit_cpu_seconds", "score_cpu_seconds")}
+    data["scored"] = ("scale", np.isfinite(column("cc_matched")))
+    data["voxel_size"] = (("scale", "axis"), np.outer(scales, density.voxel_size))
+    return xr.Dataset(data, coords={"scale": scales, "axis": ["x", "y", "z"]})
+
+
+def max_offset(model: Model, density: Map, scales: np.ndarray, slack: float = 5.0) -> float:
+    """Largest distance (Å) between the model and its density that a header error within
+    the scan's range can cause: |1/s − 1| times the model centre's distance from the point
+    the error acted about (the map's origin or the frame's), plus ``slack``."""
+    centre = scaling_centre(model)
+    lever = max(float(np.linalg.norm(centre - density.origin)), float(np.linalg.norm(centre)))
+    return float(np.max(np.abs(1.0 / np.asarray(scales) - 1.0))) * lever + slack
+
+
+def _coarse_task(model: Model, density: Map, scale: float, atoms: np.ndarray,
+                 offset: np.ndarray) -> dict[str, object]:
+    """Worker task: one coarse trial (fit and atom-centred score)."""
+    return coarse_trial(model, density, scale, atoms, offset)
+
+
+def _score_task(model: Model, density: Map, resolution: float, width: float,
+                trials: list[dict], refine: bool, restraints, weight, options) -> list[dict]:
+    """Worker task: accurate scores of a batch of trials, with one transform of the map.
+
+    Each trial is ``{"scale": s}`` plus either, from the coarse stage, ``rotation`` and
+    ``shift`` (the fitted motion of ``model.xyz``) or the ``offset`` (Å) the fit starts from.
+    The coordinates are dropped from the results (they stay small)."""
+    matcher = ProfileMatcher(density.data)
+    results = []
+    for trial in trials:
+        pose = (trial["rotation"], trial["shift"]) if "rotation" in trial else None
+        start = model.xyz + trial.get("offset", np.zeros(3))
+        result = fit_at_scale(model, density, resolution, trial["scale"], start=start, refine=refine,
+                              restraints=restraints, weight=weight, options=options,
+                              pose=pose, matcher=matcher, width=width)
+        result.pop("xyz")  # the per-segment sums stay (segments × 6 floats), for the bootstrap
+        results.append(result)
+    return results
+
+
+class _PhaseClock:
+    """Wall seconds of consecutive phases (``laps``: name → seconds)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+
+def _batches(trials: list[dict], n_batches: int) -> list[list[dict]]:
+    """``trials`` dealt into at most ``n_batches`` batches of near-equal size."""
+    n_batches = max(1, min(n_batches, len(trials)))
+    return [trials[k::n_batches] for k in range(n_batches)]
 
 
 def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales: np.ndarray,
                    refine: bool = False, brent: bool = False, anisotropic: bool = False,
                    restraints=None, weight: float | None = None, progress: bool = True,
-                   options=None) -> dict:
-    """Scan ``scales`` on Dask (one task per trial), then locate the optimum.
+                   options=None, score_all: bool = False) -> dict:
+    """Scan ``scales`` on Dask, then locate the optimum.
 
-    Returns a dict with ``scan`` (xarray Dataset), ``scale`` (isotropic optimum of the
-    profile-matched CC, :func:`matched_cc`), ``scale_sigma`` (the bootstrap's sigma over residue
-    segments, :func:`bootstrap_optimum`, ⊕ :data:`SYSTEMATIC_FLOOR`), its parts
-    ``scale_sigma_bootstrap``, ``scale_sigma_scan`` (the parabola fit's: scan noise only,
-    reported for comparison), ``scale_xyz`` (per-axis optimum
-    when ``anisotropic``, else the isotropic one three times), ``best_voxel_size``,
-    ``cc_matched_best`` and ``cc_mask_best``. ``options`` are the refinement options of
-    refined trials (``refine``); the weight is searched once per scan unless given.
+    First a translation search (:func:`varref.translation_search.translation_search`) finds
+    where the model's density is (an offset a header error may cause); every fit starts
+    there. Coarse stage: one task per trial (rigid fit, atom-centred score). Accurate stage: the
+    window of :mod:`varref.scan_window` around the coarse optimum, grown until the accurate
+    maximum has :data:`~varref.scan_window.MARGIN` scored trials on each side, scored in one
+    batch per worker (one transform of the map per batch). With ``refine`` every trial is
+    refined and scored accurately, one task each; ``score_all`` scores every trial accurately
+    after the coarse stage (to check the window rule; as slow as a one-stage scan).
+
+    Returns a dict with ``scan`` (xarray Dataset, :func:`scan_dataset`), ``scale``
+    (isotropic optimum of the profile-matched CC, :func:`varref.scale_score.score_pose`),
+    ``scale_sigma`` (the bootstrap's sigma over residue segments, :func:`bootstrap_optimum`,
+    ⊕ :data:`SYSTEMATIC_FLOOR`), its parts ``scale_sigma_bootstrap``, ``scale_sigma_scan``
+    (the parabola fit's: scan noise only, reported for comparison), ``scale_coarse`` (the
+    coarse stage's optimum), ``start_offset`` (the translation search's shift, Å),
+    ``timings`` (wall seconds of each phase, on this process's clock), ``scale_xyz`` (per-axis optimum when ``anisotropic``, else the
+    isotropic one three times), ``best_voxel_size``, ``cc_matched_best`` and
+    ``cc_mask_best``. ``options`` are the refinement options of refined trials
+    (``refine``); the weight is searched once per scan unless given.
     """
     from distributed import as_completed
     from scipy.optimize import minimize, minimize_scalar
@@ -314,11 +407,17 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     from varref.ensemble.progress import Progress
 
     density.require_orthogonal()
-    span = float(np.max(np.abs(np.asarray(scales) - 1.0)))
+    clock = _PhaseClock()
+    scales = np.sort(np.asarray(scales, dtype=float))
+    span = float(np.max(np.abs(scales - 1.0)))
     # the model must stay inside the box at every trial scale
     prepared = density.prepared(model.xyz, 8.0 + span * float(np.max(density.voxel_size
                                 * np.array(density.shape_xyz))))
-    blurred = prepared.blurred(100.0).normalised()
+    width = shell_width(prepared)
+    clock.lap("prepare")
+    offset = translation_search(model, prepared, resolution, max_offset(model, density, scales))
+    start = model.xyz + offset
+    clock.lap("translation_search")
     if refine and restraints is None:
         from varref.restraints import build_restraints
 
@@ -329,29 +428,70 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
         from varref.refinement.options import RefineOptions
         from varref.refinement.pipeline import find_weight
 
-        fitted = fit_at_scale(model, prepared, resolution, 1.0, blurred=blurred)["xyz"]
-        weight = find_weight(model, prepared, restraints, fitted,
+        pose = rigid_pose(model, start, prepared, fit_atoms(model))
+        weight = find_weight(model, prepared, restraints, start @ pose[0].T + pose[1],
                              options or RefineOptions(resolution=resolution)).weight
-    model_future, map_future, blurred_future = client.scatter([model, prepared, blurred],
-                                                              broadcast=True, hash=False)
-    futures = [client.submit(_trial_summary, model_future, map_future, blurred_future, resolution,
-                             float(s), refine, restraints, weight, options, pure=False, retries=3)
-               for s in scales]
-    bar = Progress(len(futures), "pixel-scan", progress)
-    results = []
-    for future in as_completed(futures):
-        results.append(future.result())
-        bar.advance()
-    scan = scan_dataset(results, density)
-    step = float(np.median(np.diff(scan["scale"].values))) if len(scales) > 1 else 0.01
-    best_scale, scan_sigma, _ = parabola_optimum(scan["scale"].values, scan["cc_matched"].values)
-    sums = [r["sums"] for r in sorted(results, key=lambda r: float(np.mean(r["scale"])))]
-    sigma_bootstrap, _ = bootstrap_optimum(scan["scale"].values, sums)
+    model_future, map_future = client.scatter([model, prepared], broadcast=True, hash=False)
+    n_workers = max(1, len(client.scheduler_info()["workers"]))
+    clock.lap("scatter")
+
+    coarse: list[dict] = []
+    if not refine:
+        atoms = fit_atoms(model)
+        futures = [client.submit(_coarse_task, model_future, map_future, float(s), atoms, offset,
+                                 pure=False, retries=3) for s in scales]
+        with Progress(len(futures), "pixel-scan fits", progress) as bar:
+            for future in as_completed(futures):
+                coarse.append(future.result())
+                bar.advance()
+        coarse.sort(key=lambda r: r["scale"])
+        coarse_scale, _, _ = parabola_optimum(scales, np.array([r["atom_score"] for r in coarse]))
+        pending = np.arange(len(scales)) if score_all else initial_window(scales, coarse_scale)
+    else:
+        coarse_scale = float("nan")
+        pending = np.arange(len(scales))
+
+    clock.lap("coarse_stage")
+    scored: dict[int, dict] = {}
+    while len(pending):
+        trials = [dict(coarse[i]) if coarse else {"scale": float(scales[i]), "offset": offset}
+                  for i in pending]
+        for trial in trials:
+            trial.pop("atom_score", None)
+            trial.pop("fit_cpu_seconds", None)
+        batches = [[t] for t in trials] if refine else _batches(trials, n_workers)
+        futures = [client.submit(_score_task, model_future, map_future, resolution, width, batch, refine, restraints, weight, options,
+                                 pure=False, retries=3) for batch in batches]
+        with Progress(len(trials), "pixel-scan scores", progress) as bar:
+            for future in as_completed(futures):
+                for result in future.result():
+                    scored[int(np.argmin(np.abs(scales - float(np.mean(result["scale"])))))] = result
+                    bar.advance()
+        window = np.array(sorted(scored))
+        pending = extension(len(scales), window,
+                            np.array([scored[i]["cc_matched"] for i in window]), MARGIN)
+
+    clock.lap("accurate_stage")
+    window = np.array(sorted(scored))
+    scan = scan_dataset(coarse, [scored[i] for i in window], density)
+    step = float(np.median(np.diff(scales))) if len(scales) > 1 else 0.01
+    best_scale, scan_sigma, _ = parabola_optimum(scales[window],
+                                                 np.array([scored[i]["cc_matched"] for i in window]))
+    sums = [scored[i]["sums"] for i in window]
+    sigma_bootstrap, _ = bootstrap_optimum(scales[window], sums)
     sigma = float(np.hypot(sigma_bootstrap, SYSTEMATIC_FLOOR * best_scale))
+    evaluated: dict[tuple, dict] = {}  # polishing fits, by scale
+    matcher: ProfileMatcher | None = None
 
     def fit(scale) -> dict:
-        return fit_at_scale(model, prepared, resolution, scale, refine=refine, options=options,
-                            restraints=restraints, weight=weight, blurred=blurred)
+        nonlocal matcher
+        key = tuple(np.round(np.broadcast_to(np.asarray(scale, dtype=float), (3,)), 12))
+        if key not in evaluated:
+            matcher = matcher or ProfileMatcher(prepared.data)
+            evaluated[key] = fit_at_scale(model, prepared, resolution, scale, start=start,
+                                          refine=refine, options=options, restraints=restraints,
+                                          weight=weight, matcher=matcher, width=width)
+        return evaluated[key]
 
     def negative_score(scale) -> float:
         return -fit(scale)["cc_matched"]
@@ -359,7 +499,7 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     if brent:
         polished = minimize_scalar(negative_score, bounds=(best_scale - step, best_scale + step),
                                    method="bounded", options={"xatol": 1e-5})
-        if -polished.fun >= scan["cc_matched"].values.max():
+        if -polished.fun >= np.nanmax(scan["cc_matched"].values):
             best_scale = float(polished.x)
     scale_xyz = np.full(3, best_scale)
     if anisotropic:
@@ -367,15 +507,30 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
                          options={"xatol": 1e-5, "fatol": 1e-7, "initial_simplex":
                                   np.vstack([scale_xyz, scale_xyz + np.eye(3) * step])})
         scale_xyz = np.asarray(found.x)
-    best = fit(scale_xyz if anisotropic else best_scale)
+    final = tuple(np.round(scale_xyz, 12))
+    if final in evaluated:  # a polishing fit at the optimum: its own values
+        best = {name: evaluated[final][name] for name in ("cc_matched", "cc_mask")}
+    else:  # the scan's optimum: the values there, from the parabola through its trials
+        matched_cc = np.array([scored[i]["cc_matched"] for i in window])
+        best = {name: parabola_value(scales[window], matched_cc,
+                                     np.array([scored[i][name] for i in window]), best_scale)
+                for name in ("cc_matched", "cc_mask")}
+    clock.lap("optimum")
     scan.attrs.update({"best_scale": best_scale, "scale_sigma": sigma,
                        "scale_sigma_bootstrap": sigma_bootstrap, "scale_sigma_scan": scan_sigma,
-                       "systematic_floor": SYSTEMATIC_FLOOR,
-                       "score": "CC_mask of the profile-matched model map", "resolution": resolution,
+                       "systematic_floor": SYSTEMATIC_FLOOR, "coarse_scale": coarse_scale,
+                       "score": "CC_mask of the profile-matched model map",
+                       "coarse_score": "mean map value at the heavy atoms",
+                       "window": f"coarse optimum ± {HALF_WIDTH} trials, grown "
+                                 f"until the best has {MARGIN} scored trials each side",
+                       "fit_atoms": int(len(fit_atoms(model))), "resolution": resolution,
+                       "start_offset": offset.tolist(),
                        "centre": "model centroid", "refine": int(refine),
                        "bootstrap": f"{BOOTSTRAP_REPLICATES} replicates of {sums[0].shape[0]} "
                                     f"residue segments, seed {BOOTSTRAP_SEED}"})
     return {"scan": scan, "scale": best_scale, "scale_sigma": sigma,
             "scale_sigma_bootstrap": sigma_bootstrap, "scale_sigma_scan": scan_sigma,
-            "scale_xyz": scale_xyz, "best_voxel_size": (density.voxel_size * scale_xyz),
-            "cc_matched_best": best["cc_matched"], "cc_mask_best": best["cc_mask"]}
+            "scale_coarse": coarse_scale, "start_offset": offset, "scale_xyz": scale_xyz,
+            "best_voxel_size": (density.voxel_size * scale_xyz),
+            "cc_matched_best": float(best["cc_matched"]), "cc_mask_best": float(best["cc_mask"]),
+            "timings": clock.laps}

@@ -1,12 +1,14 @@
 """Calibrate a map's voxel size against a trusted model (what Phenix calls magref).
 
 For each trial scale s (default 0.95-1.05 in 0.25 % steps) the map's voxel size is multiplied
-by s about the model's centre, the model is rigid-body fitted (optionally followed by a short
-restrained refinement, --refine) the CC between the map and the model map matched to its radial profile is recorded
-(with CC_mask);
-each trial is a Dask task. The optimum is the vertex of a parabola through the best points
-(optionally polished by a Brent search); its uncertainty is a bootstrap over residue segments.
-Prints the best voxel size and the correction factor.
+by s about the model's centre and the model is rigid-body fitted and scored by the mean map
+value at its atoms (coarse stage, every trial, one Dask task each); a window of trials around
+that coarse optimum (grown until its best has three trials on each side) is then scored by
+the CC between the map and the model map matched to its radial profile (with CC_mask). With
+--refine every trial is refined (short restrained refinement) and scored that way. The
+optimum is the vertex of a parabola through the best points (optionally polished by a Brent
+search); its uncertainty is a bootstrap over residue segments. Prints the best voxel size and
+the correction factor.
 """
 
 from __future__ import annotations
@@ -112,7 +114,13 @@ def plot_scan(scan, result: dict, path: str) -> None:
                  label=f"best {result['scale']:.4f} ± {result['scale_sigma']:.4f}")
     axes.set_xlabel("voxel-size scale")
     axes.set_ylabel("correlation")
-    axes.legend(fontsize=8)
+    if np.isfinite(scan["atom_score"].values).any() and not bool(scan["scored"].all()):
+        coarse = axes.twinx()
+        coarse.plot(scan["scale"].values, scan["atom_score"].values, "-", color="0.6", lw=1,
+                    label="mean map value at atoms (coarse stage)")
+        coarse.set_ylabel("map value at atoms (σ)", color="0.4")
+        coarse.legend(fontsize=8, loc="lower right")
+    axes.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png")
@@ -155,7 +163,10 @@ def run(args: argparse.Namespace) -> int:
           f"segments {result['scale_sigma_bootstrap']:.5f} + method floor; scan-fit sigma "
           f"{result['scale_sigma_scan']:.5f})  "
           f"(matched CC {result['cc_matched_best']:.4f}, CC_mask {result['cc_mask_best']:.4f}; "
-          f"{len(scales)} trials)")
+          f"{len(scales)} trials, {int(scan['scored'].sum())} scored by the matched CC)")
+    if np.isfinite(result["scale_coarse"]):
+        print(f"coarse optimum (mean map value at the atoms) {result['scale_coarse']:.5f}; start "
+              f"offset from the translation search {np.round(result['start_offset'], 2).tolist()} Å")
     if args.anisotropic:
         print(f"per-axis scale {np.round(result['scale_xyz'], 4).tolist()}")
     print(f"best voxel size {np.round(voxel, 4).tolist()} Å")
@@ -164,7 +175,10 @@ def run(args: argparse.Namespace) -> int:
               "scale_sigma_scan": result["scale_sigma_scan"],
               "scale_xyz": result["scale_xyz"].tolist(), "cc_matched_best": result["cc_matched_best"],
               "header_voxel_size": density.voxel_size.tolist(), "cc_mask_best": result["cc_mask_best"],
-              "trials": len(scales), "range": [low, high], "step": args.step, "refine": args.refine}
+              "trials": len(scales), "trials_scored": int(scan["scored"].sum()),
+              "scale_coarse": result["scale_coarse"] if np.isfinite(result["scale_coarse"]) else None,
+              "start_offset": np.asarray(result["start_offset"]).tolist(),
+              "range": [low, high], "step": args.step, "refine": args.refine}
     if args.output:
         with atomic_path(args.output) as tmp:
             scan.to_netcdf(tmp, engine="scipy")
