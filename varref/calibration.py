@@ -350,9 +350,9 @@ def _score_task(model: Model, density: Map, resolution: float, width: float,
     for trial in trials:
         pose = (trial["rotation"], trial["shift"]) if "rotation" in trial else None
         start = model.xyz + trial.get("offset", np.zeros(3))
-        result = fit_at_scale(model, density, resolution, trial["scale"], start=start, refine=refine,
-                              restraints=restraints, weight=weight, options=options,
-                              pose=pose, matcher=matcher, width=width)
+        result = fit_at_scale(model, density, resolution, trial["scale"], start=start,
+                              refine=refine, restraints=restraints, weight=weight,
+                              options=options, pose=pose, matcher=matcher, width=width)
         result.pop("xyz")  # the per-segment sums stay (segments × 6 floats), for the bootstrap
         results.append(result)
     return results
@@ -398,9 +398,10 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     ⊕ :data:`SYSTEMATIC_FLOOR`), its parts ``scale_sigma_bootstrap``, ``scale_sigma_scan``
     (the parabola fit's: scan noise only, reported for comparison), ``scale_coarse`` (the
     coarse stage's optimum), ``start_offset`` (the translation search's shift, Å),
-    ``timings`` (wall seconds of each phase, on this process's clock), ``scale_xyz`` (per-axis optimum when ``anisotropic``, else the
-    isotropic one three times), ``best_voxel_size``, ``cc_matched_best`` and
-    ``cc_mask_best``. ``options`` are the refinement options of refined trials
+    ``timings`` (wall seconds of each phase, on this process's clock), ``scale_xyz``
+    (per-axis optimum when ``anisotropic``, else the isotropic one three times),
+    ``best_voxel_size``, ``cc_matched_best`` and ``cc_mask_best`` (at the optimum: from the
+    parabola through the best trials, or a ``brent``/``anisotropic`` polish's own fit there). ``options`` are the refinement options of refined trials
     (``refine``); the weight is searched once per scan unless given.
     """
     from distributed import as_completed
@@ -462,8 +463,9 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
             trial.pop("atom_score", None)
             trial.pop("fit_cpu_seconds", None)
         batches = [[t] for t in trials] if refine else _batches(trials, n_workers)
-        futures = [client.submit(_score_task, model_future, map_future, resolution, width, batch, refine, restraints, weight, options,
-                                 pure=False, retries=3) for batch in batches]
+        futures = [client.submit(_score_task, model_future, map_future, resolution, width, batch,
+                                 refine, restraints, weight, options, pure=False, retries=3)
+                   for batch in batches]
         with Progress(len(trials), "pixel-scan scores", progress) as bar:
             for future in as_completed(futures):
                 for result in future.result():
