@@ -162,15 +162,15 @@ def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | n
     scaled about the model's own centre (:func:`scaling_centre`) either way.
     ``density`` should be normalised and boxed around the model. ``pose``
     (R, t) is a rigid fit already made at this scale (by :func:`coarse_trial`), applied to
-    ``start``: it is used instead of fitting again. ``matcher`` is a :class:`~varref.scale_score.ProfileMatcher` of
-    ``density.data`` (made here when not given) and ``width`` the scan's shell width (default
+    ``start``: it is used instead of fitting again. ``matcher`` is a
+    :class:`~varref.scale_score.ProfileMatcher` of ``density.data`` (made here when not given) and ``width`` the scan's shell width (default
     :func:`shell_width` of ``density``). A refined trial uses ``options`` (a
     :class:`~varref.refinement.options.RefineOptions`; default one macro-cycle of 50
     iterations, no final stage) with the scan's ``weight``.
 
     Returns the scale, ``cc_matched`` (the scan's score), its per-segment sums ``sums`` (for
     the bootstrap), ``cc_mask``, ``cc_box``, ``atom_score``, the fitted coordinates ``xyz``
-    and this thread's CPU seconds for the fit (``fit_cpu_seconds``, 0 with ``pose``) and the
+    and this thread's CPU seconds for the fit (``fit_cpu_seconds``, ≈ 0 with ``pose``) and the
     score (``score_cpu_seconds``).
     """
     began = time.thread_time()
@@ -401,7 +401,8 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     ``timings`` (wall seconds of each phase, on this process's clock), ``scale_xyz``
     (per-axis optimum when ``anisotropic``, else the isotropic one three times),
     ``best_voxel_size``, ``cc_matched_best`` and ``cc_mask_best`` (at the optimum: from the
-    parabola through the best trials, or a ``brent``/``anisotropic`` polish's own fit there). ``options`` are the refinement options of refined trials
+    parabola through the best trials, or a ``brent``/``anisotropic`` polish's own fit there).
+    ``options`` are the refinement options of refined trials
     (``refine``); the weight is searched once per scan unless given.
     """
     from distributed import as_completed
