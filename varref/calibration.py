@@ -162,15 +162,15 @@ def fit_at_scale(model: Model, density: Map, resolution: float, scale: float | n
     scaled about the model's own centre (:func:`scaling_centre`) either way.
     ``density`` should be normalised and boxed around the model. ``pose``
     (R, t) is a rigid fit already made at this scale (by :func:`coarse_trial`), applied to
-    ``start``: it is used instead of fitting again. ``matcher`` is a :class:`~varref.scale_score.ProfileMatcher` of
-    ``density.data`` (made here when not given) and ``width`` the scan's shell width (default
+    ``start``: it is used instead of fitting again. ``matcher`` is a
+    :class:`~varref.scale_score.ProfileMatcher` of ``density.data`` (made here when not given) and ``width`` the scan's shell width (default
     :func:`shell_width` of ``density``). A refined trial uses ``options`` (a
     :class:`~varref.refinement.options.RefineOptions`; default one macro-cycle of 50
     iterations, no final stage) with the scan's ``weight``.
 
     Returns the scale, ``cc_matched`` (the scan's score), its per-segment sums ``sums`` (for
     the bootstrap), ``cc_mask``, ``cc_box``, ``atom_score``, the fitted coordinates ``xyz``
-    and this thread's CPU seconds for the fit (``fit_cpu_seconds``, 0 with ``pose``) and the
+    and this thread's CPU seconds for the fit (``fit_cpu_seconds``, ≈ 0 with ``pose``) and the
     score (``score_cpu_seconds``).
     """
     began = time.thread_time()
@@ -254,7 +254,9 @@ BOOTSTRAP_REPLICATES, BOOTSTRAP_SEED = 400, 14
 #: sigma: on noise-free maps of perfect models from gemmi's simulator (issue 14 benchmark,
 #: docs/benchmarks.md) the optimum was off by up to 0.026 % (1,617 atoms) and 0.16 % (602
 #: atoms at 4.5 Å) while the segments agreed to 0.001-0.03 %; the bootstrap cannot see an
-#: error every segment shares.
+#: error every segment shares. (With the FFT box zero-padded for speed the same benchmark gives
+#: at most 0.029 % and 0.048 %, but on the 602-atom model at 4.5 Å the optimum moves by up to
+#: 0.16 % with the padding: docs/methods-calibration.md. The floor was left as it was.)
 SYSTEMATIC_FLOOR = 5e-4
 
 
@@ -348,9 +350,9 @@ def _score_task(model: Model, density: Map, resolution: float, width: float,
     for trial in trials:
         pose = (trial["rotation"], trial["shift"]) if "rotation" in trial else None
         start = model.xyz + trial.get("offset", np.zeros(3))
-        result = fit_at_scale(model, density, resolution, trial["scale"], start=start, refine=refine,
-                              restraints=restraints, weight=weight, options=options,
-                              pose=pose, matcher=matcher, width=width)
+        result = fit_at_scale(model, density, resolution, trial["scale"], start=start,
+                              refine=refine, restraints=restraints, weight=weight,
+                              options=options, pose=pose, matcher=matcher, width=width)
         result.pop("xyz")  # the per-segment sums stay (segments × 6 floats), for the bootstrap
         results.append(result)
     return results
@@ -396,9 +398,11 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
     ⊕ :data:`SYSTEMATIC_FLOOR`), its parts ``scale_sigma_bootstrap``, ``scale_sigma_scan``
     (the parabola fit's: scan noise only, reported for comparison), ``scale_coarse`` (the
     coarse stage's optimum), ``start_offset`` (the translation search's shift, Å),
-    ``timings`` (wall seconds of each phase, on this process's clock), ``scale_xyz`` (per-axis optimum when ``anisotropic``, else the
-    isotropic one three times), ``best_voxel_size``, ``cc_matched_best`` and
-    ``cc_mask_best``. ``options`` are the refinement options of refined trials
+    ``timings`` (wall seconds of each phase, on this process's clock), ``scale_xyz``
+    (per-axis optimum when ``anisotropic``, else the isotropic one three times),
+    ``best_voxel_size``, ``cc_matched_best`` and ``cc_mask_best`` (at the optimum: from the
+    parabola through the best trials, or a ``brent``/``anisotropic`` polish's own fit there).
+    ``options`` are the refinement options of refined trials
     (``refine``); the weight is searched once per scan unless given.
     """
     from distributed import as_completed
@@ -460,8 +464,9 @@ def run_pixel_scan(client, model: Model, density: Map, resolution: float, scales
             trial.pop("atom_score", None)
             trial.pop("fit_cpu_seconds", None)
         batches = [[t] for t in trials] if refine else _batches(trials, n_workers)
-        futures = [client.submit(_score_task, model_future, map_future, resolution, width, batch, refine, restraints, weight, options,
-                                 pure=False, retries=3) for batch in batches]
+        futures = [client.submit(_score_task, model_future, map_future, resolution, width, batch,
+                                 refine, restraints, weight, options, pure=False, retries=3)
+                   for batch in batches]
         with Progress(len(trials), "pixel-scan scores", progress) as bar:
             for future in as_completed(futures):
                 for result in future.result():
