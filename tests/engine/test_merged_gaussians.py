@@ -1,9 +1,9 @@
 """Merged Gaussians for the correlation targets, and the cropped correlation data."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+
+from test_model_map import read_crambin
 
 from varref.engine.cc_target import cc_value_gradient, correlation_data
 from varref.engine.correlation import mask_radii, molecular_mask
@@ -16,7 +16,6 @@ from varref.engine.model_map import (
     scattering_coefficients,
 )
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 ELEMENTS = ["C", "N", "O", "S", "P", "Fe", "H"]
 
 
@@ -54,16 +53,8 @@ def test_fewer_gaussians_for_wider_atoms():
 
 @pytest.fixture(scope="module")
 def crambin():
-    path = SHARED / "data" / "models" / "1crn.pdb"
-    if not path.exists():
-        pytest.skip("shared data not available: data/models/1crn.pdb")
-    gemmi = pytest.importorskip("gemmi")
-    structure = gemmi.read_structure(str(path))
-    structure.remove_hydrogens()
-    atoms = [atom for chain in structure[0] for residue in chain for atom in residue]
-    xyz = np.array([atom.pos.tolist() for atom in atoms])
-    elements = [atom.element.name for atom in atoms]
-    return xyz, elements, np.array([atom.b_iso for atom in atoms])
+    _, xyz, elements, b_iso, _ = read_crambin()
+    return xyz, elements, b_iso
 
 
 @pytest.mark.parametrize("resolution", [2.0, 3.0, 4.5])
