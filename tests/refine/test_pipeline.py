@@ -77,6 +77,37 @@ def test_final_stage_guard_keeps_the_cycle_result_when_cc_cannot_improve(helix):
         np.testing.assert_array_equal(kept.xyz, plain.xyz)
 
 
+def test_final_stage_relaxes_a_strained_trial_instead_of_restarting(helix, monkeypatch):
+    """When the full CC weight strains the angles past their limit, the halved-weight run
+    starts from the strained trial (it keeps the map fit it gained and relaxes the geometry),
+    and the kept result is inside the limit with a higher CC_mask than the macro-cycles'."""
+    import varref.refinement.pipeline as pipeline
+
+    model, restraints, density = helix
+    prepared = density.prepared(model.xyz, 8.0)
+    start = varref.perturb(model, 0.6, seed=1, restraints=restraints)
+    final_runs = []  # (start, result) of every final-stage minimisation (max_step 0.2)
+    original = pipeline.minimise_lbfgs
+
+    def recording(objective, x0, **kwargs):
+        result = original(objective, x0, **kwargs)
+        if kwargs.get("max_step") == 0.2:
+            final_runs.append((x0.copy(), result.x.copy()))
+        return result
+
+    monkeypatch.setattr(pipeline, "minimise_lbfgs", recording)
+    # an angle limit of 0.4° (the macro-cycles end at 0.40°) that the full weight exceeds
+    options = RefineOptions(resolution=3.0, macro_cycles=2, weight=15.0, final_cc=True, adp=False,
+                            rotamer_fit=False, angle_rmsd_target=0.4)
+    result = refine_coordinates(model, prepared, restraints, start, options, record_cycles=True)
+    cycle, final = result.cycles[0][-2], result.cycles[0][-1]
+    assert final["cycle"] == "final-cc" and final["weight"] == pytest.approx(7.5)
+    assert len(final_runs) == 2
+    np.testing.assert_array_equal(final_runs[1][0], final_runs[0][1])
+    assert final["angle_rmsd"] <= max(0.4, cycle["angle_rmsd"])
+    assert final["cc_mask"] > cycle["cc_mask"]
+
+
 def test_every_registered_term_follows_the_interface(helix):
     """Every restraint term built for a real setup is a Term, evaluates K sets, and restricts
     itself to a subset whose gradient equals the full term's on interior atoms."""

@@ -24,8 +24,9 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
 5. B-factors (option ``adp``): isotropic B per atom or per residue against the density
    correlation (:mod:`varref.refinement.adp`), as Phenix refines ADPs in its last cycle.
 6. Final stage (option ``final_cc``): a short minimisation with the density-correlation
-   term; per problem, the CC weight is halved (up to three times) while the geometry
-   leaves its targets, and the stage is kept only if it raises CC_mask.
+   term; per problem, while the geometry leaves its targets the CC weight is halved (up to
+   three times) and the run continued from the strained trial, and the stage is kept only
+   if it raises CC_mask.
 7. Metrics before and after (and per cycle when asked): CC_mask, CC_box, CC_volume,
    CC_peaks, bond and angle r.m.s.d. (cycles before the last: CC_mask and CC_box only).
 """
@@ -287,16 +288,21 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
     polished = xyz.copy()
     found: dict[int, dict] = {}
     for _ in range(FINAL_CC_HALVINGS + 1):
-        objective = Objective(data_terms + restraint_terms, weight * scale, xyz)
+        objective = Objective(data_terms + restraint_terms, weight * scale, polished)
         # problems already settled stay where they are: only ``pending`` ones are minimised
-        result = minimise_lbfgs(_subset_objective(objective, pending), objective.pack(xyz[pending]),
+        result = minimise_lbfgs(_subset_objective(objective, pending),
+                                objective.pack(polished[pending]),
                                 max_iterations=options.final_cc_iterations, max_step=0.2)
         trial = objective.unpack(result.x, pending)
         still = []
         for i, k in enumerate(pending):
             row = metrics(trial[i], k)
+            # a strained trial is the next start: the lower weight relaxes its geometry
+            # while it keeps most of its map fit (a restart from the cycle result would
+            # throw that away — an all-or-nothing guard that flips on one ladder step)
+            polished[k] = trial[i]
             if row["bond_rmsd"] <= bond_limit[k] and row["angle_rmsd"] <= angle_limit[k]:
-                polished[k], found[k] = trial[i], row
+                found[k] = row
             else:
                 still.append(k)
         if not still:
