@@ -395,15 +395,31 @@ def model_mask(model: Model, xyz: np.ndarray, grid: Map, radius: float = MASK_MA
     return edge.astype(np.float32)
 
 
-def band_limited_model_map(model: Model, xyz: np.ndarray, grid: Map, oversample: int = 2) -> np.ndarray:
+def band_limited_model_map(model: Model, xyz: np.ndarray, grid: Map,
+                           oversample: float = 1.5) -> np.ndarray:
     """The model map on ``grid``'s lattice, atoms with their own B, no resolution blur, and
     free of aliasing up to the grid's Nyquist frequency.
 
     A Gaussian sampled directly on the map's grid folds its power beyond Nyquist back into
     the high-resolution shells (badly for atoms with small B). As gemmi's density calculator
-    does, the atoms are summed on an ``oversample``-times finer grid with just enough extra B
-    for that grid (removed again in Fourier space), and only the Fourier coefficients the
-    coarse grid can hold are kept. Hydrogens are left out, as in the map target.
+    does, the atoms are summed on a finer grid (about ``oversample`` times as many points
+    per axis, an FFT-friendly size) with just enough extra B for that grid (removed again in
+    Fourier space), and only the Fourier coefficients the map's grid can hold are kept. Both
+    grids span the same box, so their Fourier coefficients sit on the same reciprocal
+    lattice and the map's are cut out of the fine grid's transform; the ratio need not be an
+    integer. Hydrogens are left out, as in the map target.
+
+    Parameters
+    ----------
+    model, xyz
+        The model and its coordinates (N, 3), Å.
+    grid
+        The map whose lattice the result is on.
+    oversample
+        Fine-grid points per map point along each axis (>= 1). At 1.5 a frequency of the
+        map's band aliases only from beyond twice its Nyquist frequency, where the extra
+        B damps every atom below 10⁻³; 2 (the previous default) gives the same map within
+        10⁻⁴ of its r.m.s. at 2.4× the cost.
 
     Examples
     --------
@@ -415,35 +431,62 @@ def band_limited_model_map(model: Model, xyz: np.ndarray, grid: Map, oversample:
     """
     from varref.engine.model_map import model_map, scattering_coefficients
 
-    if oversample < 1:
+    if not oversample >= 1:
         raise ValueError("oversample must be >= 1")
     use = ~model.is_hydrogen
     coeff_a, coeff_b = scattering_coefficients(model.element[use])
     b_iso = np.asarray(model.b_iso[use], dtype=np.float64)
-    fine_voxel = grid.voxel_size / oversample
-    # the aliases of a frequency inside the coarse band lie beyond (2·oversample - 1) times
-    # the coarse Nyquist frequency; enough B damps every atom's transform there below 1e-3
-    # of its value at s = 0 (the blur is divided out again below)
-    s_alias = (2 * oversample - 1) / (2.0 * float(grid.voxel_size.max()))
+    coarse = np.array(grid.data.shape)                        # (nz, ny, nx)
+    length = coarse * grid.voxel_size[::-1]                   # box edge per axis, Å (z, y, x)
+    fine = np.array([scipy.fft.next_fast_len(int(math.ceil(oversample * n)), real=True)
+                     for n in coarse])
+    # on the fine grid the aliases of the map's band (|k| <= n/2) start at k = m - n/2; enough
+    # B damps every atom's transform there below 1e-3 of its value at s = 0 (the blur is
+    # divided out again below)
+    s_alias = float(np.min((fine - coarse / 2.0) / length))
     b_min = 4.0 * math.log(1e3) / s_alias**2
     sharpest = float(np.min(coeff_b) + np.min(b_iso)) if b_iso.size else b_min
     blur = max(0.0, b_min - sharpest)
-    nz, ny, nx = grid.data.shape
-    fine_shape = (nz * oversample, ny * oversample, nx * oversample)
-    fine = model_map(np.asarray(xyz, dtype=np.float64)[use], fine_shape, grid.origin, fine_voxel,
-                     coeff_a, coeff_b, b_iso, model.occupancy[use], blur=blur, dtype=np.float32)
+    fine_voxel = (length / fine)[::-1]                        # (x, y, z) as Map
+    density = model_map(np.asarray(xyz, dtype=np.float64)[use], tuple(int(m) for m in fine),
+                        grid.origin, fine_voxel, coeff_a, coeff_b, b_iso, model.occupancy[use],
+                        blur=blur, dtype=np.float32)
     # scipy.fft keeps single precision (numpy's FFT would double the memory traffic)
-    transform = scipy.fft.rfftn(fine)
-    fz = np.fft.fftfreq(fine_shape[0], d=fine_voxel[2])[:, None, None]
-    fy = np.fft.fftfreq(fine_shape[1], d=fine_voxel[1])[None, :, None]
-    fx = np.fft.rfftfreq(fine_shape[2], d=fine_voxel[0])[None, None, :]
-    # keep the coarse grid's band (its Fourier box), undo the computational blur there
-    keep = ((np.abs(fz) <= 0.5 / grid.voxel_size[2] + 1e-12)
-            & (np.abs(fy) <= 0.5 / grid.voxel_size[1] + 1e-12)
-            & (fx <= 0.5 / grid.voxel_size[0] + 1e-12))
-    transform *= np.where(keep, np.exp(blur * (fx**2 + fy**2 + fz**2) / 4.0), 0.0).astype(np.float32)
-    fine = scipy.fft.irfftn(transform, s=fine_shape, axes=(0, 1, 2))
-    return np.ascontiguousarray(fine[::oversample, ::oversample, ::oversample], dtype=np.float32)
+    transform = scipy.fft.rfftn(density)
+    del density
+    band = _coarse_band(transform, tuple(int(n) for n in coarse))
+    del transform
+    fz = np.fft.fftfreq(coarse[0], d=length[0] / coarse[0])[:, None, None]
+    fy = np.fft.fftfreq(coarse[1], d=length[1] / coarse[1])[None, :, None]
+    fx = np.fft.rfftfreq(coarse[2], d=length[2] / coarse[2])[None, None, :]
+    # undo the computational blur; the sums differ by the number of points (same box)
+    scale = float(np.prod(coarse / fine))
+    band *= (scale * np.exp(blur * (fx**2 + fy**2 + fz**2) / 4.0)).astype(np.float32)
+    return np.ascontiguousarray(scipy.fft.irfftn(band, s=tuple(int(n) for n in coarse),
+                                                 axes=(0, 1, 2)), dtype=np.float32)
+
+
+def _coarse_band(transform: np.ndarray, coarse: tuple[int, int, int]) -> np.ndarray:
+    """The coefficients of a fine grid's ``rfftn`` that a grid of shape ``coarse`` over the
+    same box holds, in that grid's ``rfftn`` layout. A Nyquist coefficient of an even axis
+    gathers both ±n/2 (as sampling the band-limited fine map on the coarse grid would)."""
+    out = transform
+    for axis in (0, 1):  # full complex axes: k = 0..n/2 and -n/2..-1
+        n, m = coarse[axis], out.shape[axis]
+        positive = np.take(out, np.arange(0, n // 2 + 1), axis=axis)
+        negative = np.take(out, np.arange(m - (n - n // 2 - 1), m), axis=axis)
+        if n % 2 == 0:
+            folded = np.take(out, [m - n // 2], axis=axis)
+            index = [slice(None)] * 3
+            index[axis] = slice(n // 2, n // 2 + 1)
+            positive[tuple(index)] += folded
+        out = np.concatenate([positive, negative], axis=axis)
+    n = coarse[2]
+    out = np.ascontiguousarray(out[:, :, :n // 2 + 1])
+    if n % 2 == 0:
+        # the half spectrum's Nyquist plane stands for ±n/2, the second its Hermitian mirror
+        out[:, :, n // 2] *= 2.0
+    return out
 
 
 def _as_map(density) -> Map:
