@@ -142,6 +142,9 @@ class RefinementResult:
         Map–model FSC summaries ``{"before": ..., "after": ...}`` (FSC-average, resolution at
         FSC = 0.5; with half maps also the model–half-map and half-map FSCs), see
         :func:`varref.fsc.fsc_summary`.
+    restraints : Restraints or None
+        The restraints the model was refined with (its topology: valid for the start and
+        the result).
     """
 
     model: Model
@@ -154,6 +157,7 @@ class RefinementResult:
     options: RefineOptions | None = None
     runtime_s: float = 0.0
     fsc: dict = field(default_factory=dict)
+    restraints: Restraints | None = None
 
     def write(self, path: str | PathLike) -> None:
         """Write the refined model (format from the suffix: .cif/.mmcif or .pdb)."""
@@ -250,7 +254,7 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     refined_model = replace(model.with_xyz(refined), b_iso=result.b_iso[0].copy())
     return RefinementResult(refined_model, refined, result.weight, result.weight_search,
                             result.before[0], result.after[0], result.cycles[0], opts, runtime,
-                            summaries)
+                            summaries, restraints)
 
 
 def fsc_curves(model: Model, xyz: np.ndarray, density: Map, resolution: float,

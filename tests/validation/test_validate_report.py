@@ -126,3 +126,20 @@ def test_geometry_section_is_the_heavy_atom_definition(read_shared_model, refere
     text = format_summary(report)
     assert f"r.m.s.d. {expected['bonds']['rmsd']:.3f} Å" in text
     assert f"r.m.s.d. {expected['angles']['rmsd']:.3f}°" in text
+
+
+def test_given_restraints_are_used_for_the_geometry(read_shared_model, reference_data):
+    """A refinement's restraints (same topology) give the same geometry section as the
+    ones validate builds; restraints of another model are refused, not misapplied."""
+    import varref
+    from varref.restraints import build_restraints
+
+    model = read_shared_model("1crn")
+    restraints = build_restraints(model)
+    moved = model.with_xyz(varref.perturb(model, 0.3, seed=1, restraints=restraints))
+    given = validate(moved, reference_data=reference_data, restraints=restraints)
+    assert given["geometry"] == validate(moved, reference_data=reference_data)["geometry"]
+    assert given["geometry"]["bonds"]["rmsd"] != validate(model, reference_data=reference_data,
+                                                          restraints=restraints)["geometry"]["bonds"]["rmsd"]
+    with pytest.raises(ValueError, match="restraints for"):
+        validate(varref.example_helix(3), restraints=restraints)

@@ -187,10 +187,11 @@ def _summary(model, result, density, args) -> list[dict]:
 
     boxed = density.box_around(model.xyz, margin=8.0)
     # the summary does not show EMRinger: skip its scan
+    # the refinement's restraints: built once for this topology (and with any --restraints)
     before = validate(model, boxed, args.resolution, reference_data=args.reference_data,
-                      with_emringer=False)
+                      with_emringer=False, restraints=result.restraints)
     after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data,
-                     with_emringer=False)
+                     with_emringer=False, restraints=result.restraints)
     if result.fsc:
         before["fsc"], after["fsc"] = result.fsc["before"], result.fsc["after"]
     return summary_rows(before, after)

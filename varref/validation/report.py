@@ -17,7 +17,7 @@ from varref.engine.geometry_stats import geometry_statistics
 from varref.errors import InputError
 from varref.maps import Map
 from varref.model import Model
-from varref.restraints import build_restraints
+from varref.restraints import Restraints, build_restraints
 from varref.validation import coot_fallback
 from varref.validation.cbeta import cbeta_deviations, peptide_conformations
 from varref.validation.clashes import find_clashes
@@ -44,8 +44,8 @@ def _not_available(exc: Exception) -> dict[str, object]:
 
 
 def validate(model: Model, density: Map | None = None, resolution: float | None = None,
-             reference_data: str | PathLike | None = None, with_emringer: bool = True
-             ) -> dict[str, object]:
+             reference_data: str | PathLike | None = None, with_emringer: bool = True,
+             restraints: Restraints | None = None) -> dict[str, object]:
     """Validate a model: geometry, Ramachandran, rotamers, C-beta, peptides, clashes and,
     with a map, map-model correlations and EMRinger.
 
@@ -65,6 +65,10 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
     with_emringer
         False skips the EMRinger side-chain scan (``emringer`` is then None; about a
         second per 4,000 atoms), e.g. for summaries that do not show it.
+    restraints
+        Restraints of ``model``'s atoms for the geometry section, e.g. those a refinement
+        used (default: built from the monomer library). They must have been built for
+        this topology; the coordinates are ``model``'s.
 
     Returns
     -------
@@ -98,7 +102,12 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         rota = {"available": False, "reason": coot_fallback.ROTAMERS_UNAVAILABLE,
                 "source": "none", "residues": []}
     try:
-        geometry: dict[str, object] = geometry_statistics(model.xyz, build_restraints(model))
+        if restraints is None:
+            restraints = build_restraints(model)
+        elif restraints.n_atoms != model.n_atoms:
+            raise ValueError(f"restraints for {restraints.n_atoms} atoms, the model has "
+                             f"{model.n_atoms}")
+        geometry: dict[str, object] = geometry_statistics(model.xyz, restraints)
     except InputError as exc:
         geometry = _not_available(exc)
     try:
