@@ -99,3 +99,30 @@ def test_model_outside_the_mask_gives_zero(problem):
         cc_target_value_gradient(problem["start"], problem["target"], problem["origin"],
                                  problem["voxel"], problem["mask"][:-1], problem["coeff_a"],
                                  problem["coeff_b"], problem["b_iso"])
+
+
+def test_masked_correlation_and_its_density_derivative():
+    """The masked-sum kernels: CC equals numpy's Pearson correlation over the mask, and the
+    map they leave behind is dCC/drho (central differences), zero off the mask."""
+    from varref.engine.cc_target import correlation_data, masked_correlation
+
+    rng = np.random.default_rng(3)
+    target = rng.normal(size=(6, 7, 8))
+    mask = rng.random((6, 7, 8)) < 0.4
+    data = correlation_data(target, np.zeros(3), np.ones(3), mask, crop=False)
+    model = rng.normal(size=(6, 7, 8)) + 0.5 * target
+    expected = np.corrcoef(model[mask], target[mask])[0, 1]
+    assert masked_correlation(model.copy(), data, derivative=False) == pytest.approx(expected, rel=1e-12)
+    derivative = model.copy()
+    assert masked_correlation(derivative, data, derivative=True) == pytest.approx(expected, rel=1e-12)
+    assert np.all(derivative[~mask] == 0.0)
+    h = 1e-6
+    for index in zip(*np.nonzero(mask)[:3]):
+        if rng.random() > 0.2:
+            continue
+        up, down = model.copy(), model.copy()
+        up[index] += h
+        down[index] -= h
+        numeric = (masked_correlation(up, data, False) - masked_correlation(down, data, False)) / (2 * h)
+        assert derivative[index] == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    assert masked_correlation(np.ones((6, 7, 8)), data, derivative=False) is None

@@ -192,3 +192,14 @@ def test_pearson_degenerate_cases():
     assert np.isnan(pearson_cc([1.0], [2.0]))
     with pytest.raises(ValueError):
         pearson_cc(np.ones(3), np.ones(4))
+
+
+def test_pearson_cc_equals_numpys_and_is_nan_when_undefined():
+    from varref.engine.correlation import pearson_cc
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 10, 11)).astype(np.float32)
+    y = 0.3 * x + rng.normal(size=x.shape) + 5.0
+    assert pearson_cc(x, y) == pytest.approx(np.corrcoef(x.ravel(), y.ravel())[0, 1], rel=1e-12)
+    assert np.isnan(pearson_cc(np.ones(5), np.arange(5.0)))
+    assert np.isnan(pearson_cc(np.ones(1), np.ones(1)))

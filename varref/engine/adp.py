@@ -48,7 +48,7 @@ import math
 import numpy as np
 from numba import njit
 
-from varref.engine.cc_target import CorrelationData, correlation_data
+from varref.engine.cc_target import CorrelationData, correlation_data, masked_correlation
 from varref.engine.interpolation import as_kernel_grid
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
@@ -260,21 +260,12 @@ def cc_b_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndar
     # float64 model map: the gradient is checked against finite differences at 1e-4
     model = np.zeros(data.shape, dtype=np.float64)
     add_model_density(model, data.origin, data.voxel_size, xyz, amplitude, exponent, radius)
-    m = model.ravel()[data.inside]
-    if m.size < 2 or data.s_tt <= 0.0:
+    # with the gradient the model-map buffer becomes dCC/drho (zero outside the mask)
+    cc = masked_correlation(model, data, derivative=gradient)
+    if cc is None:
         return 0.0, zeros
-    m_centred = m - m.mean()
-    s_mm = float(np.dot(m_centred, m_centred))
-    if s_mm <= 0.0:
-        return 0.0, zeros
-    norm = math.sqrt(s_mm * data.s_tt)
-    cc = float(np.dot(m_centred, data.t_centred)) / norm
     if not gradient:
         return -cc, None
-    # reuse the model-map buffer for dCC/drho (zero outside the mask, skipped by the kernel)
-    dcc_drho = model.reshape(-1)
-    dcc_drho[:] = 0.0
-    dcc_drho[data.inside] = data.t_centred / norm - cc * m_centred / s_mm
     dcc_db = np.empty(len(xyz), dtype=np.float64)
     _b_gradient_kernel(xyz, amplitude, exponent, radius, data.origin, data.voxel_size, model,
                        dcc_db)

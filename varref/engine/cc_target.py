@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import njit
 
 from varref.engine.interpolation import as_kernel_grid
 from varref.engine.model_map import (
@@ -44,7 +45,8 @@ from varref.engine.model_map import (
     cutoff_radii,
 )
 
-__all__ = ["CorrelationData", "correlation_data", "cc_value_gradient", "cc_target_value_gradient"]
+__all__ = ["CorrelationData", "correlation_data", "cc_value_gradient", "cc_target_value_gradient",
+           "masked_correlation"]
 
 
 class CorrelationData:
@@ -87,6 +89,56 @@ class CorrelationData:
         t = target_map.ravel()[self.inside].astype(np.float64)
         self.t_centred = t - t.mean() if t.size else t
         self.s_tt = float(np.dot(self.t_centred, self.t_centred))
+
+
+@njit(nogil=True, cache=True)
+def _masked_sums(model: np.ndarray, inside: np.ndarray, t_centred: np.ndarray):
+    """Mean of the model map over the mask points, S_mm and S_mt (one pass each, no
+    temporaries; BLAS dots of this size spin extra threads for no gain)."""
+    n = inside.size
+    mean = 0.0
+    for i in range(n):
+        mean += model[inside[i]]
+    mean /= n
+    s_mm = 0.0
+    s_mt = 0.0
+    for i in range(n):
+        v = model[inside[i]] - mean
+        s_mm += v * v
+        s_mt += v * t_centred[i]
+    return mean, s_mm, s_mt
+
+
+@njit(nogil=True, cache=True)
+def _density_derivative(model: np.ndarray, inside: np.ndarray, t_centred: np.ndarray,
+                        mean: float, s_mm: float, norm: float, cc: float) -> None:
+    """Overwrite the flat model map with dCC/drho: ``t_c/norm - CC m_c/S_mm`` on the mask,
+    0 elsewhere (the gradient kernels skip zeros)."""
+    n = inside.size
+    derivative = np.empty(n)
+    for i in range(n):
+        derivative[i] = t_centred[i] / norm - cc * (model[inside[i]] - mean) / s_mm
+    model[:] = 0.0
+    for i in range(n):
+        model[inside[i]] = derivative[i]
+
+
+def masked_correlation(model: np.ndarray, data: CorrelationData,
+                       derivative: bool) -> float | None:
+    """CC of a model map (on ``data``'s grid, float64) with the target over the mask; with
+    ``derivative`` the map is overwritten by dCC/drho (zero off the mask). None when the
+    correlation is undefined (fewer than 2 points, or a constant map or target)."""
+    flat = model.reshape(-1)
+    if data.inside.size < 2 or data.s_tt <= 0.0:
+        return None
+    mean, s_mm, s_mt = _masked_sums(flat, data.inside, data.t_centred)
+    if s_mm <= 0.0:
+        return None
+    norm = math.sqrt(s_mm * data.s_tt)
+    cc = s_mt / norm
+    if derivative:
+        _density_derivative(flat, data.inside, data.t_centred, mean, s_mm, norm, cc)
+    return cc
 
 
 def correlation_data(target_map: np.ndarray, origin: np.ndarray, voxel_size: np.ndarray,
@@ -136,19 +188,10 @@ def cc_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndarra
     # float64 model map: the gradient is checked against finite differences at 1e-4
     model = np.zeros(data.shape, dtype=np.float64)
     add_model_density(model, data.origin, data.voxel_size, xyz, amplitude, exponent, radius)
-    m = model.ravel()[data.inside]
-    if m.size < 2 or data.s_tt <= 0.0:
+    # the model-map buffer becomes dCC/drho (zero outside the mask, skipped by the kernel)
+    cc = masked_correlation(model, data, derivative=True)
+    if cc is None:
         return 0.0, np.zeros_like(xyz)
-    m_centred = m - m.mean()
-    s_mm = float(np.dot(m_centred, m_centred))
-    if s_mm <= 0.0:
-        return 0.0, np.zeros_like(xyz)
-    norm = math.sqrt(s_mm * data.s_tt)
-    cc = float(np.dot(m_centred, data.t_centred)) / norm
-    # reuse the model-map buffer for dCC/drho (zero outside the mask, skipped by the kernel)
-    dcc_drho = model.reshape(-1)
-    dcc_drho[:] = 0.0
-    dcc_drho[data.inside] = data.t_centred / norm - cc * m_centred / s_mm
     dcc_dx = np.empty(xyz.shape, dtype=np.float64)
     _coordinate_gradient_kernel(xyz, amplitude, exponent, radius, data.origin, data.voxel_size,
                                 model, dcc_dx)

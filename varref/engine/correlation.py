@@ -297,12 +297,35 @@ def pearson_cc(x: np.ndarray, y: np.ndarray) -> float:
         raise ValueError(f"arrays differ in size: {x.shape} vs {y.shape}")
     if x.size < 2:
         return float("nan")
-    x = x - x.mean()
-    y = y - y.mean()
-    denominator = math.sqrt(float(np.dot(x, x)) * float(np.dot(y, y)))
+    s_xx, s_yy, s_xy = _centred_sums(x, y)
+    denominator = math.sqrt(s_xx * s_yy)
     if denominator == 0.0:
         return float("nan")
-    return float(np.dot(x, y)) / denominator
+    return s_xy / denominator
+
+
+@njit(nogil=True, cache=True)
+def _centred_sums(x: np.ndarray, y: np.ndarray):
+    """S_xx, S_yy, S_xy about the means (two passes, no temporaries; a BLAS dot of a map's
+    size would spin extra threads for no gain)."""
+    n = x.size
+    mean_x = 0.0
+    mean_y = 0.0
+    for i in range(n):
+        mean_x += x[i]
+        mean_y += y[i]
+    mean_x /= n
+    mean_y /= n
+    s_xx = 0.0
+    s_yy = 0.0
+    s_xy = 0.0
+    for i in range(n):
+        dx = x[i] - mean_x
+        dy = y[i] - mean_y
+        s_xx += dx * dx
+        s_yy += dy * dy
+        s_xy += dx * dy
+    return s_xx, s_yy, s_xy
 
 
 def _same_grid(model_map: np.ndarray, target_map: np.ndarray) -> None:
