@@ -1,11 +1,12 @@
 """Where an ensemble task spends its time: CPU seconds per stage of one batch of members.
 
 One `refine_coordinates` call on a batch of perturbed TRPV1 members (the work of one Dask
-task of `varref ensemble`: 5 macro-cycles, B refinement, rotamer fit, no final CC stage),
+task of `varref ensemble` with its defaults: 5 macro-cycles, no B refinement, no rotamer fit,
+no final CC stage; `--full-protocol` adds B refinement and the rotamer fit),
 in-process, with the weight given (an ensemble searches it once, on the client). Stages are
 timed in process CPU time, so the split holds on a busy machine.
 
-Usage:  python benchmarks/profile_ensemble_task.py [--members 10] [--no-adp]
+Usage:  python benchmarks/profile_ensemble_task.py [--members 10] [--full-protocol]
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def cpu() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=10)
-    parser.add_argument("--no-adp", action="store_true")
+    parser.add_argument("--full-protocol", action="store_true")
     args = parser.parse_args()
     model_path = SHARED / "maps/emd5778_trpv1_tm/transmem.pdb.renum.pdb"
     if not model_path.exists():
@@ -63,7 +64,8 @@ def main() -> int:
     model = read_model(model_path)
     restraints = build_restraints(model)
     density = simulate_map(model, 3.0).prepared(model.xyz, 5.0)
-    options = RefineOptions(resolution=3.0, final_cc=False, adp=not args.no_adp)
+    options = RefineOptions(resolution=3.0, final_cc=False, adp=args.full_protocol,
+                            rotamer_fit=args.full_protocol)
     weight = pipeline.find_weight(model, density, restraints, model.xyz, options).weight
     options = replace(options, weight=weight)
     starts = perturb_batch(model, restraints, 1.0, list(range(args.members)))
