@@ -176,7 +176,8 @@ def test_perturbation_is_smooth_reproducible_and_keeps_geometry(crambin):
     assert not np.allclose(a, c)
     assert calpha_rmsd(model, a, model.xyz) == pytest.approx(1.5, rel=0.03)
     geometry = geometry_statistics(a, restraints)
-    assert geometry["bonds"]["rmsd"] < 0.02 and geometry["angles"]["rmsd"] < 2.5
+    # regularised to the refinement's targets (heavy atoms), not merely "not broken"
+    assert geometry["bonds"]["rmsd"] <= 0.01 and geometry["angles"]["rmsd"] <= 1.0
     # smooth: bonded atoms move nearly together; white noise of the same r.m.s. would give
     # bonded displacement differences of about sqrt(2) * 1.5 = 2.1 Å
     displacement = a - model.xyz
