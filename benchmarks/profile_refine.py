@@ -16,7 +16,7 @@ when it is not inside another stage):
   fsc          model-map FSC of start and result
   rest         everything else (imports, reading, writing, setup)
 
-Usage:  python benchmarks/profile_refine.py [--case 6out-ab-fine] [--repeats 1]
+Usage:  python benchmarks/profile_refine.py [--case 6out-ab-fine]
 """
 
 from __future__ import annotations

@@ -143,3 +143,24 @@ def test_given_restraints_are_used_for_the_geometry(read_shared_model, reference
                                                           restraints=restraints)["geometry"]["bonds"]["rmsd"]
     with pytest.raises(ValueError, match="restraints for"):
         validate(varref.example_helix(3), restraints=restraints)
+
+
+def test_a_shared_topology_cache_gives_the_same_reports(read_shared_model, reference_data):
+    """validate() twice with one TopologyCache (as the refine summary does for start and
+    result) equals two independent calls; a clash topology of other atoms is rebuilt."""
+    import varref
+    from varref.validation import TopologyCache
+
+    model = read_shared_model("1crn")
+    moved = model.with_xyz(varref.perturb(model, 0.4, seed=2))
+    cache = TopologyCache()
+    first = validate(model, reference_data=reference_data, cache=cache)
+    assert cache.restraints is not None and cache.clash_topology is not None
+    second = validate(moved, reference_data=reference_data, cache=cache)
+    assert first == validate(model, reference_data=reference_data)
+    assert second == validate(moved, reference_data=reference_data)
+    assert second["clashes"]["clashscore"] != first["clashes"]["clashscore"]
+    helix = varref.example_helix(4)
+    foreign = TopologyCache(clash_topology=cache.clash_topology)
+    assert validate(helix, cache=foreign)["clashes"] == validate(helix)["clashes"]
+    assert foreign.clash_topology is not cache.clash_topology

@@ -183,15 +183,16 @@ def run(args: argparse.Namespace) -> int:
 def _summary(model, result, density, args) -> list[dict]:
     """Validation of the start and of the result on the map boxed around the model."""
     from varref.refinement.summary import summary_rows
-    from varref.validation import validate
+    from varref.validation import TopologyCache, validate
 
     boxed = density.box_around(model.xyz, margin=8.0)
-    # the summary does not show EMRinger: skip its scan
-    # the refinement's restraints: built once for this topology (and with any --restraints)
+    # the summary does not show EMRinger: skip its scan. Start and result share the
+    # refinement's restraints (built once, with any --restraints) and one clash topology
+    shared = TopologyCache(restraints=result.restraints)
     before = validate(model, boxed, args.resolution, reference_data=args.reference_data,
-                      with_emringer=False, restraints=result.restraints)
+                      with_emringer=False, cache=shared)
     after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data,
-                     with_emringer=False, restraints=result.restraints)
+                     with_emringer=False, cache=shared)
     if result.fsc:
         before["fsc"], after["fsc"] = result.fsc["before"], result.fsc["after"]
     return summary_rows(before, after)

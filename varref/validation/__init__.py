@@ -9,6 +9,7 @@ come from :func:`varref.engine.geometry_stats.geometry_statistics`.
 Definitions, thresholds and references: ``docs/methods-validation.md``.
 """
 
-from varref.validation.report import PER_RESIDUE_COLUMNS, format_summary, json_ready, validate
+from varref.validation.report import (PER_RESIDUE_COLUMNS, TopologyCache, format_summary,
+                                     json_ready, validate)
 
-__all__ = ["PER_RESIDUE_COLUMNS", "format_summary", "json_ready", "validate"]
+__all__ = ["PER_RESIDUE_COLUMNS", "TopologyCache", "format_summary", "json_ready", "validate"]

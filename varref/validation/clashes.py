@@ -43,6 +43,7 @@ a replacement for the MolProbity value in a deposition.
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import gemmi
 import numpy as np
@@ -153,8 +154,68 @@ def _pair_keys(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
     return pairs[:, 0] * n_atoms + pairs[:, 1]
 
 
+@dataclass(frozen=True)
+class ClashTopology:
+    """What the clash search needs that depends on the hydrogen-complete topology only, not on
+    the coordinates: build once with :func:`clash_topology` and reuse it for other
+    coordinates of the same model (e.g. a refinement's start and result).
+
+    Attributes
+    ----------
+    atom_names : (M,) str
+        Atom names of the model with riding hydrogens, in its order (the consistency check).
+    radius : (M,) float64
+        Probe radii.
+    polar_hydrogen, acceptor, donor : (M,) bool
+    parent : (M,) int64
+        Heavy atom each hydrogen rides on (-1 for heavy atoms).
+    bonded_keys : (P,) int64
+        Keys (i * M + j, i < j) of the 1-2, 1-3 and 1-4 pairs.
+    """
+
+    atom_names: np.ndarray
+    radius: np.ndarray
+    polar_hydrogen: np.ndarray
+    acceptor: np.ndarray
+    donor: np.ndarray
+    parent: np.ndarray
+    bonded_keys: np.ndarray
+
+    def matches(self, full: Model) -> bool:
+        """True if ``full`` (a model with riding hydrogens) has this topology's atoms."""
+        return (len(self.atom_names) == full.n_atoms
+                and bool(np.array_equal(self.atom_names, full.atom_name)))
+
+
+def clash_topology(model: Model, add_hydrogens: bool = True) -> ClashTopology:
+    """The coordinate-independent half of :func:`find_clashes` for ``model`` (riding
+    hydrogens added unless ``add_hydrogens`` is False).
+
+    Raises
+    ------
+    InputError
+        Hydrogens or bonds cannot be built (residue without dictionary).
+    """
+    return _topology_of(add_riding_hydrogens(model) if add_hydrogens else model)
+
+
+def _topology_of(full: Model) -> ClashTopology:
+    restraints = build_restraints(full)
+    radius, polar_hydrogen = probe_radii(full, restraints.bonds.atoms)
+    element = np.char.upper(full.element.astype(str))
+    hbond = restraints.nonbonded.hbond_type
+    acceptor = (element == "O") | ((element == "N") & np.isin(
+        hbond, (HBOND_CODES["A"], HBOND_CODES["B"])))
+    donor = np.isin(element, ("N", "O")) & np.isin(hbond, (HBOND_CODES["D"], HBOND_CODES["B"]))
+    bonded = np.concatenate([_pair_keys(restraints.nonbonded.excluded_pairs, full.n_atoms),
+                             _pair_keys(restraints.nonbonded.pairs_14, full.n_atoms)])
+    return ClashTopology(np.array(full.atom_name, copy=True), radius, polar_hydrogen, acceptor,
+                         donor, _hydrogen_parents(full, restraints.bonds.atoms), np.unique(bonded))
+
+
 def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
-                 add_hydrogens: bool = True) -> dict[str, object]:
+                 add_hydrogens: bool = True,
+                 topology: ClashTopology | None = None) -> dict[str, object]:
     """Clashscore and the list of clashing pairs (procedure in the module docstring).
 
     Parameters
@@ -165,6 +226,9 @@ def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
         Overlap (Å) that makes a clash; MolProbity uses 0.4.
     add_hydrogens
         Rebuild riding hydrogens first (default). With False the model is used as is.
+    topology
+        :func:`clash_topology` of this model at other coordinates, to skip rebuilding the
+        bond graph, radii and hydrogen-bond types (it is rebuilt if the atoms differ).
 
     Returns
     -------
@@ -177,14 +241,19 @@ def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
     InputError
         Hydrogens or bonds cannot be built (residue without dictionary).
     """
+    return clashes_and_topology(model, overlap_cutoff, add_hydrogens, topology)[0]
+
+
+def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
+                         add_hydrogens: bool = True, topology: ClashTopology | None = None
+                         ) -> tuple[dict[str, object], ClashTopology]:
+    """:func:`find_clashes` and the :class:`ClashTopology` it used (``topology`` if it
+    matched, else the one it built), to pass to the next call on the same model."""
     full = add_riding_hydrogens(model) if add_hydrogens else model
-    restraints = build_restraints(full)
-    radius, polar_hydrogen = probe_radii(full, restraints.bonds.atoms)
-    element = np.char.upper(full.element.astype(str))
-    hbond = restraints.nonbonded.hbond_type
-    acceptor = (element == "O") | ((element == "N") & np.isin(
-        hbond, (HBOND_CODES["A"], HBOND_CODES["B"])))
-    donor = np.isin(element, ("N", "O")) & np.isin(hbond, (HBOND_CODES["D"], HBOND_CODES["B"]))
+    if topology is None or not topology.matches(full):
+        topology = _topology_of(full)
+    radius, polar_hydrogen = topology.radius, topology.polar_hydrogen
+    acceptor, donor, parent = topology.acceptor, topology.donor, topology.parent
 
     tree = cKDTree(full.xyz)
     reach = 2.0 * float(radius.max()) - overlap_cutoff
@@ -197,13 +266,11 @@ def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
     else:
         distance = overlap = np.zeros(0)
     # bonded neighbours (1-2, 1-3 and 1-4) never clash
-    bonded = np.concatenate([_pair_keys(restraints.nonbonded.excluded_pairs, full.n_atoms),
-                             _pair_keys(restraints.nonbonded.pairs_14, full.n_atoms)])
+    bonded = topology.bonded_keys
     keep = ~np.isin(_pair_keys(pairs, full.n_atoms), bonded)
     # as Probe's default (-4H): a hydrogen's 1-5 neighbours are excluded too, i.e. atoms
     # within three bonds of the hydrogen's parent
     i, j = pairs[:, 0], pairs[:, 1]
-    parent = _hydrogen_parents(full, restraints.bonds.atoms)
     hydrogen, other = np.where(parent[i] >= 0, i, j), np.where(parent[i] >= 0, j, i)
     via_parent = np.stack([parent[hydrogen], other], axis=1)
     involves_h = parent[hydrogen] >= 0
@@ -229,7 +296,7 @@ def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
         "overlap_cutoff": overlap_cutoff,
         "radii": "Probe explicit-H electron-cloud radii (Word et al. 1999)",
         "clashes": clashes,
-    }
+    }, topology
 
 
 def _hydrogen_parents(model: Model, bond_atoms: np.ndarray) -> np.ndarray:

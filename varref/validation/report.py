@@ -9,6 +9,7 @@ table in the spirit of phenix.validation_cryoem's summary.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from os import PathLike
 
 import numpy as np
@@ -20,7 +21,7 @@ from varref.model import Model
 from varref.restraints import Restraints, build_restraints
 from varref.validation import coot_fallback
 from varref.validation.cbeta import cbeta_deviations, peptide_conformations
-from varref.validation.clashes import find_clashes
+from varref.validation.clashes import ClashTopology, clashes_and_topology
 from varref.validation.mapfit import emringer, map_model_correlations
 from varref.validation.ramachandran import (backbone_dihedrals, load_ramachandran_tables,
                                             ramachandran_analysis)
@@ -39,13 +40,25 @@ PER_RESIDUE_COLUMNS = (
 N_WORST_CLASHES = 20
 
 
+@dataclass
+class TopologyCache:
+    """The coordinate-independent pieces :func:`validate` builds for a model — its
+    restraints and the clash search's hydrogen-complete topology — kept for further calls
+    on the same model at other coordinates (a refinement's start and result). Pass an
+    empty one to the first call; it is filled there and reused by the next."""
+
+    restraints: Restraints | None = None
+    clash_topology: ClashTopology | None = None
+
+
 def _not_available(exc: Exception) -> dict[str, object]:
     return {"available": False, "reason": str(exc)}
 
 
 def validate(model: Model, density: Map | None = None, resolution: float | None = None,
              reference_data: str | PathLike | None = None, with_emringer: bool = True,
-             restraints: Restraints | None = None) -> dict[str, object]:
+             restraints: Restraints | None = None,
+             cache: TopologyCache | None = None) -> dict[str, object]:
     """Validate a model: geometry, Ramachandran, rotamers, C-beta, peptides, clashes and,
     with a map, map-model correlations and EMRinger.
 
@@ -69,6 +82,9 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         Restraints of ``model``'s atoms for the geometry section, e.g. those a refinement
         used (default: built from the monomer library). They must have been built for
         this topology; the coordinates are ``model``'s.
+    cache
+        A :class:`TopologyCache` shared by calls on one model at different coordinates:
+        restraints and clash topology are built by the first call and reused after.
 
     Returns
     -------
@@ -102,16 +118,23 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         rota = {"available": False, "reason": coot_fallback.ROTAMERS_UNAVAILABLE,
                 "source": "none", "residues": []}
     try:
+        if restraints is None and cache is not None:
+            restraints = cache.restraints
         if restraints is None:
             restraints = build_restraints(model)
         elif restraints.n_atoms != model.n_atoms:
             raise ValueError(f"restraints for {restraints.n_atoms} atoms, the model has "
                              f"{model.n_atoms}")
         geometry: dict[str, object] = geometry_statistics(model.xyz, restraints)
+        if cache is not None:
+            cache.restraints = restraints
     except InputError as exc:
         geometry = _not_available(exc)
     try:
-        clashes = find_clashes(model)
+        clashes, topology = clashes_and_topology(
+            model, topology=cache.clash_topology if cache is not None else None)
+        if cache is not None:
+            cache.clash_topology = topology
     except InputError as exc:
         clashes = _not_available(exc)
     cbeta = cbeta_deviations(residues)
