@@ -226,3 +226,33 @@ def test_settings_are_validated():
         NonbondedSettings(factor_1_4=1.2)
     with pytest.raises(ValueError):
         NonbondedSettings(buffer=-1.0)
+
+
+def test_geometry_term_rebuilds_a_members_list_only_when_it_moved():
+    """GeometryTerm keeps one list per problem and checks all members' displacements in one
+    kernel call: a member that moved beyond buffer/2 gets a new list, the others keep
+    theirs, and members dropping out of the batch (converged problems) keep their lists."""
+    from varref.engine.neighbours import max_displacement_sq_members
+    from varref.refinement.terms.geometry import GeometryTerm
+
+    xyz, packed, _ = _list_and_system(buffer=1.0)
+    reference = np.stack([xyz, xyz + 0.1, xyz])
+    moved = reference[[2, 0]].copy()
+    moved[0, 3, 0] += 0.7
+    np.testing.assert_allclose(max_displacement_sq_members(moved, reference, np.array([2, 0])),
+                               [0.49, 0.0], atol=1e-12)
+
+    _, restraints = random_restraints(n_atoms=50, seed=5, box=10.0)
+    term = GeometryTerm(restraints, packed)
+    batch = np.repeat(xyz[None], 3, axis=0)
+    term.evaluate(batch, np.arange(3))
+    builds = [term._pair_lists[k].n_builds for k in range(3)]
+    assert builds == [1, 1, 1]
+    shifted = batch[[0, 2]].copy()
+    shifted[1, 4, 0] += 0.6        # problem 2 moves beyond 0.5 Å, problem 0 stays
+    values, gradient = term.evaluate(shifted, np.array([0, 2]))
+    assert [term._pair_lists[k].n_builds for k in range(3)] == [1, 1, 2]
+    # and the result is the single-problem evaluation with a fresh list
+    alone = GeometryTerm(restraints, packed).evaluate(shifted[1:], np.array([0]))
+    assert values[1] == pytest.approx(alone[0][0], rel=1e-12)
+    np.testing.assert_allclose(gradient[1], alone[1][0], rtol=1e-12, atol=1e-12)

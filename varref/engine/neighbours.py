@@ -217,6 +217,17 @@ def max_displacement_sq(xyz: np.ndarray, reference: np.ndarray) -> float:
 
 
 @njit(nogil=True, cache=True)
+def max_displacement_sq_members(xyz: np.ndarray, reference: np.ndarray,
+                                members: np.ndarray) -> np.ndarray:
+    """Largest squared displacement of row i of ``xyz`` (k, N, 3) from row ``members[i]`` of
+    ``reference`` (K, N, 3), shape (k,) — a batch whose problems drop out as they converge."""
+    out = np.empty(xyz.shape[0])
+    for m in range(xyz.shape[0]):
+        out[m] = max_displacement_sq(xyz[m], reference[members[m]])
+    return out
+
+
+@njit(nogil=True, cache=True)
 def max_displacement_sq_batch(xyz: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Per-model largest squared displacement for (K, N, 3) arrays, shape (K,)."""
     out = np.empty(xyz.shape[0])
@@ -357,6 +368,11 @@ class NeighbourList:
         """Return a pair list valid for ``xyz``, rebuilding it if needed."""
         if self.needs_rebuild(xyz):
             self.rebuild(xyz)
+        return self._pairs
+
+    @property
+    def pairs(self) -> NonbondedPairs | None:
+        """The current pair list (None before the first build)."""
         return self._pairs
 
     def rebuild(self, xyz: np.ndarray) -> NonbondedPairs:

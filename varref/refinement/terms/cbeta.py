@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varref.engine.torsions import torsion_value_and_gradient
+from varref.engine.torsions import torsion_value_and_gradient_batch
 from varref.refinement.terms.base import RESTRAINT, TermSetup, renumber
 from varref.restraints.cbeta import cbeta_restraints
 
@@ -51,9 +51,8 @@ class CBetaTerm:
         xyz = np.ascontiguousarray(xyz, dtype=np.float64)
         values = np.zeros(len(xyz))
         grad = np.zeros_like(xyz)
-        for k in range(len(xyz)):
-            values[k] = torsion_value_and_gradient(xyz[k], self.atoms, self.ideal, self.weight,
-                                                   self.period, grad[k])
+        torsion_value_and_gradient_batch(xyz, self.atoms, self.ideal, self.weight, self.period,
+                                         grad, values)
         return values, grad
 
     def subset(self, atoms: np.ndarray) -> "CBetaTerm | None":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varref.engine.neighbours import BatchNonbondedPairs
+from varref.engine.neighbours import BatchNonbondedPairs, max_displacement_sq_members
 from varref.engine.restraint_target import PackedRestraints, pack_restraints, restraint_values_and_gradients_batch
 from varref.refinement.terms.base import RESTRAINT, TermSetup
 from varref.restraints.arrays import Restraints
@@ -26,21 +26,34 @@ class GeometryTerm:
         self.restraints = restraints
         self.packed = pack_restraints(restraints) if packed is None else packed
         self._pair_lists: dict[int, object] = {}
+        self._reference: np.ndarray | None = None  # (K, N, 3): where each list was built
         # the concatenated lists of the last call: reused while the members are the same and
         # no list was rebuilt (most evaluations; the concatenation cost as much as the check)
         self._batch: tuple[tuple[int, ...], tuple[int, ...], BatchNonbondedPairs] | None = None
 
     def _pairs(self, xyz: np.ndarray, members: np.ndarray) -> BatchNonbondedPairs:
-        lists = []
-        for i, k in enumerate(members):
-            k = int(k)
+        xyz = np.ascontiguousarray(xyz, dtype=np.float64)
+        key = tuple(int(k) for k in members)
+        # every problem's list was built around its row of ``_reference``; one kernel call
+        # finds the problems that moved more than buffer/2 since (rows never built: inf)
+        if self._reference is None or self._reference.shape[0] <= max(key):
+            grown = np.full((max(key) + 1,) + xyz.shape[1:], np.inf)
+            if self._reference is not None:
+                grown[:len(self._reference)] = self._reference
+            self._reference = grown
+        half = 0.5 * self.packed.nonbonded_settings.buffer
+        moved = max_displacement_sq_members(xyz, self._reference,
+                                            np.asarray(key, dtype=np.int64))
+        for i in np.flatnonzero(~(moved <= half * half)):
+            k = key[i]
             if k not in self._pair_lists:
                 self._pair_lists[k] = self.packed.neighbour_list()
-            lists.append(self._pair_lists[k].update(xyz[i]))
-        key = tuple(int(k) for k in members)
+            self._pair_lists[k].rebuild(xyz[i])
+            self._reference[k] = xyz[i]
         builds = tuple(self._pair_lists[k].n_builds for k in key)
         if self._batch is not None and self._batch[0] == key and self._batch[1] == builds:
             return self._batch[2]
+        lists = [self._pair_lists[k].pairs for k in key]
         offsets = np.zeros(len(lists) + 1, dtype=np.int64)
         offsets[1:] = np.cumsum([len(p) for p in lists])
         batch = BatchNonbondedPairs(np.concatenate([p.pairs for p in lists]),
