@@ -117,7 +117,7 @@ def refine_trajectories(context: RunContext, series, members: list[int], prior_w
             else:
                 starts[k, f] = perturb_batch(model, context.restraints, context.perturb_rmsd,
                                              [member_seed(context.seed, f, member)],
-                                             start=base[f])[0]
+                                             start=base[f], regularisation="to_targets")[0]
     result = refine_joint(model, maps, context.restraints, starts,
                           replace(options, weight=context.weight), prior_weight, order)
     share = result.runtime_s / (len(members) * n_frames)
@@ -145,7 +145,8 @@ def trajectory_starts(context: RunContext, frame: int, members: list[int],
     for k, member in enumerate(members):
         out[k] = base if member == 0 else perturb_batch(
             context.model, context.restraints, context.perturb_rmsd,
-            [member_seed(context.seed, frame, member)], start=base)[0]
+            [member_seed(context.seed, frame, member)], start=base,
+            regularisation="to_targets")[0]
     return out
 
 

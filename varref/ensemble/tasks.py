@@ -56,7 +56,10 @@ def refine_members(context: RunContext, prepared_map: Map, frame: int, members: 
     seeds = [member_seed(context.seed, frame, member) for member in members]
     # batched L-BFGS keeps every member's history separate, so a member's start (and result)
     # is the same whatever batch it lands in (tested)
-    starts = perturb_batch(context.model, context.restraints, context.perturb_rmsd, seeds, start=start)
+    # members' starts are regularised to the refinement's geometry targets, not beyond
+    # (the weight is given, so the start's geometry cannot move it; perturbation docstring)
+    starts = perturb_batch(context.model, context.restraints, context.perturb_rmsd, seeds,
+                           start=start, regularisation="to_targets")
     result = refine_coordinates(context.model, prepared_map, context.restraints, starts,
                                 replace(context.options, weight=context.weight))
     share = result.runtime_s / len(members)
