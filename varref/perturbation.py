@@ -34,8 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from varref.engine.angles import angle_values
-from varref.engine.bonds import bond_lengths
+from varref.engine.geometry_stats import geometry_statistics
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.objective import Objective
@@ -83,18 +82,13 @@ def regularise(restraints: Restraints, xyz: np.ndarray, iterations: int = 200) -
 def is_regular(restraints: Restraints, batch: np.ndarray,
                targets: tuple[float, float] = GEOMETRY_TARGETS) -> np.ndarray:
     """(K,) bool: heavy-atom bond and angle r.m.s.d. of each coordinate set within
-    ``targets`` (Å, °)."""
-    heavy = ~np.asarray(restraints.nonbonded.is_hydrogen, dtype=bool)
-    bond_use = heavy[restraints.bonds.atoms].all(axis=1)
-    angle_use = heavy[restraints.angles.atoms].all(axis=1)
-    bonds, bond_ideal = restraints.bonds.atoms[bond_use], restraints.bonds.ideal[bond_use]
-    angles, angle_ideal = restraints.angles.atoms[angle_use], restraints.angles.ideal[angle_use]
+    ``targets`` (Å, °), as :func:`~varref.engine.geometry_stats.geometry_statistics`
+    reports them."""
     regular = np.ones(len(batch), dtype=bool)
     for k, x in enumerate(batch):
-        if len(bonds):
-            regular[k] &= np.sqrt(np.mean((bond_lengths(x, bonds) - bond_ideal) ** 2)) <= targets[0]
-        if len(angles):
-            regular[k] &= np.sqrt(np.mean((angle_values(x, angles) - angle_ideal) ** 2)) <= targets[1]
+        statistics = geometry_statistics(x, restraints)
+        regular[k] = (statistics["bonds"]["rmsd"] <= targets[0]
+                      and statistics["angles"]["rmsd"] <= targets[1])
     return regular
 
 

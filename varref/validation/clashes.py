@@ -157,7 +157,7 @@ def _pair_keys(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
 @dataclass(frozen=True)
 class ClashTopology:
     """What the clash search needs that depends on the hydrogen-complete topology only, not on
-    the coordinates: build once with :func:`clash_topology` and reuse it for other
+    the coordinates: returned by :func:`clashes_and_topology`, reusable for other
     coordinates of the same model (e.g. a refinement's start and result).
 
     Attributes
@@ -185,18 +185,6 @@ class ClashTopology:
         """True if ``full`` (a model with riding hydrogens) has this topology's atoms."""
         return (len(self.atom_names) == full.n_atoms
                 and bool(np.array_equal(self.atom_names, full.atom_name)))
-
-
-def clash_topology(model: Model, add_hydrogens: bool = True) -> ClashTopology:
-    """The coordinate-independent half of :func:`find_clashes` for ``model`` (riding
-    hydrogens added unless ``add_hydrogens`` is False).
-
-    Raises
-    ------
-    InputError
-        Hydrogens or bonds cannot be built (residue without dictionary).
-    """
-    return _topology_of(add_riding_hydrogens(model) if add_hydrogens else model)
 
 
 def _topology_of(full: Model) -> ClashTopology:
@@ -227,7 +215,8 @@ def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
     add_hydrogens
         Rebuild riding hydrogens first (default). With False the model is used as is.
     topology
-        :func:`clash_topology` of this model at other coordinates, to skip rebuilding the
+        The topology of this model at other coordinates (from :func:`clashes_and_topology`),
+        to skip rebuilding the
         bond graph, radii and hydrogen-bond types (it is rebuilt if the atoms differ).
 
     Returns
