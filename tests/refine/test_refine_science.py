@@ -15,7 +15,7 @@ from varref.api import refine
 from varref.refinement.terms.geometry import GeometryTerm
 from varref.refinement.terms.map_value import MapValueTerm
 from varref.refinement.rigid_body import rigid_body_fit
-from varref.refinement.weight import polymer_segments, search_weight
+from varref.refinement.weight import _crossing, _grid_floor, polymer_segments, search_weight
 from varref.restraints import build_restraints
 from varref.simulate import simulate_map
 
@@ -146,6 +146,22 @@ def test_weight_search_responds_to_the_geometry_target(trpv1):
                           [MapValueTerm(density, weights)], model.xyz, n_segments=4,
                           bond_rmsd_target=0.03, angle_rmsd_target=3.0)
     assert loose.weight > strict.weight
+
+
+def test_weight_is_interpolated_where_the_rmsd_crosses_its_target():
+    ladder = np.geomspace(0.1, 1000.0, 9)
+    bond = np.full(9, 0.005)
+    angle = np.array([0.5, 0.6, 0.7, 0.8, 0.9, 1.2, 1.5, 2.0, 3.0])
+    # the angle reaches 1.0 a third of the way from w = 10**1 to 10**1.5
+    w = _crossing(ladder, 4, ((bond, 0.01), (angle, 1.0)))
+    assert w == pytest.approx(10 ** (1 + 0.5 / 3))
+    # the first series to cross decides
+    bond[5] = 0.03
+    assert _crossing(ladder, 4, ((bond, 0.01), (angle, 1.0))) == pytest.approx(10 ** (1 + 0.5 * 0.2))
+    # the chosen weight is taken down to the grid of 4 per decade
+    assert _grid_floor(10 ** (1 + 0.5 / 3), 4) == pytest.approx(10.0)
+    assert _grid_floor(10 ** 1.3, 4) == pytest.approx(10 ** 1.25)
+    assert _grid_floor(10 ** 1.25, 4) == pytest.approx(10 ** 1.25)
 
 
 def test_polymer_segments_cover_chains_in_runs_of_ten(crambin):

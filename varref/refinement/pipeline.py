@@ -6,9 +6,9 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
 1. Terms: restraint terms from the registry (:mod:`varref.refinement.terms`), the
    atom-centred map term for the macro-cycles.
 2. Weight: given, or searched (:mod:`varref.refinement.weight`) on problem 0 and shared by
-   all problems: a coarse search (9 weights, 50 iterations) before cycle 1 and the full
-   search after it, because a start far from the density strains the geometry in the short
-   trials and gives a weight that is too low once the model sits in the density.
+   all problems: a coarse search (50 iterations per trial) before cycle 1 and the full
+   search (100) after it, because a start far from the density strains the geometry in the
+   short trials and gives a weight that is too low once the model sits in the density.
    The conformational priors (:data:`DEFERRED_TERMS`: Ramachandran, rotamer, NCS) are left
    out of the coarse search and of macro-cycle 1 (with one macro-cycle they are always on):
    from a start far from its density they would hold residues in the wrong basin — a
@@ -53,8 +53,6 @@ from varref.restraints import Restraints
 
 log = logging.getLogger(__name__)
 
-#: Trial weights of the first, coarse weight search: 2 per decade from 0.1 to 1000.
-COARSE_LADDER = np.geomspace(0.1, 1000.0, 9)
 #: How often the final stage halves the CC weight before giving up.
 FINAL_CC_HALVINGS = 3
 #: Terms that join after macro-cycle 1 (when there is more than one): conformational priors
@@ -137,7 +135,7 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
 
     def searched(coordinates: np.ndarray, coarse: bool) -> WeightSearchResult:
         # the first search only has to start cycle 1 in the right decade
-        extra = {"ladder": COARSE_LADDER, "iterations": 50} if coarse else {}
+        extra = {"iterations": 50} if coarse else {}
         found = search_weight(model, restraints, first_terms if coarse else restraint_terms,
                               map_terms, coordinates,
                               seed=options.seed, bond_rmsd_target=options.bond_rmsd_target,

@@ -3,10 +3,13 @@
 Chains are cut into consecutive segments of ~10 residues; up to ``n_segments`` of them are
 drawn at random (seeded). Each segment is refined briefly — its atoms move, atoms within
 5 Å of it stay fixed and keep their restraints and contacts — at every weight of a
-log-spaced ladder. All the ladder's trials of one segment are one batched minimisation (the
-engine evaluates the K trial copies in one call). Per segment we take the largest weight
-whose bond and angle r.m.s. deviations (restraints among heavy atoms) stay within the targets
-(0.01 Å, 1.0°); where a
+log-spaced ladder (2 per decade). All the ladder's trials of one segment are one batched
+minimisation (the engine evaluates the K trial copies in one call). Per segment we take the
+largest weight whose bond and angle r.m.s. deviations (restraints among heavy atoms) stay
+within the targets (0.01 Å, 1.0°): where the r.m.s.d. crosses its target is interpolated
+(linear in log w) between the last acceptable and the first unacceptable trial, and the
+weight is the largest of the grid 10^(j/4) at or below it — the rule of a ladder of 4 per
+decade (that of earlier versions) at half the trials; where a
 short trial cannot reach a target even at the smallest weight (a poor starting geometry),
 that target is raised to 1.1 × what the smallest weight reached. Segment
 weights more than 3 scaled median absolute deviations from the median (in log w) are
@@ -35,8 +38,12 @@ from varref.restraints.subset import select_restraints
 
 log = logging.getLogger(__name__)
 
-#: Default trial weights: 4 per decade from 0.1 to 1000.
-DEFAULT_LADDER = np.geomspace(0.1, 1000.0, 17)
+#: Default trial weights: 2 per decade from 0.1 to 1000 (the crossing of the targets is
+#: interpolated between them).
+DEFAULT_LADDER = np.geomspace(0.1, 1000.0, 9)
+#: The chosen weight is the largest of this many weights per decade (10^(j/4)) at or below
+#: the interpolated crossing: the rule of a 4-per-decade ladder at the cost of 2 per decade.
+WEIGHT_GRID_PER_DECADE = 4
 
 
 @dataclass
@@ -198,15 +205,19 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
     bond_limit = max(bond_target, 1.1 * bond_rmsd[0])
     angle_limit = max(angle_target, 1.1 * angle_rmsd[0])
     acceptable = (bond_rmsd <= bond_limit) & (angle_rmsd <= angle_limit)
+    weight = float(ladder[-1])
     if acceptable.all():
-        index = len(ladder) - 1
         limited_by = "top of ladder"
     elif acceptable.any():
-        # the largest weight of the run of acceptable weights that starts at the bottom
+        # the largest weight of the run of acceptable weights that starts at the bottom,
+        # refined to where the r.m.s.d. crosses its limit (linear in log w between the last
+        # acceptable and the first unacceptable trial) and taken down to the weight grid
         index = int(np.argmin(acceptable)) - 1
         limited_by = "geometry targets"
+        crossing = _crossing(ladder, index, ((bond_rmsd, bond_limit), (angle_rmsd, angle_limit)))
+        weight = max(float(ladder[index]), _grid_floor(crossing, WEIGHT_GRID_PER_DECADE))
     else:  # cannot happen: the smallest weight is acceptable by construction
-        index, limited_by = 0, "targets unreachable: smallest weight"
+        weight, limited_by = float(ladder[0]), "targets unreachable: smallest weight"
     first, last = residues[0], residues[-1]
     atom_first = np.flatnonzero(model.residue_index == first)[0]
     atom_last = np.flatnonzero(model.residue_index == last)[0]
@@ -215,4 +226,22 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
                     model.residue_number[atom_first], model.residue_number[atom_last], limited_by)
     return SegmentTrial(str(model.chain_id[atom_first]), int(model.residue_number[atom_first]),
                         int(model.residue_number[atom_last]), bond_rmsd, angle_rmsd,
-                        float(ladder[index]), limited_by)
+                        weight, limited_by)
+
+
+def _grid_floor(weight: float, per_decade: int) -> float:
+    """The largest 10^(j/per_decade) (integer j) at or below ``weight``."""
+    steps = np.floor(per_decade * np.log10(weight) + 1e-9)
+    return float(10.0 ** (steps / per_decade))
+
+
+def _crossing(ladder: np.ndarray, index: int, series) -> float:
+    """Weight between ``ladder[index]`` and ``ladder[index + 1]`` where the first of the
+    (r.m.s.d. per weight, limit) series reaches its limit, linear in log w."""
+    low, high = np.log(ladder[index]), np.log(ladder[index + 1])
+    fraction = 1.0
+    for values, limit in series:
+        a, b = values[index], values[index + 1]
+        if b > limit and b > a:
+            fraction = min(fraction, (limit - a) / (b - a))
+    return float(np.exp(low + np.clip(fraction, 0.0, 1.0) * (high - low)))
