@@ -341,6 +341,34 @@ def test_write_member_rejects_what_it_cannot_store():
     assert not store.finished().any()
 
 
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_write_members_writes_a_batch_like_single_writes(tmp_path, on_disk):
+    """A task's batch (members not necessarily consecutive) lands in the same cells, with the
+    same values, as member-by-member writes; a batch with one bad member writes nothing."""
+    model = example_helix(3)
+    rng = np.random.default_rng(1)
+    xyz = model.xyz + rng.normal(scale=0.2, size=(3, *model.xyz.shape))
+    b_iso = rng.uniform(10, 50, size=(3, model.n_atoms))
+    metrics = [{"cc_mask": 0.5 + 0.1 * k, "runtime_s": float(k)} for k in range(3)]
+    members = [0, 2, 3]  # two runs: 0, and 2-3
+    stores = [ResultStore.create(tmp_path / name if on_disk else None, model, 2, 5, ["a", "b"], {})
+              for name in ("batch.zarr", "single.zarr")]
+    stores[0].write_members(1, members, xyz, model.xyz[np.newaxis].repeat(3, 0), metrics, b_iso)
+    for k, member in enumerate(members):
+        stores[1].write_member(1, member, xyz[k], model.xyz, metrics[k], b_iso[k])
+    batch, single = (s.dataset() for s in stores)
+    assert batch["finished"].values.tolist() == [[False] * 5, [True, False, True, True, False]]
+    for name in ("xyz", "start_xyz", "b_iso", "cc_mask", "runtime_s", "finished"):
+        np.testing.assert_array_equal(batch[name].values, single[name].values)
+    bad = xyz.copy()
+    bad[1, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="member 1 of frame 0: non-finite"):
+        stores[0].write_members(0, [0, 1, 4], bad, bad, metrics)
+    with pytest.raises(ValueError, match="repeat"):
+        stores[0].write_members(0, [0, 0, 4], xyz, xyz, metrics)
+    assert not stores[0].finished()[0].any()
+
+
 def test_open_rejects_anything_that_is_not_a_results_store(tmp_path):
     import zarr
 

@@ -22,7 +22,7 @@ from varref.ensemble.fingerprint import data_sha256
 from varref.ensemble.progress import Progress
 from varref.ensemble.results import ResultStore
 from varref.ensemble.resume import is_store, open_or_create, run_parameters_of
-from varref.ensemble.tasks import RunContext, refine_members
+from varref.ensemble.tasks import MemberOutcome, RunContext, refine_members
 from varref.errors import InputError
 from varref.maps import Map
 from varref.model import Model
@@ -78,6 +78,15 @@ def run_ensemble(client, model: Model, restraints: Restraints, density: Map,
     return store.dataset()
 
 
+def write_outcomes(store: ResultStore, outcomes: list[MemberOutcome]) -> None:
+    """Write a finished task's members, one ``write_members`` call per frame."""
+    for frame in dict.fromkeys(o.frame for o in outcomes):
+        mine = [o for o in outcomes if o.frame == frame]
+        b_iso = None if any(o.b_iso is None for o in mine) else np.stack([o.b_iso for o in mine])
+        store.write_members(frame, [o.member for o in mine], np.stack([o.xyz for o in mine]),
+                            np.stack([o.start_xyz for o in mine]), [o.metrics for o in mine], b_iso)
+
+
 def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple[int, list[int]]],
              store: ResultStore, progress: Progress,
              starts: dict[int, np.ndarray] | None = None) -> None:
@@ -96,8 +105,7 @@ def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple
         for frame, members in jobs
     ]
     for future in as_completed(futures):
-        for outcome in future.result():
-            store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
-                               outcome.metrics, outcome.b_iso)
+        write_outcomes(store, future.result())
+        for _ in range(len(future.result())):
             progress.advance()
         future.release()

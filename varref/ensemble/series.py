@@ -42,7 +42,7 @@ import numpy as np
 import xarray as xr
 
 from varref.ensemble import store_lock
-from varref.ensemble.ensemble import batches
+from varref.ensemble.ensemble import batches, write_outcomes
 from varref.ensemble.fingerprint import series_sha256
 from varref.ensemble.progress import Progress
 from varref.ensemble.results import ResultStore, best_of
@@ -526,9 +526,8 @@ def _write_as_completed(store: ResultStore, tasks: list, n_members: int, progres
 
     bar = Progress(n_members, "series", progress)
     for task in as_completed(tasks):
-        for outcome in task.result():
-            store.write_member(outcome.frame, outcome.member, outcome.xyz, outcome.start_xyz,
-                               outcome.metrics, outcome.b_iso)
+        write_outcomes(store, task.result())
+        for _ in range(len(task.result())):
             bar.advance()
 
 
