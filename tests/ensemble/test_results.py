@@ -366,6 +366,8 @@ def test_write_members_writes_a_batch_like_single_writes(tmp_path, on_disk):
         stores[0].write_members(0, [0, 1, 4], bad, bad, metrics)
     with pytest.raises(ValueError, match="repeat"):
         stores[0].write_members(0, [0, 0, 4], xyz, xyz, metrics)
+    with pytest.raises(ValueError, match="for 3 member"):  # 3 coordinate sets for 2 members
+        stores[0].write_members(0, [0, 4], xyz, xyz, metrics[:2])
     assert not stores[0].finished()[0].any()
 
 

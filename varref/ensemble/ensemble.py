@@ -105,7 +105,8 @@ def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple
         for frame, members in jobs
     ]
     for future in as_completed(futures):
-        write_outcomes(store, future.result())
-        for _ in range(len(future.result())):
+        outcomes = future.result()
+        write_outcomes(store, outcomes)
+        for _ in outcomes:
             progress.advance()
         future.release()

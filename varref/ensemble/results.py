@@ -660,14 +660,15 @@ class ResultStore:
         arrays = {}
         for name, value in (("xyz", xyz), ("start_xyz", start_xyz)):
             value = np.asarray(value, dtype=np.float64)
-            if value.shape[1:] != (self.n_atoms, 3) or len(value) != len(members):
-                raise ValueError(f"{name} has shape {value.shape[1:]}, the store has "
-                                 f"({self.n_atoms}, 3)")
+            if value.shape != (len(members), self.n_atoms, 3):
+                raise ValueError(f"{name} has shape {value.shape[1:]} for {len(value)} member(s), "
+                                 f"the store has ({self.n_atoms}, 3) for {len(members)}")
             arrays[name] = value.astype(np.float32)
         if b_iso is not None:
             b_iso = np.asarray(b_iso, dtype=np.float64)
-            if b_iso.shape[1:] != (self.n_atoms,) or len(b_iso) != len(members):
-                raise ValueError(f"b_iso has shape {b_iso.shape[1:]}, the store has ({self.n_atoms},)")
+            if b_iso.shape != (len(members), self.n_atoms):
+                raise ValueError(f"b_iso has shape {b_iso.shape[1:]} for {len(b_iso)} member(s), "
+                                 f"the store has ({self.n_atoms},) for {len(members)}")
             arrays["b_iso"] = b_iso.astype(np.float32)
         for member, refined in zip(members, arrays["xyz"]):
             if not np.isfinite(refined).all():

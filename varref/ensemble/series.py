@@ -526,8 +526,9 @@ def _write_as_completed(store: ResultStore, tasks: list, n_members: int, progres
 
     bar = Progress(n_members, "series", progress)
     for task in as_completed(tasks):
-        write_outcomes(store, task.result())
-        for _ in range(len(task.result())):
+        outcomes = task.result()
+        write_outcomes(store, outcomes)
+        for _ in outcomes:
             bar.advance()
 
 
