@@ -22,11 +22,12 @@ Two schedules (:data:`REGULARISATION`):
   0.92°, and 20 TRPV1 members refined from such starts with the ensemble's fixed weight end
   0.150 Å from the truth instead of 0.162 Å.
 
-``varref perturb`` keeps the full schedule because a refinement that *searches* its weight on
-the perturbed start is sensitive to the start's geometry: from a 1 Å start of two 6out
-chains with 0.9° angle r.m.s.d. the weight search has little room below its 1.0° target and
-picks 7.9 instead of 18.8 (start at 0.57°), and the 3 Å refinement ends 0.158 instead of
-0.088 Å from the truth (measured 2026-11-30; open in issue 14's notes). Reproducible from the
+``varref perturb`` keeps the full schedule so that its starts (and the benchmarks built on
+them) stay what they were. When a refinement *searches* its weight, the start's geometry
+used to matter: from a 0.9° start of two 6out chains the first weight search floored to
+w = 1 and the refinement ended 0.158 instead of 0.088 Å from the truth; since the search
+interpolates the crossing of its targets it finds the same weight from either start
+(docs/methods-refinement.md, *Automatic weight*). Reproducible from the
 seed.
 """
 

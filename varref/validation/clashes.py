@@ -216,8 +216,8 @@ def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
         Rebuild riding hydrogens first (default). With False the model is used as is.
     topology
         The topology of this model at other coordinates (from :func:`clashes_and_topology`),
-        to skip rebuilding the
-        bond graph, radii and hydrogen-bond types (it is rebuilt if the atoms differ).
+        to skip rebuilding the bond graph, radii and hydrogen-bond types (it is rebuilt if
+        the atoms differ).
 
     Returns
     -------
