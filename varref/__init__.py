@@ -20,6 +20,7 @@ from varref.model import Model, read_model, read_models, write_ensemble, write_m
 from varref.restraints import Restraints, build_restraints  # noqa: E402
 from varref.refinement.options import RefineOptions  # noqa: E402
 from varref.example_data import example_helix  # noqa: E402
+from varref.engine.parallel import set_threads  # noqa: E402
 from varref.api import (  # noqa: E402
     RefinementResult,
     analyse,
@@ -57,6 +58,7 @@ __all__ = [
     "refine_ensemble",
     "refine_series",
     "series_inputs",
+    "set_threads",
     "simulate_map",
     "validate",
     "write_chimerax",

@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from varref import __version__
 from varref.commands import COMMANDS
+from varref.commands.option_types import count
 from varref.commands.options import JSON_STDOUT
 from varref.errors import InputError
 
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="log debugging detail")
+    common.add_argument("--threads", type=count, default=argparse.SUPPRESS, metavar="N",
+                        help="threads for the model-density kernels of this process (default "
+                        "$VARREF_THREADS, else every core; Dask workers use 1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         sub = subparsers.add_parser(
@@ -95,7 +99,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(message)s", stream=sys.stderr,
     )
     previous = _install_interrupt_handler()
+    from varref.engine import parallel
+
+    threads_before = parallel.configured_threads()
     try:
+        if hasattr(args, "threads"):
+            parallel.set_threads(args.threads)
+        else:
+            try:
+                parallel.threads()  # a bad $VARREF_THREADS is an input error, said at once
+            except ValueError as exc:
+                raise InputError("VARREF_THREADS", str(exc).removeprefix("VARREF_THREADS ")) from None
         if getattr(args, "json", None) == "-":
             # stdout carries only the JSON; the text report goes to stderr meanwhile
             token = JSON_STDOUT.set(sys.stdout)
@@ -116,6 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _stdout_closed()
         return 141
     finally:
+        parallel.set_threads(threads_before)
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
 

@@ -135,6 +135,31 @@ def test_weight_search_single_segment_uses_that_segment(crambin):
     assert again.segments[0].first_residue == found.segments[0].first_residue
 
 
+def test_weight_search_in_threads_equals_one_thread(crambin):
+    """Segments run in threads are the same independent minimisations, in the same order."""
+    from varref.engine import parallel
+
+    model, restraints = crambin
+    density = simulate_map(model, 3.0).normalised()
+    weights = map_target_weights(model.atomic_number, model.is_hydrogen)
+    start = perturb(model, restraints, 0.5, seed=3)
+    before = parallel.configured_threads()
+    found = {}
+    try:
+        for count in (1, 3):
+            parallel.set_threads(count)
+            found[count] = search_weight(model, restraints, [GeometryTerm(restraints)],
+                                         [MapValueTerm(density, weights)], start, n_segments=4,
+                                         seed=2)
+    finally:
+        parallel.set_threads(before)
+    assert found[1].weight == found[3].weight
+    for one, threaded in zip(found[1].segments, found[3].segments, strict=True):
+        assert one.first_residue == threaded.first_residue
+        np.testing.assert_array_equal(one.bond_rmsd, threaded.bond_rmsd)
+        np.testing.assert_array_equal(one.angle_rmsd, threaded.angle_rmsd)
+
+
 def test_weight_search_responds_to_the_geometry_target(trpv1):
     model, restraints = trpv1
     density = simulate_map(model, 3.0).normalised()

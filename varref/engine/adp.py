@@ -50,6 +50,7 @@ from numba import njit
 
 from varref.engine.cc_target import CorrelationData, correlation_data, masked_correlation
 from varref.engine.interpolation import as_kernel_grid
+from varref.engine.parallel import atom_parts, run_parts
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
     _axis_gaussians,
@@ -185,6 +186,16 @@ def _sum_by_group_kernel(values, group, out):
 # --------------------------------------------------------------------------------------
 
 
+def _b_gradient_parts(xyz, amplitude, exponent, radius, origin, voxel_size, map_gradient,
+                      gradient):
+    """``_b_gradient_kernel`` over atom ranges in threads (``varref.engine.parallel``)."""
+    def gradient_part(lo, hi, j):
+        _b_gradient_kernel(xyz[lo:hi], amplitude[lo:hi], exponent[lo:hi], radius[lo:hi],
+                           origin, voxel_size, map_gradient, gradient[lo:hi])
+
+    run_parts(gradient_part, atom_parts(radius))
+
+
 def b_gradient_from_map_gradient(map_gradient: np.ndarray, origin: np.ndarray,
                                  voxel_size: np.ndarray, xyz: np.ndarray, amplitude: np.ndarray,
                                  exponent: np.ndarray, radius: np.ndarray) -> np.ndarray:
@@ -215,8 +226,8 @@ def b_gradient_from_map_gradient(map_gradient: np.ndarray, origin: np.ndarray,
     if amplitude.shape[0] != n or exponent.shape != amplitude.shape or radius.shape != (n,):
         raise ValueError("amplitude/exponent (N, G) and radius (N,) must match xyz (N, 3)")
     gradient = np.empty(n, dtype=np.float64)
-    _b_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, map_gradient,
-                       gradient)
+    _b_gradient_parts(xyz, amplitude, exponent, radius, origin, voxel_size, map_gradient,
+                      gradient)
     return gradient
 
 
@@ -267,8 +278,8 @@ def cc_b_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndar
     if not gradient:
         return -cc, None
     dcc_db = np.empty(len(xyz), dtype=np.float64)
-    _b_gradient_kernel(xyz, amplitude, exponent, radius, data.origin, data.voxel_size, model,
-                       dcc_db)
+    _b_gradient_parts(xyz, amplitude, exponent, radius, data.origin, data.voxel_size, model,
+                      dcc_db)
     return -cc, -dcc_db
 
 

@@ -39,9 +39,9 @@ from numba import njit
 from varref.engine.interpolation import as_kernel_grid
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
-    _coordinate_gradient_kernel,
     add_model_density,
     atom_gaussians,
+    coordinate_gradient_parts,
     cutoff_radii,
 )
 
@@ -193,8 +193,8 @@ def cc_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndarra
     if cc is None:
         return 0.0, np.zeros_like(xyz)
     dcc_dx = np.empty(xyz.shape, dtype=np.float64)
-    _coordinate_gradient_kernel(xyz, amplitude, exponent, radius, data.origin, data.voxel_size,
-                                model, dcc_dx)
+    coordinate_gradient_parts(xyz, amplitude, exponent, radius, data.origin, data.voxel_size,
+                              model, dcc_dx)
     return -cc, -dcc_dx
 
 

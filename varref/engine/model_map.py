@@ -38,6 +38,7 @@ import numpy as np
 from numba import njit
 
 from varref.engine.interpolation import as_kernel_grid
+from varref.engine.parallel import atom_parts, run_parts, scratch_grid
 
 __all__ = [
     "BLUR_PER_RESOLUTION_SQUARED",
@@ -459,8 +460,32 @@ def add_model_density(out: np.ndarray, origin: np.ndarray, voxel_size: np.ndarra
         raise ValueError("out must be a C-contiguous 3-D float32/float64 array")
     _, origin, voxel_size = as_kernel_grid(out, origin, voxel_size)
     xyz, amplitude, exponent, radius = _check_atoms(xyz, amplitude, exponent, radius)
-    _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, out)
+    parts = atom_parts(radius)
+    # a scatter: every thread but this one sums its atoms on its own grid (module parallel)
+    grids = [out] + [scratch_grid(out.shape, out.dtype, j) for j in range(1, len(parts))]
+
+    def add_part(lo, hi, j):
+        if j > 0:
+            grids[j].fill(0.0)
+        _add_model_density_kernel(xyz[lo:hi], amplitude[lo:hi], exponent[lo:hi], radius[lo:hi],
+                                  origin, voxel_size, grids[j])
+
+    run_parts(add_part, parts)
+    for grid in grids[1:]:
+        out += grid
     return out
+
+
+def coordinate_gradient_parts(xyz, amplitude, exponent, radius, origin, voxel_size,
+                              map_gradient, gradient):
+    """``_coordinate_gradient_kernel`` over atom ranges in threads (arguments as the kernel's,
+    already checked and contiguous; ``gradient`` (N, 3) is written in place)."""
+    def gradient_part(lo, hi, j):
+        _coordinate_gradient_kernel(xyz[lo:hi], amplitude[lo:hi], exponent[lo:hi],
+                                    radius[lo:hi], origin, voxel_size, map_gradient,
+                                    gradient[lo:hi])
+
+    run_parts(gradient_part, atom_parts(radius))
 
 
 def model_map(xyz: np.ndarray, shape: tuple[int, int, int], origin: np.ndarray,
@@ -519,6 +544,6 @@ def coordinate_gradient_from_map_gradient(map_gradient: np.ndarray, origin: np.n
     map_gradient, origin, voxel_size = as_kernel_grid(map_gradient, origin, voxel_size)
     xyz, amplitude, exponent, radius = _check_atoms(xyz, amplitude, exponent, radius)
     gradient = np.empty(xyz.shape, dtype=np.float64)
-    _coordinate_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_size,
-                                map_gradient, gradient)
+    coordinate_gradient_parts(xyz, amplitude, exponent, radius, origin, voxel_size,
+                              map_gradient, gradient)
     return gradient

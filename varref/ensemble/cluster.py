@@ -1,7 +1,7 @@
 """Where the work runs: an existing Dask scheduler, or a LocalCluster started here.
 
-The local default is one worker process per core with one thread each (the numba kernels
-are single-threaded; processes avoid the GIL entirely), NUMBA/OpenMP/BLAS threads pinned to 1
+The local default is one worker process per core with one thread each (processes avoid the
+GIL entirely), varref's own kernel threads and NUMBA/OpenMP/BLAS threads pinned to 1
 so workers never oversubscribe the machine, and glibc malloc thresholds that keep numpy
 temporaries off mmap (see :data:`WORKER_MALLOC_ENV`). Every worker loads the compiled numba
 kernels once, before the first task (``warm_up``). ``--scheduler tcp://HOST:PORT`` uses a
@@ -19,8 +19,8 @@ log = logging.getLogger(__name__)
 
 #: Thread settings of worker processes (applied inside each worker when it starts, before any
 #: numba/BLAS import): one thread per worker for every runtime.
-WORKER_ENV = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-              "MKL_NUM_THREADS": "1"}
+WORKER_ENV = {"VARREF_THREADS": "1", "NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+              "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 #: glibc malloc thresholds, which malloc reads at process start, so they go through dask's
 #: ``distributed.nanny.pre-spawn-environ`` (the nanny sets them before spawning; for a
@@ -36,13 +36,18 @@ WORKER_MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 * 2**20),
 
 
 def warm_up() -> str:
-    """Compile or load the engine kernels in this process (a tiny refinement problem)."""
+    """Compile or load the engine kernels in this process (a tiny refinement problem), and
+    keep the model-density kernels on one thread (``varref.engine.parallel``), also on
+    workers of a cluster started elsewhere."""
     import numpy as np
 
     from varref.engine.map_target import map_target_value_gradient_batched
     from varref.engine.restraint_target import pack_restraints, restraint_values_and_gradients_batch
     from varref.engine.synthetic import random_restraints
 
+    from varref.engine.parallel import set_threads
+
+    set_threads(1)  # a worker's parallelism is over members (and its Dask threads)
     coordinates, restraints = random_restraints(n_atoms=12, seed=0)
     packed = pack_restraints(restraints)
     xyz = coordinates[np.newaxis]

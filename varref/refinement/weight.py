@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,6 +30,7 @@ from scipy.spatial import cKDTree
 
 from varref.engine.angles import angle_values
 from varref.engine.bonds import bond_lengths
+from varref.engine.parallel import threads
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.objective import Objective
@@ -156,10 +158,20 @@ def search_weight(
         segments = [segments[k] for k in chosen]
     tree = cKDTree(xyz)
     result = WeightSearchResult(weight=float("nan"), ladder=ladder)
-    for residues in segments:
-        result.segments.append(_trial_segment(
-            model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder, iterations,
-            environment_radius, bond_rmsd_target, angle_rmsd_target, heavy_atoms_only))
+
+    def trial(residues):
+        return _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree,
+                              ladder, iterations, environment_radius, bond_rmsd_target,
+                              angle_rmsd_target, heavy_atoms_only)
+
+    # segments are independent minimisations with their own terms (Term.subset): in threads
+    # their kernels overlap (the Python between them does not)
+    n_threads = min(threads(), len(segments))
+    if n_threads > 1:
+        with ThreadPoolExecutor(n_threads, thread_name_prefix="varref-weight") as pool:
+            result.segments.extend(pool.map(trial, segments))
+    else:
+        result.segments.extend(map(trial, segments))
 
     log_weights = np.log([s.chosen_weight for s in result.segments])
     median = np.median(log_weights)

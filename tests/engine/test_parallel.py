@@ -1,0 +1,141 @@
+"""Model-density kernels in threads: the same numbers as one thread, the setting, the errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from varref.cli import main
+from varref.engine import parallel
+from varref.engine.adp import b_gradient_from_map_gradient, cc_b_value_gradient
+from varref.engine.cc_target import cc_value_gradient, correlation_data
+from varref.engine.model_map import (
+    atom_gaussians,
+    coordinate_gradient_from_map_gradient,
+    cutoff_radii,
+    model_map,
+    resolution_blur,
+    scattering_coefficients,
+)
+from varref.example_data import example_helix
+from varref.model import write_model
+
+
+@pytest.fixture
+def restore_threads():
+    before = parallel.configured_threads()
+    yield
+    parallel.set_threads(before)
+
+
+@pytest.fixture(scope="module")
+def atoms():
+    """1,000 atoms in a 40 Å box (enough for 4 ranges of MIN_ATOMS_PER_THREAD), B 10-150."""
+    rng = np.random.default_rng(11)
+    n = 1000
+    xyz = rng.uniform(6.0, 34.0, (n, 3))
+    elements = rng.choice(["C", "N", "O", "S"], n)
+    coeff_a, coeff_b = scattering_coefficients(elements)
+    b_iso = rng.uniform(10.0, 150.0, n)
+    blur = resolution_blur(3.0)
+    amplitude, exponent = atom_gaussians(coeff_a, coeff_b, b_iso, None, blur)
+    radius = cutoff_radii(exponent, 3e-3)
+    origin, voxel, shape = np.zeros(3), np.array([1.0, 0.9, 1.1]), (37, 45, 40)
+    target = model_map(xyz + rng.normal(0.0, 0.4, xyz.shape), shape, origin, voxel, coeff_a,
+                       coeff_b, b_iso, blur=blur, dtype=np.float64)
+    target += rng.normal(0.0, 0.05 * target.std(), shape)
+    return dict(xyz=xyz, coeff_a=coeff_a, coeff_b=coeff_b, b_iso=b_iso, blur=blur,
+                amplitude=amplitude, exponent=exponent, radius=radius, origin=origin,
+                voxel=voxel, shape=shape, target=target)
+
+
+def with_threads(count, function, *args, **kwargs):
+    parallel.set_threads(count)
+    return function(*args, **kwargs)
+
+
+def test_atom_parts_cover_the_atoms_in_order_with_balanced_cost():
+    rng = np.random.default_rng(0)
+    radius = rng.uniform(2.0, 9.0, 5000)
+    parts = parallel.atom_parts(radius, 3)
+    assert parts[0][0] == 0 and parts[-1][1] == 5000
+    assert all(a[1] == b[0] for a, b in zip(parts[:-1], parts[1:]))
+    costs = [np.sum(radius[lo:hi] ** 3) for lo, hi in parts]
+    assert len(parts) == 3 and max(costs) / min(costs) < 1.01
+    # few atoms: no more ranges than MIN_ATOMS_PER_THREAD allows; all-zero radii: one range
+    assert parallel.atom_parts(radius[:300], 4) == [(0, 300)]
+    assert len(parallel.atom_parts(radius[:2 * parallel.MIN_ATOMS_PER_THREAD], 4)) == 2
+    assert parallel.atom_parts(np.zeros(1000), 4) == [(0, 1000)]
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_threaded_model_map_and_gradients_equal_one_thread(atoms, restore_threads, count):
+    a = atoms
+    args = (a["xyz"], a["shape"], a["origin"], a["voxel"], a["coeff_a"], a["coeff_b"], a["b_iso"])
+    single = with_threads(1, model_map, *args, blur=a["blur"], cutoff=3e-3, dtype=np.float64)
+    threaded = with_threads(count, model_map, *args, blur=a["blur"], cutoff=3e-3,
+                            dtype=np.float64)
+    # the same atoms summed in another order: equal to rounding
+    np.testing.assert_allclose(threaded, single, rtol=0, atol=1e-12 * np.abs(single).max())
+    assert np.abs(threaded - single).max() > 0 or count == 1  # really summed in parts
+
+    grad_args = (a["target"], a["origin"], a["voxel"], a["xyz"], a["amplitude"],
+                 a["exponent"], a["radius"])
+    for function in (coordinate_gradient_from_map_gradient, b_gradient_from_map_gradient):
+        # gathers: every atom's row is computed by exactly the same code
+        np.testing.assert_array_equal(with_threads(count, function, *grad_args),
+                                      with_threads(1, function, *grad_args))
+
+
+def test_threaded_cc_targets_equal_one_thread(atoms, restore_threads):
+    a = atoms
+    data = correlation_data(a["target"], a["origin"], a["voxel"], a["target"] > 0.3 * a["target"].max())
+    results = {}
+    for count in (1, 2):
+        parallel.set_threads(count)
+        results[count] = (cc_value_gradient(a["xyz"], data, a["coeff_a"], a["coeff_b"],
+                                            a["b_iso"], blur=a["blur"]),
+                          cc_b_value_gradient(a["xyz"], data, a["coeff_a"], a["coeff_b"],
+                                              a["b_iso"], blur=a["blur"]))
+    for (v1, g1), (v2, g2) in zip(results[1], results[2]):
+        assert v2 == pytest.approx(v1, abs=1e-13)
+        np.testing.assert_allclose(g2, g1, rtol=1e-9, atol=1e-12 * np.abs(g1).max())
+
+
+def test_an_error_in_a_worker_part_is_raised_after_every_part_ends():
+    finished = []
+
+    def work(lo, hi, j):
+        if j == 1:
+            raise RuntimeError("part 1 failed")
+        finished.append(j)
+
+    with pytest.raises(RuntimeError, match="part 1 failed"):
+        parallel.run_parts(work, [(0, 1), (1, 2), (2, 3)])
+    assert sorted(finished) == [0, 2]
+
+
+def test_thread_setting_and_its_errors(monkeypatch, restore_threads, capsys, tmp_path):
+    parallel.set_threads(3)
+    assert parallel.threads() == 3 and parallel.configured_threads() == 3
+    with pytest.raises(ValueError, match="threads must be a positive integer, got 0"):
+        parallel.set_threads(0)
+    monkeypatch.setenv("VARREF_THREADS", "2")
+    parallel.set_threads(None)
+    assert parallel.threads() == 2 and parallel.configured_threads() is None
+    monkeypatch.setenv("VARREF_THREADS", "many")
+    parallel.set_threads(None)
+    with pytest.raises(ValueError, match="VARREF_THREADS must be a positive integer"):
+        parallel.threads()
+    # the command line: one line naming the variable, exit 2; --threads wins over it
+    model = tmp_path / "helix.pdb"
+    write_model(example_helix(3), model)
+    assert main(["info", str(model)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "varref: error: VARREF_THREADS: must be a positive integer, got 'many'")
+    assert main(["info", str(model), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
+    monkeypatch.setenv("VARREF_THREADS", "1")
+    parallel.set_threads(None)
+    assert main(["info", str(model), "--threads", "2"]) == 0
+    assert parallel.configured_threads() is None  # restored after the command
