@@ -45,6 +45,7 @@ import scipy.fft
 import xarray as xr
 
 from varref.atomic import atomic_path
+from varref.engine.parallel import available
 from varref.errors import InputError
 from varref.maps import Map, read_map
 from varref.model import Model
@@ -199,7 +200,7 @@ def _transform(data: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     data = np.asarray(data, dtype=np.float64)
     if mask is not None:
         data = (data - np.sum(data * mask) / np.sum(mask)) * mask
-    return scipy.fft.rfftn(data)
+    return scipy.fft.rfftn(data, workers=available())
 
 
 def _dataset(shells: _Shells, voxel_size: np.ndarray, curves: dict[str, np.ndarray],
@@ -452,7 +453,7 @@ def band_limited_model_map(model: Model, xyz: np.ndarray, grid: Map,
                         grid.origin, fine_voxel, coeff_a, coeff_b, b_iso, model.occupancy[use],
                         blur=blur, dtype=np.float32)
     # scipy.fft keeps single precision (numpy's FFT would double the memory traffic)
-    transform = scipy.fft.rfftn(density)
+    transform = scipy.fft.rfftn(density, workers=available())
     del density
     band = _coarse_band(transform, tuple(int(n) for n in coarse))
     del transform
@@ -463,7 +464,8 @@ def band_limited_model_map(model: Model, xyz: np.ndarray, grid: Map,
     scale = float(np.prod(coarse / fine))
     band *= (scale * np.exp(blur * (fx**2 + fy**2 + fz**2) / 4.0)).astype(np.float32)
     return np.ascontiguousarray(scipy.fft.irfftn(band, s=tuple(int(n) for n in coarse),
-                                                 axes=(0, 1, 2)), dtype=np.float32)
+                                                 axes=(0, 1, 2), workers=available()),
+                                dtype=np.float32)
 
 
 def _coarse_band(transform: np.ndarray, coarse: tuple[int, int, int]) -> np.ndarray:

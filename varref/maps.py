@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from varref.atomic import atomic_path
+from varref.engine.parallel import available
 from varref.errors import InputError
 
 #: Column pairs tried, in order, when an MTZ file is read without explicit labels.
@@ -130,13 +131,14 @@ class Map:
         data = self.data.astype(np.float64)
         import scipy.fft  # scipy.fft costs ~0.3 s to import: only when blurring
 
-        transform = scipy.fft.rfftn(data)
+        transform = scipy.fft.rfftn(data, workers=available())
         nz, ny, nx = data.shape
         fz = np.fft.fftfreq(nz, d=self.voxel_size[2])[:, None, None]
         fy = np.fft.fftfreq(ny, d=self.voxel_size[1])[None, :, None]
         fx = np.fft.rfftfreq(nx, d=self.voxel_size[0])[None, None, :]
         transform *= np.exp(-b * (fx**2 + fy**2 + fz**2) / 4.0)
-        return replace(self, data=scipy.fft.irfftn(transform, s=data.shape, axes=(0, 1, 2)).astype(np.float32))
+        return replace(self, data=scipy.fft.irfftn(transform, s=data.shape, axes=(0, 1, 2),
+                                                   workers=available()).astype(np.float32))
 
     def prepared(self, xyz: np.ndarray, margin: float = 5.0, b: float | None = None) -> "Map":
         """The map as refinement reads it: boxed around ``xyz`` with ``margin`` Å (at least

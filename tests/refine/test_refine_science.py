@@ -195,6 +195,13 @@ def test_polymer_segments_cover_chains_in_runs_of_ten(crambin):
     assert sum(len(s) for s in segments) == model.n_residues  # crambin: one chain, no water
     assert all(5 <= len(s) <= 15 for s in segments)
     assert all(np.all(np.diff(s) == 1) for s in segments)
+    # a short last run joins the run before it: each residue once, in order
+    from varref.example_data import example_helix
+
+    for n_residues, lengths in ((12, [12]), (33, [10, 10, 13]), (35, [10, 10, 10, 5])):
+        segments = polymer_segments(example_helix(n_residues), 10)
+        assert [len(s) for s in segments] == lengths
+        np.testing.assert_array_equal(np.concatenate(segments), np.arange(n_residues))
 
 
 def test_rigid_body_fit_recovers_a_rotated_shifted_model(crambin):

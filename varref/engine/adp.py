@@ -50,7 +50,7 @@ from numba import njit
 
 from varref.engine.cc_target import CorrelationData, correlation_data, masked_correlation
 from varref.engine.interpolation import as_kernel_grid
-from varref.engine.parallel import atom_parts, run_parts
+from varref.engine.parallel import atom_parts, run_parts, scratch_grid
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
     _axis_gaussians,
@@ -269,8 +269,9 @@ def cc_b_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndar
     amplitude, exponent = atom_gaussians(coeff_a, coeff_b, b_iso, occupancy, blur)
     radius = cutoff_radii(exponent, cutoff)
     # float64 model map: the gradient is checked against finite differences at 1e-4
-    model = np.zeros(data.shape, dtype=np.float64)
-    add_model_density(model, data.origin, data.voxel_size, xyz, amplitude, exponent, radius)
+    model = scratch_grid(data.shape, np.float64, "correlation model map")
+    add_model_density(model, data.origin, data.voxel_size, xyz, amplitude, exponent, radius,
+                      zero=True)
     # with the gradient the model-map buffer becomes dCC/drho (zero outside the mask)
     cc = masked_correlation(model, data, derivative=gradient)
     if cc is None:

@@ -37,6 +37,7 @@ import numpy as np
 from numba import njit
 
 from varref.engine.interpolation import as_kernel_grid
+from varref.engine.parallel import scratch_grid
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
     add_model_density,
@@ -186,8 +187,9 @@ def cc_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndarra
     amplitude, exponent = atom_gaussians(coeff_a, coeff_b, b_iso, occupancy, blur)
     radius = cutoff_radii(exponent, cutoff)
     # float64 model map: the gradient is checked against finite differences at 1e-4
-    model = np.zeros(data.shape, dtype=np.float64)
-    add_model_density(model, data.origin, data.voxel_size, xyz, amplitude, exponent, radius)
+    model = scratch_grid(data.shape, np.float64, "correlation model map")
+    add_model_density(model, data.origin, data.voxel_size, xyz, amplitude, exponent, radius,
+                      zero=True)
     # the model-map buffer becomes dCC/drho (zero outside the mask, skipped by the kernel)
     cc = masked_correlation(model, data, derivative=True)
     if cc is None:

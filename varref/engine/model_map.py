@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit
 
 from varref.engine.interpolation import as_kernel_grid
-from varref.engine.parallel import atom_parts, run_parts, scratch_grid
+from varref.engine.parallel import atom_parts, run_parts, slab_parts
 
 __all__ = [
     "BLUR_PER_RESOLUTION_SQUARED",
@@ -288,7 +288,10 @@ def _axis_gaussians(centre, origin, voxel, lo, hi, exponent_row, table, delta):
 
 
 @njit(nogil=True, cache=True)
-def _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, out):
+def _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, out,
+                              z_first, z_last):
+    """Add every atom's density to the grid planes z_first..z_last of ``out`` (a slab, so
+    that threads can fill disjoint slabs; each point still sums the atoms in their order)."""
     nz, ny, nx = out.shape
     n_gauss = amplitude.shape[1]
     extent = _max_extent(radius, voxel_size)
@@ -308,10 +311,14 @@ def _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_si
         x = xyz[i, 0]
         y = xyz[i, 1]
         z = xyz[i, 2]
+        z_lo, z_hi = grid_index_range(z, r, origin[2], voxel_size[2], nz)
+        z_lo = max(z_lo, z_first)
+        z_hi = min(z_hi, z_last)
+        if z_lo > z_hi:
+            continue
         x_lo, x_hi = grid_index_range(x, r, origin[0], voxel_size[0], nx)
         y_lo, y_hi = grid_index_range(y, r, origin[1], voxel_size[1], ny)
-        z_lo, z_hi = grid_index_range(z, r, origin[2], voxel_size[2], nz)
-        if x_lo > x_hi or y_lo > y_hi or z_lo > z_hi:
+        if x_lo > x_hi or y_lo > y_hi:
             continue
         _axis_gaussians(x, origin[0], voxel_size[0], x_lo, x_hi, exponent[i], table_x, delta_x)
         _axis_gaussians(y, origin[1], voxel_size[1], y_lo, y_hi, exponent[i], table_y, delta_y)
@@ -437,7 +444,7 @@ def _check_atoms(xyz, amplitude, exponent, radius):
 
 def add_model_density(out: np.ndarray, origin: np.ndarray, voxel_size: np.ndarray,
                       xyz: np.ndarray, amplitude: np.ndarray, exponent: np.ndarray,
-                      radius: np.ndarray) -> np.ndarray:
+                      radius: np.ndarray, zero: bool = False) -> np.ndarray:
     """Add the atoms' Gaussian densities to ``out`` in place (low-level entry point).
 
     Parameters
@@ -450,6 +457,8 @@ def add_model_density(out: np.ndarray, origin: np.ndarray, voxel_size: np.ndarra
         From :func:`atom_gaussians`.
     radius : (N,) float64
         Summation radii from :func:`cutoff_radii`; an atom with radius 0 is skipped.
+    zero : bool
+        Set ``out`` to the model map instead of adding to it (each thread zeroes its slab).
 
     Returns
     -------
@@ -460,19 +469,15 @@ def add_model_density(out: np.ndarray, origin: np.ndarray, voxel_size: np.ndarra
         raise ValueError("out must be a C-contiguous 3-D float32/float64 array")
     _, origin, voxel_size = as_kernel_grid(out, origin, voxel_size)
     xyz, amplitude, exponent, radius = _check_atoms(xyz, amplitude, exponent, radius)
-    parts = atom_parts(radius)
-    # a scatter: every thread but this one sums its atoms on its own grid (module parallel)
-    grids = [out] + [scratch_grid(out.shape, out.dtype, j) for j in range(1, len(parts))]
+    # a scatter: each thread fills its own slab of z planes with every atom that reaches it
+    # (module parallel), so every point sums the same atoms in the same order as one thread
+    def add_slab(first, stop, j):
+        if zero:
+            out[first:stop] = 0.0
+        _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, out,
+                                  first, stop - 1)
 
-    def add_part(lo, hi, j):
-        if j > 0:
-            grids[j].fill(0.0)
-        _add_model_density_kernel(xyz[lo:hi], amplitude[lo:hi], exponent[lo:hi], radius[lo:hi],
-                                  origin, voxel_size, grids[j])
-
-    run_parts(add_part, parts)
-    for grid in grids[1:]:
-        out += grid
+    run_parts(add_slab, slab_parts(xyz[:, 2], radius, origin[2], voxel_size[2], out.shape[0]))
     return out
 
 

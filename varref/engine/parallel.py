@@ -1,20 +1,19 @@
-"""Threads for the model-density kernels (and the weight search) within one process.
+"""Threads within one process: model-density kernels, weight-search segments, target terms.
 
 The kernels that sum atoms on a grid (the model map, its coordinate and B gradients) release
-the GIL, so one refinement can spread them over a machine's cores with plain threads: each
-thread takes a contiguous range of atoms. Gradients are gathers (each atom writes only its own
-row), so the ranges need nothing more; the model map is a scatter, so every thread but the
-caller's adds its atoms to a private grid that is summed into the output afterwards. Those
-private grids are kept per calling thread and reused: a fresh ``np.zeros`` grid per call would
-page-fault in every thread at once, and the faults serialise on the process's memory map
-(measured: no gain at all with fresh buffers, 1.85x on 2 cores with reused ones).
+the GIL, so one refinement can spread them over a machine's cores with plain threads.
+Gradients are gathers (each atom writes only its own row): each thread takes a contiguous range
+of atoms. The model map is a scatter: each thread fills its own slab of z planes with every
+atom that reaches into it, so every grid point sums the same atoms in the same order whatever
+the number of threads, and no thread needs a grid of its own (private grids, summed afterwards,
+cost a grid-sized zeroing and addition per call and page-faulted in every thread at once).
 
 The number of threads is a process-wide setting: ``VARREF_THREADS`` if set, else the cores
 this process may run on; :func:`set_threads` changes it (``varref refine --threads``). Dask
 workers set it to 1 (``varref.ensemble.cluster.warm_up``), as their parallelism is over
-members. Results depend on the thread count only through the order of floating-point sums
-(the atom ranges and the order the private grids are added are fixed), so a run is
-reproducible for a given count.
+members. Every kernel computes each number exactly as one thread would, so results do not
+depend on the thread count. Sections nest: inside one of varref's pool threads everything runs
+serially (:func:`available`), so the machine is not oversubscribed beyond one spare thread.
 """
 
 from __future__ import annotations
@@ -26,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["threads", "set_threads", "configured_threads", "atom_parts", "run_parts", "scratch_grid",
+__all__ = ["threads", "set_threads", "configured_threads", "available", "atom_parts",
+           "slab_parts", "concurrently", "run_parts", "map_threads", "scratch_grid",
            "MIN_ATOMS_PER_THREAD"]
 
 #: Fewer atoms than this per thread are not worth a thread hand-off (~50 us; an atom's
@@ -38,7 +38,7 @@ _threads_set = False  # _threads came from set_threads (else from the default, c
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 _lock = threading.Lock()
-_local = threading.local()
+_local = threading.local()  # .worker: one of varref's pool threads; .grids: scratch_grid
 
 
 def _available_cores() -> int:
@@ -58,6 +58,17 @@ def _parse_threads(value: object, source: str) -> int:
     return count
 
 
+def _mark_worker() -> None:
+    _local.worker = True
+
+
+def available() -> int:
+    """Threads a parallel section may use here: :func:`threads`, or 1 inside one of varref's
+    own worker threads (nested sections run serially, so the machine is never oversubscribed
+    and no pool thread waits on work queued behind itself)."""
+    return 1 if getattr(_local, "worker", False) else threads()
+
+
 def threads() -> int:
     """Threads the model-density kernels use in this process."""
     global _threads
@@ -73,7 +84,7 @@ def configured_threads() -> int | None:
 
 
 def set_threads(count: int | None) -> None:
-    """Set the threads of this process's model-density kernels and weight search.
+    """Set the threads of this process's model-density kernels, weight search and terms.
 
     Parameters
     ----------
@@ -98,7 +109,8 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         if _pool is None or _pool_size < workers:
             if _pool is not None:
                 _pool.shutdown(wait=False)
-            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="varref-kernel")
+            _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="varref-kernel",
+                                       initializer=_mark_worker)
             _pool_size = workers
         return _pool
 
@@ -127,7 +139,7 @@ def atom_parts(radius: np.ndarray, n_parts: int | None = None) -> list[tuple[int
     list of (start, stop), covering 0..N in order.
     """
     n_atoms = len(radius)
-    wanted = threads() if n_parts is None else int(n_parts)
+    wanted = available() if n_parts is None else int(n_parts)
     n_parts = max(1, min(wanted, n_atoms // MIN_ATOMS_PER_THREAD))
     if n_parts == 1:
         return [(0, n_atoms)]
@@ -139,34 +151,100 @@ def atom_parts(radius: np.ndarray, n_parts: int | None = None) -> list[tuple[int
     return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:]) if hi > lo]
 
 
-def run_parts(work: Callable[[int, int, int], None], parts: list[tuple[int, int]]) -> None:
-    """``work(start, stop, j)`` for every part ``j``: part 0 in this thread, the rest in the pool.
-
-    Every part runs to its end before this returns; the first exception is raised.
-    """
-    if len(parts) == 1:
-        work(*parts[0], 0)
-        return
-    pool = _executor(len(parts) - 1)
-    futures = [pool.submit(work, lo, hi, j) for j, (lo, hi) in enumerate(parts) if j > 0]
+def concurrently(*calls: Callable[[], object]) -> list[object]:
+    """Run ``calls`` at the same time: the first in this thread, the others in the pool (all
+    in this thread when :func:`available` is 1). Returns their results in order; every call
+    runs to its end before the first exception is raised."""
+    if len(calls) == 1 or available() == 1:
+        return [call() for call in calls]
+    # one spare pool thread beyond the calls: a section that splits again in this thread
+    # (the model map beside the restraints) then never queues behind its sibling calls
+    pool = _executor(max(len(calls), threads()))
+    futures = [pool.submit(call) for call in calls[1:]]
     try:
-        work(*parts[0], 0)
+        first = calls[0]()
     finally:
         errors = [future.exception() for future in futures]
     for error in errors:
         if error is not None:
             raise error
+    return [first, *(future.result() for future in futures)]
 
 
-def scratch_grid(shape: tuple[int, ...], dtype: np.dtype, slot: int) -> np.ndarray:
-    """A reusable grid of this calling thread (contents undefined; the user zeroes it).
+def run_parts(work: Callable[[int, int, int], None], parts: list[tuple[int, int]]) -> None:
+    """``work(start, stop, j)`` for every part ``j`` (:func:`concurrently`)."""
+    concurrently(*(lambda lo=lo, hi=hi, j=j: work(lo, hi, j) for j, (lo, hi) in enumerate(parts)))
 
-    One grid per slot is kept; a different shape or dtype replaces it.
+
+def map_threads(function: Callable[[object], object], items: list) -> list[object]:
+    """``[function(item) for item in items]`` on up to :func:`available` threads (results in
+    order); the threads run nested parallel sections serially."""
+    n_threads = min(available(), len(items))
+    if n_threads <= 1:
+        return [function(item) for item in items]
+    with ThreadPoolExecutor(n_threads, thread_name_prefix="varref-map",
+                            initializer=_mark_worker) as pool:
+        return list(pool.map(function, items))
+
+
+def slab_parts(z: np.ndarray, radius: np.ndarray, origin_z: float, voxel_z: float, nz: int,
+               n_parts: int | None = None) -> list[tuple[int, int]]:
+    """Slabs of grid planes ``[first, stop)`` along z of about equal cost, for a scatter.
+
+    An atom costs ~radius^3, spread over the planes its sphere spans; the cuts split the
+    summed cost of the planes evenly.
+
+    Parameters
+    ----------
+    z : (N,) float64
+        Atom z coordinates, Å.
+    radius : (N,) float64
+        Summation radii, Å.
+    origin_z, voxel_z : float
+        z of plane 0 and the plane spacing, Å.
+    nz : int
+        Planes of the grid.
+    n_parts : int, optional
+        Slabs wanted (default :func:`threads`); fewer when the atoms or planes are few.
+
+    Returns
+    -------
+    list of (first, stop), covering 0..nz in order.
     """
+    wanted = available() if n_parts is None else int(n_parts)
+    n_parts = max(1, min(wanted, len(radius) // MIN_ATOMS_PER_THREAD, nz))
+    if n_parts == 1:
+        return [(0, nz)]
+    z = np.asarray(z, dtype=np.float64)
+    radius = np.asarray(radius, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(z) & (radius > 0)
+        z, radius = z[keep], radius[keep]
+        lo = np.clip(np.ceil((z - radius - origin_z) / voxel_z), 0, nz).astype(np.int64)
+        hi = np.clip(np.floor((z + radius - origin_z) / voxel_z) + 1, 0, nz).astype(np.int64)
+    spans = hi > lo
+    lo, hi, radius = lo[spans], hi[spans], radius[spans]
+    per_plane = radius ** 3 / (hi - lo)
+    change = np.zeros(nz + 1)
+    np.add.at(change, lo, per_plane)
+    np.add.at(change, hi, -per_plane)
+    cost = np.cumsum(np.cumsum(change)[:nz])
+    if not cost[-1] > 0:
+        return [(0, nz)]
+    cuts = np.searchsorted(cost, cost[-1] * np.arange(1, n_parts) / n_parts) + 1
+    edges = [0, *(int(c) for c in np.minimum(cuts, nz)), nz]
+    return [(first, stop) for first, stop in zip(edges[:-1], edges[1:]) if stop > first]
+
+
+def scratch_grid(shape: tuple[int, ...], dtype, key: str) -> np.ndarray:
+    """A grid kept per calling thread and ``key`` and handed out again on the next call with
+    the same shape and dtype (contents undefined). Targets evaluated hundreds of times reuse
+    one model-map buffer: a fresh ``np.zeros`` grid of tens of MB is page-faulted on every
+    evaluation, and with threads the faults serialise on the process's memory map."""
     grids = getattr(_local, "grids", None)
     if grids is None:
         grids = _local.grids = {}
-    grid = grids.get(slot)
-    if grid is None or grid.shape != tuple(shape) or grid.dtype != dtype:
-        grid = grids[slot] = np.empty(shape, dtype=dtype)
+    grid = grids.get(key)
+    if grid is None or grid.shape != tuple(shape) or grid.dtype != np.dtype(dtype):
+        grid = grids[key] = np.empty(shape, dtype=dtype)
     return grid

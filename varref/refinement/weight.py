@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,7 +29,7 @@ from scipy.spatial import cKDTree
 
 from varref.engine.angles import angle_values
 from varref.engine.bonds import bond_lengths
-from varref.engine.parallel import threads
+from varref.engine.parallel import map_threads
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.objective import Objective
@@ -88,7 +87,8 @@ def polymer_segments(model: Model, length: int = 10) -> list[np.ndarray]:
             continue
         chunks = [residues[k:k + length] for k in range(0, len(residues), length)]
         if len(chunks) > 1 and len(chunks[-1]) < max(2, length // 2):
-            chunks[-2] = np.concatenate([chunks[-2], chunks.pop()])
+            short = chunks.pop()
+            chunks[-1] = np.concatenate([chunks[-1], short])
         segments.extend(chunks)
     return segments
 
@@ -166,12 +166,7 @@ def search_weight(
 
     # segments are independent minimisations with their own terms (Term.subset): in threads
     # their kernels overlap (the Python between them does not)
-    n_threads = min(threads(), len(segments))
-    if n_threads > 1:
-        with ThreadPoolExecutor(n_threads, thread_name_prefix="varref-weight") as pool:
-            result.segments.extend(pool.map(trial, segments))
-    else:
-        result.segments.extend(map(trial, segments))
+    result.segments.extend(map_threads(trial, segments))
 
     log_weights = np.log([s.chosen_weight for s in result.segments])
     median = np.median(log_weights)
