@@ -1,9 +1,9 @@
-"""Where `varref refine` spends its time: CPU seconds per stage of one run, in-process.
+"""Where `varref refine` spends its time: wall and CPU seconds per stage of one run, in-process.
 
 Runs the command line (`varref.cli.main`) on one case of `benchmarks/refine.py` with timers
-wrapped around the stages (process CPU time, so the split holds on a busy machine; a stage
-called inside another is counted in its own row, except L-BFGS, which counts as "macro" only
-when it is not inside another stage):
+wrapped around the stages (wall time, and process CPU time, which counts every thread and
+holds its split on a busy machine; a stage called inside another is counted in its own row,
+except L-BFGS, which counts as "macro" only when it is not inside another stage):
 
   restraints   building the restraints (monomer library, topology)
   weight       the weight searches (coarse and full)
@@ -16,7 +16,7 @@ when it is not inside another stage):
   fsc          model-map FSC of start and result
   rest         everything else (imports, reading, writing, setup)
 
-Usage:  python benchmarks/profile_refine.py [--case 6out-ab-fine]
+Usage:  python benchmarks/profile_refine.py [--case 6out-ab-fine]   (VARREF_THREADS=1 for one thread)
 """
 
 from __future__ import annotations
@@ -64,15 +64,18 @@ def stage_timers(totals: dict[str, float]):
         def timed(*args, **kwargs):
             if stage == "macro" and stack:  # L-BFGS inside another stage belongs to it
                 return function(*args, **kwargs)
-            stack.append([cpu(), 0.0])
+            stack.append([cpu(), time.perf_counter(), 0.0, 0.0])
             try:
                 return function(*args, **kwargs)
             finally:
-                began, inner = stack.pop()
-                spent = cpu() - began
-                totals[stage] = totals.get(stage, 0.0) + spent - inner
+                began_cpu, began_wall, inner_cpu, inner_wall = stack.pop()
+                spent_cpu, spent_wall = cpu() - began_cpu, time.perf_counter() - began_wall
+                cpu_total, wall_total = totals.get(stage, (0.0, 0.0))
+                totals[stage] = (cpu_total + spent_cpu - inner_cpu,
+                                 wall_total + spent_wall - inner_wall)
                 if stack:
-                    stack[-1][1] += spent
+                    stack[-1][2] += spent_cpu
+                    stack[-1][3] += spent_wall
         return timed
 
     for (module_name, attribute), stage in STAGES.items():
@@ -97,6 +100,7 @@ def main() -> int:
         print("../shared/data not found: nothing to profile", file=sys.stderr)
         return 0
     from varref.cli import main as varref_main
+    from varref.engine.parallel import threads
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -110,14 +114,18 @@ def main() -> int:
     if code != 0:
         print(f"varref refine failed with exit code {code}", file=sys.stderr)
         return 1
-    totals["rest"] = total - sum(totals.values())
-    print(f"\ncase {args.case}: CPU {total:.1f} s, wall {wall:.1f} s (imports before the run not counted)")
-    print("| stage | CPU (s) | share |")
-    print("|---|---|---|")
+    totals["rest"] = (total - sum(c for c, _ in totals.values()),
+                      wall - sum(w for _, w in totals.values()))
+    print(f"\ncase {args.case}: CPU {total:.1f} s, wall {wall:.1f} s (imports before the run not "
+          f"counted), {threads()} thread(s)")
+    print("| stage | wall (s) | share of wall | CPU (s) | share of CPU |")
+    print("|---|---|---|---|---|")
     for stage in ["restraints", "weight", "macro", "rotamer fit", "adp", "final CC", "metrics",
                   "summary", "fsc", "rest"]:
         if stage in totals:
-            print(f"| {stage} | {totals[stage]:.2f} | {100 * totals[stage] / total:.0f} % |")
+            stage_cpu, stage_wall = totals[stage]
+            print(f"| {stage} | {stage_wall:.2f} | {100 * stage_wall / wall:.0f} % | "
+                  f"{stage_cpu:.2f} | {100 * stage_cpu / total:.0f} % |")
     return 0
 
 

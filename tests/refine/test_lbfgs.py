@@ -113,3 +113,60 @@ def test_ring_buffer_direction_matches_the_textbook_recursion():
     newest_s, newest_y = pairs[3][-1]
     h_y = -lbfgs_direction(newest_y[None], np.array([3]), s_hist, y_hist, rho_hist, n_stored, head)[0]
     np.testing.assert_allclose(h_y, newest_s, rtol=1e-10, atol=1e-12)
+
+
+def test_accept_kernel_equals_the_numpy_bookkeeping():
+    """The numba update (accept, store pairs in the rings, stop finished problems) does what
+    the numpy statements it replaced did, on a random mid-run state."""
+    from varref.engine.lbfgs_update import lbfgs_accept
+
+    rng = np.random.default_rng(3)
+    n_problems, history, n = 6, 4, 7
+    state = {"x": rng.normal(size=(n_problems, n)), "value": rng.normal(size=n_problems),
+             "gradient": rng.normal(size=(n_problems, n)),
+             "s_hist": rng.normal(size=(n_problems, history, n)),
+             "y_hist": rng.normal(size=(n_problems, history, n)),
+             "rho_hist": rng.normal(size=(n_problems, history)),
+             "n_stored": np.array([0, 1, 4, 4, 2, 3]), "head": np.array([0, 1, 0, 2, 2, 3]),
+             "iterations": np.arange(n_problems) * 3, "active": np.ones(n_problems, bool),
+             "converged": np.zeros(n_problems, bool)}
+    members = np.array([0, 2, 3, 4, 5])
+    new_x = state["x"][members] + rng.normal(scale=0.1, size=(5, n))
+    new_gradient = rng.normal(scale=0.5, size=(5, n))
+    new_gradient[1] = 1e-9                                   # small gradient: converged
+    new_gradient[3] = state["gradient"][4] - 0.3 * (new_x[3] - state["x"][4])  # s·y < 0
+    new_value = state["value"][members] - np.array([0.5, 0.2, 1e-12, 0.3, 0.1])  # [2]: stalled
+    accepted = np.array([True, True, True, True, False])      # [4]: failed line search
+    tolerance, gradient_tolerance = 1e-7, 1e-6
+
+    expected = {key: value.copy() for key, value in state.items()}
+    e = expected
+    s, y = new_x - e["x"][members], new_gradient - e["gradient"][members]
+    sy = np.einsum("kn,kn->k", s, y)
+    decrease = e["value"][members] - new_value
+    scale = np.maximum(np.maximum(np.abs(e["value"][members]), np.abs(new_value)), 1.0)
+    e["x"][members] = np.where(accepted[:, None], new_x, e["x"][members])
+    e["value"][members] = np.where(accepted, new_value, e["value"][members])
+    e["gradient"][members] = np.where(accepted[:, None], new_gradient, e["gradient"][members])
+    e["iterations"][members] += 1
+    for local in np.flatnonzero(accepted & (sy > 1e-10 * np.einsum("kn,kn->k", y, y))):
+        k, slot = members[local], e["head"][members[local]]
+        e["s_hist"][k, slot], e["y_hist"][k, slot] = s[local], y[local]
+        e["rho_hist"][k, slot] = 1.0 / sy[local]
+        e["head"][k] = (slot + 1) % history
+        e["n_stored"][k] = min(e["n_stored"][k] + 1, history)
+    small = np.max(np.abs(e["gradient"][members]), axis=1) < gradient_tolerance
+    stalled = accepted & (decrease <= tolerance * scale)
+    e["converged"][members] = small | stalled
+    e["active"][members[small | stalled | ~accepted]] = False
+
+    lbfgs_accept(members, new_x, new_value, new_gradient, accepted, state["x"], state["value"],
+                 state["gradient"], state["s_hist"], state["y_hist"], state["rho_hist"],
+                 state["n_stored"], state["head"], state["iterations"], state["active"],
+                 state["converged"], tolerance, gradient_tolerance)
+    for key in state:
+        np.testing.assert_allclose(state[key], expected[key], rtol=1e-12, err_msg=key)
+    # the cases the state was built to contain
+    assert expected["converged"].tolist() == [False, False, True, True, False, False]
+    assert expected["active"].tolist() == [True, True, False, False, True, False]
+    assert expected["n_stored"][4] == 2  # s·y < 0: no pair stored

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from varref.engine.lbfgs_direction import lbfgs_direction
+from varref.engine.lbfgs_update import lbfgs_accept
 
 #: ``objective(x, members) -> (values (k,), gradients (k, n))`` for the rows ``x`` (k, n)
 #: that belong to problems ``members`` (k,) — only unfinished problems are evaluated.
@@ -82,13 +83,13 @@ def minimise_lbfgs(
         members = np.flatnonzero(active)
         if len(members) == 0:
             break
-        direction = lbfgs_direction(gradient[members], members, s_hist, y_hist, rho_hist,
-                                    n_stored, head)
-        slope = np.einsum("kn,kn->k", direction, gradient[members])
+        current = gradient[members]
+        direction = lbfgs_direction(current, members, s_hist, y_hist, rho_hist, n_stored, head)
+        slope = np.einsum("kn,kn->k", direction, current)
         # a non-descent direction (possible after a bad curvature pair): restart from -g
         uphill = slope >= 0
         if uphill.any():
-            direction[uphill] = -gradient[members][uphill]
+            direction[uphill] = -current[uphill]
             n_stored[members[uphill]] = 0
             slope[uphill] = -np.einsum("kn,kn->k", direction[uphill], direction[uphill])
         step = np.ones(len(members))
@@ -103,32 +104,10 @@ def minimise_lbfgs(
         new_x, new_value, new_gradient, accepted, calls = _backtrack(
             objective, x[members], value[members], direction, slope, step, members)
         evaluations += calls
-        s = new_x - x[members]
-        y = new_gradient - gradient[members]
-        sy = np.einsum("kn,kn->k", s, y)
-        decrease = value[members] - new_value
-        scale = np.maximum(np.maximum(np.abs(value[members]), np.abs(new_value)), 1.0)
-
-        x[members] = np.where(accepted[:, None], new_x, x[members])
-        value[members] = np.where(accepted, new_value, value[members])
-        gradient[members] = np.where(accepted[:, None], new_gradient, gradient[members])
-        iterations[members] += 1
-
-        store = accepted & (sy > 1e-10 * np.einsum("kn,kn->k", y, y))
-        for local in np.flatnonzero(store):
-            k = members[local]
-            slot = head[k]  # the oldest pair's slot once the ring is full
-            s_hist[k, slot] = s[local]
-            y_hist[k, slot] = y[local]
-            rho_hist[k, slot] = 1.0 / sy[local]
-            head[k] = (slot + 1) % history
-            n_stored[k] = min(n_stored[k] + 1, history)
-
-        small_gradient = np.max(np.abs(gradient[members]), axis=1) < gradient_tolerance
-        stalled = accepted & (decrease <= relative_tolerance * scale)
-        done = small_gradient | stalled | ~accepted
-        converged[members] = small_gradient | stalled
-        active[members[done]] = False
+        # accept, store the pair (s, y) when s·y > 0, stop the finished problems (one kernel)
+        lbfgs_accept(members, new_x, new_value, new_gradient, accepted, x, value, gradient,
+                     s_hist, y_hist, rho_hist, n_stored, head, iterations, active, converged,
+                     relative_tolerance, gradient_tolerance)
 
     return LbfgsResult(x, value, iterations, converged, evaluations)
 
