@@ -41,8 +41,7 @@ STAGES = {  # (module, attribute) -> stage
     ("varref.refinement.pipeline", "model_metrics"): "metrics",
     ("varref.refinement.pipeline", "minimise_lbfgs"): "macro",
     ("varref.commands.refine", "_summary"): "summary",
-    ("varref.api", "fsc_summaries"): "fsc",
-    ("varref.api", "fsc_curves"): "fsc",
+    ("varref.api", "_fsc_before_after"): "fsc",
 }
 
 

@@ -248,13 +248,24 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     runtime = time.perf_counter() - started
     summaries = {}
     if fsc:
-        summaries = {"before": fsc_summaries(model, start, density, resolution, halves),
-                     "after": fsc_summaries(replace(model, b_iso=result.b_iso[0]), refined, density,
-                                            resolution, halves)}
+        summaries = _fsc_before_after(model, start, replace(model, b_iso=result.b_iso[0]),
+                                      refined, density, resolution, halves)
     refined_model = replace(model.with_xyz(refined), b_iso=result.b_iso[0].copy())
     return RefinementResult(refined_model, refined, result.weight, result.weight_search,
                             result.before[0], result.after[0], result.cycles[0], opts, runtime,
                             summaries, restraints)
+
+
+def _fsc_before_after(model: Model, start: np.ndarray, refined_model: Model, refined: np.ndarray,
+                      density: Map, resolution: float, halves) -> dict[str, object]:
+    """FSC summaries of the start and of the result, side by side on two threads (they are
+    independent, and their FFTs and kernels free the GIL)."""
+    from varref.engine.parallel import map_threads
+
+    before, after = map_threads(
+        lambda pair: fsc_summaries(pair[0], pair[1], density, resolution, halves),
+        [(model, start), (refined_model, refined)])
+    return {"before": before, "after": after}
 
 
 def fsc_curves(model: Model, xyz: np.ndarray, density: Map, resolution: float,
