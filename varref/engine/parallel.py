@@ -107,8 +107,8 @@ def _executor(workers: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _lock:
         if _pool is None or _pool_size < workers:
-            if _pool is not None:
-                _pool.shutdown(wait=False)
+            # a larger pool replaces a smaller one (after set_threads); the old one is not shut
+            # down, a section may still be submitting to it, and its idle threads end with it
             _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="varref-kernel",
                                        initializer=_mark_worker)
             _pool_size = workers
