@@ -22,7 +22,7 @@ from varref.ensemble.fingerprint import data_sha256
 from varref.ensemble.progress import Progress
 from varref.ensemble.results import ResultStore
 from varref.ensemble.resume import is_store, open_or_create, run_parameters_of
-from varref.ensemble.tasks import MemberOutcome, RunContext, refine_members
+from varref.ensemble.tasks import MemberOutcome, RunContext, hold, refine_members
 from varref.errors import InputError
 from varref.maps import Map
 from varref.model import Model
@@ -87,6 +87,21 @@ def write_outcomes(store: ResultStore, outcomes: list[MemberOutcome]) -> None:
                             np.stack([o.start_xyz for o in mine]), [o.metrics for o in mine], b_iso)
 
 
+def share(client, value: object, key: str):
+    """A future of ``value`` on the cluster that survives the loss of any worker.
+
+    Scattered data cannot be recomputed: when every worker holding it is lost the scheduler
+    forgets it and cancels every task that needs it ("already forgotten"), and its Active
+    Memory Manager drops the extra copies a broadcast made, so one lost worker can hold the
+    only copy. The result of a task is recomputed instead (the value travels in the task).
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # a large model's restraints exceed dask's graph warning
+        warnings.filterwarnings("ignore", message="Sending large graph")
+        return client.submit(hold, value, pure=False, key=key)
+
+
 def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple[int, list[int]]],
              store: ResultStore, progress: Progress,
              starts: dict[int, np.ndarray] | None = None) -> None:
@@ -96,8 +111,9 @@ def _execute(client, context: RunContext, maps: dict[int, Map], jobs: list[tuple
     if not jobs:
         return
     run = uuid.uuid4().hex  # task keys unique to this run (never from id(), which is reused)
-    context_future = client.scatter(context, broadcast=True, hash=False)
-    map_futures = {frame: client.scatter(density, broadcast=True, hash=False) for frame, density in maps.items()}
+    context_future = share(client, context, f"context-{run}")
+    map_futures = {frame: share(client, density, f"map-frame{frame}-{run}")
+                   for frame, density in maps.items()}
     futures = [
         client.submit(refine_members, context_future, map_futures[frame], frame, members,
                       None if starts is None else starts.get(frame), retries=3, pure=False,

@@ -42,7 +42,7 @@ import numpy as np
 import xarray as xr
 
 from varref.ensemble import store_lock
-from varref.ensemble.ensemble import batches, write_outcomes
+from varref.ensemble.ensemble import batches, share, write_outcomes
 from varref.ensemble.fingerprint import series_sha256
 from varref.ensemble.progress import Progress
 from varref.ensemble.results import ResultStore, best_of
@@ -342,9 +342,9 @@ def _run_joint(client, store: ResultStore, model: Model, restraints: Restraints,
     todo = [m for m in range(models_per_map) if not done[:, m].all()]
     if not todo:
         return
-    context_future = client.scatter(context, broadcast=True, hash=False)
-    size = len(todo) if batch_size is None else batch_size
     run = uuid.uuid4().hex
+    context_future = share(client, context, f"context-{run}")
+    size = len(todo) if batch_size is None else batch_size
     frame_starts = None
     if joint_start == "chained":
         walk: dict[int, object] = {}
@@ -494,10 +494,10 @@ def _run_frames(client, store: ResultStore, model: Model, restraints: Restraints
 
     context = RunContext(model, restraints, options, float(weight), perturb_rmsd, options.seed)
     done = store.finished()
-    context_future = client.scatter(context, broadcast=True, hash=False)
+    run = uuid.uuid4().hex  # task keys unique to this run (never from id(), which is reused)
+    context_future = share(client, context, f"context-{run}")
     members = list(range(models_per_map))
     size = models_per_map if batch_size is None else batch_size
-    run = uuid.uuid4().hex  # task keys unique to this run (never from id(), which is reused)
     futures, results = {}, {}
     order = (chained_walk(series.components, n_frames, reference) if mode == "chained"
              else [(f, None) for f in range(n_frames)])

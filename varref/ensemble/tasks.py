@@ -41,6 +41,12 @@ class MemberOutcome:
     b_iso: np.ndarray | None = None
 
 
+def hold(value: object) -> object:
+    """A task that returns its argument: puts a value on the cluster as a recomputable result
+    (:func:`varref.ensemble.ensemble.share`)."""
+    return value
+
+
 def member_seed(seed: int, frame: int, member: int) -> int:
     """Seed of one member's perturbation: a function of the run seed, frame and member only."""
     return int(np.random.SeedSequence([seed, frame, member]).generate_state(1)[0])
