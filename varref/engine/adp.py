@@ -50,7 +50,7 @@ from numba import njit
 
 from varref.engine.cc_target import CorrelationData, correlation_data, masked_correlation
 from varref.engine.interpolation import as_kernel_grid
-from varref.engine.parallel import atom_parts, run_parts, scratch_grid
+from varref.engine.parallel import scratch_grid
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
     _axis_gaussians,
@@ -58,6 +58,7 @@ from varref.engine.model_map import (
     add_model_density,
     atom_gaussians,
     cutoff_radii,
+    gather_over_atoms,
     grid_index_range,
 )
 
@@ -188,12 +189,9 @@ def _sum_by_group_kernel(values, group, out):
 
 def _b_gradient_parts(xyz, amplitude, exponent, radius, origin, voxel_size, map_gradient,
                       gradient):
-    """``_b_gradient_kernel`` over atom ranges in threads (``varref.engine.parallel``)."""
-    def gradient_part(lo, hi, j):
-        _b_gradient_kernel(xyz[lo:hi], amplitude[lo:hi], exponent[lo:hi], radius[lo:hi],
-                           origin, voxel_size, map_gradient, gradient[lo:hi])
-
-    run_parts(gradient_part, atom_parts(radius))
+    """``_b_gradient_kernel`` over atom ranges in threads (``model_map.gather_over_atoms``)."""
+    gather_over_atoms(_b_gradient_kernel, xyz, amplitude, exponent, radius, origin, voxel_size,
+                      map_gradient, gradient)
 
 
 def b_gradient_from_map_gradient(map_gradient: np.ndarray, origin: np.ndarray,

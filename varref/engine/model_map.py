@@ -481,16 +481,23 @@ def add_model_density(out: np.ndarray, origin: np.ndarray, voxel_size: np.ndarra
     return out
 
 
-def coordinate_gradient_parts(xyz, amplitude, exponent, radius, origin, voxel_size,
-                              map_gradient, gradient):
-    """``_coordinate_gradient_kernel`` over atom ranges in threads (arguments as the kernel's,
-    already checked and contiguous; ``gradient`` (N, 3) is written in place)."""
+def gather_over_atoms(kernel, xyz, amplitude, exponent, radius, origin, voxel_size,
+                      map_gradient, gradient):
+    """A per-atom gather kernel (``kernel(xyz, amplitude, exponent, radius, origin, voxel_size,
+    map_gradient, gradient)``, each atom writing only its own row of ``gradient``) over atom
+    ranges in threads; arguments already checked and contiguous, ``gradient`` written in place."""
     def gradient_part(lo, hi, j):
-        _coordinate_gradient_kernel(xyz[lo:hi], amplitude[lo:hi], exponent[lo:hi],
-                                    radius[lo:hi], origin, voxel_size, map_gradient,
-                                    gradient[lo:hi])
+        kernel(xyz[lo:hi], amplitude[lo:hi], exponent[lo:hi], radius[lo:hi], origin, voxel_size,
+               map_gradient, gradient[lo:hi])
 
     run_parts(gradient_part, atom_parts(radius))
+
+
+def coordinate_gradient_parts(xyz, amplitude, exponent, radius, origin, voxel_size,
+                              map_gradient, gradient):
+    """``_coordinate_gradient_kernel`` over atom ranges in threads (:func:`gather_over_atoms`)."""
+    gather_over_atoms(_coordinate_gradient_kernel, xyz, amplitude, exponent, radius, origin,
+                      voxel_size, map_gradient, gradient)
 
 
 def model_map(xyz: np.ndarray, shape: tuple[int, int, int], origin: np.ndarray,
