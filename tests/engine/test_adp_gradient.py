@@ -17,6 +17,7 @@ from varref.engine.model_map import (
     CORRELATION_CUTOFF,
     atom_gaussians,
     cutoff_radii,
+    merged_coefficients,
     model_map,
     resolution_blur,
     scattering_coefficients,
@@ -86,6 +87,20 @@ def test_cc_gradient_matches_finite_differences_per_atom(problem):
     for i in atoms:
         fd = central_difference(lambda b: value(problem, b)[0], b_iso, i)
         assert abs(fd) > 1e-8  # a real test: the atom's B changes CC
+        assert abs(gradient[i] - fd) <= 1e-4 * abs(fd), (i, gradient[i], fd)
+
+
+def test_cc_gradient_with_merged_gaussians_matches_finite_differences(problem):
+    """The refinement's merged coefficients (1-3 Gaussians: the kernels' written-out loop)."""
+    merged = dict(problem)
+    merged["coeff_a"], merged["coeff_b"] = merged_coefficients(
+        problem["coeff_a"], problem["coeff_b"], extra_b=5.0 + problem["blur"])
+    assert merged["coeff_a"].shape[1] <= 3
+    b_iso = problem["b_iso"]
+    _, gradient = value(merged, b_iso)
+    for i in [0, 1, 3, 4, 17, 33]:
+        fd = central_difference(lambda b: value(merged, b)[0], b_iso, i)
+        assert abs(fd) > 1e-8
         assert abs(gradient[i] - fd) <= 1e-4 * abs(fd), (i, gradient[i], fd)
 
 

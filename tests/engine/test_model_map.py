@@ -186,3 +186,52 @@ def test_atoms_off_the_grid_are_safe():
     np.testing.assert_array_equal(density, single)
     with pytest.raises(ValueError):
         model_map(xyz, (10, 10, 10), np.zeros(3), np.ones(3), coeff_a, coeff_b, -100.0)
+
+
+def _direct_map_and_gradient(xyz, amplitude, exponent, radius, origin, voxel, shape, weights):
+    """Brute force over every grid point: the truncated, shifted Gaussians and the weighted
+    coordinate gradient, with one exp() per point and Gaussian (the kernels' reference)."""
+    z, y, x = np.meshgrid(*(origin[axis] + voxel[axis] * np.arange(shape[2 - axis])
+                            for axis in (2, 1, 0)), indexing="ij")
+    points = np.stack([x, y, z], axis=-1)
+    density = np.zeros(shape)
+    gradient = np.zeros_like(xyz)
+    for i in range(len(xyz)):
+        d = points - xyz[i]
+        r2 = np.sum(d * d, axis=-1)
+        inside = r2 <= radius[i] ** 2
+        gauss = amplitude[i] * np.exp(-exponent[i] * r2[..., None])
+        at_r = np.sum(amplitude[i] * np.exp(-exponent[i] * radius[i] ** 2))
+        density += np.where(inside, gauss.sum(-1) - at_r, 0.0)
+        slope = np.sum(gauss * 2.0 * exponent[i], axis=-1)  # d rho / d x_i = slope * d
+        gradient[i] = np.sum((weights * inside * slope)[..., None] * d, axis=(0, 1, 2))
+    return density, gradient
+
+
+@pytest.mark.parametrize("n_gauss", [1, 2, 3, 4, 5, 6])
+def test_kernels_equal_a_direct_sum_for_any_number_of_gaussians(n_gauss):
+    # The kernels tabulate each axis by recurrence and write the sums out for up to three
+    # Gaussians and for 4-5; a brute-force evaluation must agree for each, and for 6 (generic),
+    # with Gaussians 1:400 apart in width (hydrogen-like narrow terms would underflow a
+    # recurrence started at the sphere's edge) and atoms whose centre is off the grid.
+    rng = np.random.default_rng(n_gauss)
+    n_atoms = 7
+    origin, voxel, shape = np.array([0.3, -0.4, 0.1]), np.array([0.7, 0.6, 0.8]), (17, 19, 16)
+    xyz = rng.uniform(1.0, 10.0, size=(n_atoms, 3))
+    xyz[0] = [-1.2, 5.0, 5.0]  # centre left of the grid, sphere reaching in
+    xyz[1] = [5.0, 12.5, 13.6]  # beyond the far corner in y and z
+    widths = np.geomspace(0.4, 160.0, n_gauss) if n_gauss > 1 else np.array([30.0])
+    exponent = np.tile(4.0 * np.pi**2 / widths, (n_atoms, 1))
+    amplitude = rng.uniform(0.5, 2.0, size=(n_atoms, n_gauss))
+    radius = cutoff_radii(exponent, 1e-5)
+    weights = rng.normal(size=shape)
+    weights[rng.random(shape) < 0.3] = 0.0  # the CC gradient's map is zero off its mask
+    expected_map, expected_gradient = _direct_map_and_gradient(
+        xyz, amplitude, exponent, radius, origin, voxel, shape, weights)
+    density = add_model_density(np.zeros(shape), origin, voxel, xyz, amplitude, exponent, radius)
+    gradient = coordinate_gradient_from_map_gradient(weights, origin, voxel, xyz, amplitude,
+                                                     exponent, radius)
+    assert np.abs(expected_map).max() > 0 and np.abs(expected_gradient).max() > 0
+    np.testing.assert_allclose(density, expected_map, rtol=0, atol=1e-12 * np.abs(expected_map).max())
+    np.testing.assert_allclose(gradient, expected_gradient, rtol=0,
+                               atol=1e-12 * np.abs(expected_gradient).max())

@@ -3,6 +3,8 @@ and an ensemble member equals `varref refine` from the same start with the same 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -106,6 +108,29 @@ def test_final_stage_relaxes_a_strained_trial_instead_of_restarting(helix, monke
     np.testing.assert_array_equal(final_runs[1][0], final_runs[0][1])
     assert final["angle_rmsd"] <= max(0.4, cycle["angle_rmsd"])
     assert final["cc_mask"] > cycle["cc_mask"]
+
+
+@pytest.mark.parametrize("final_cc", [True, False])
+def test_the_row_that_ends_a_refinement_has_every_correlation(helix, final_cc):
+    """Per-cycle rows carry the cheap correlations (CC_mask, CC_box); the result's metrics,
+    and the last row, carry all four, equal to a fresh computation at the result."""
+    from varref.refinement.metrics import ALL_CORRELATIONS, model_metrics
+
+    model, restraints, density = helix
+    prepared = density.prepared(model.xyz, 6.0)
+    start = varref.perturb(model, 0.4, seed=3, restraints=restraints)
+    options = RefineOptions(resolution=3.0, macro_cycles=2, weight=10.0, final_cc=final_cc,
+                            adp=True, rotamer_fit=False)
+    result = refine_coordinates(model, prepared, restraints, start, options, record_cycles=True)
+    rows = result.cycles[0]
+    assert [row["cycle"] for row in rows][:3] == [1, 2, "adp"]
+    for row in rows[:-1]:
+        assert "cc_volume" not in row and {"cc_mask", "cc_box", "bond_rmsd"} <= set(row)
+    assert set(ALL_CORRELATIONS) <= set(rows[-1]) and set(ALL_CORRELATIONS) <= set(result.after[0])
+    fresh = model_metrics(replace(model, b_iso=result.b_iso[0]), result.xyz[0], restraints,
+                          prepared, 3.0)
+    for name in (*ALL_CORRELATIONS, "bond_rmsd", "angle_rmsd"):
+        assert result.after[0][name] == pytest.approx(fresh[name], abs=1e-9), name
 
 
 def test_every_registered_term_follows_the_interface(helix):

@@ -53,8 +53,11 @@ from varref.engine.interpolation import as_kernel_grid
 from varref.engine.parallel import scratch_grid
 from varref.engine.model_map import (
     CORRELATION_CUTOFF,
+    UNROLLED_GAUSSIANS,
     _axis_gaussians,
+    _gaussian_tables,
     _max_extent,
+    _row_span,
     add_model_density,
     atom_gaussians,
     cutoff_radii,
@@ -84,16 +87,12 @@ def _b_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, map
                        gradient):
     """gradient[i] = sum_g map_gradient[g] d rho_i(g) / d B_i over atom i's sphere."""
     nz, ny, nx = map_gradient.shape
+    flat = map_gradient.reshape(-1)
     n_gauss = amplitude.shape[1]
     extent = _max_extent(radius, voxel_size)
-    table_x = np.empty((extent, n_gauss))
-    table_y = np.empty((extent, n_gauss))
-    table_z = np.empty((extent, n_gauss))
-    delta_x = np.empty(extent)
-    delta_y = np.empty(extent)
-    delta_z = np.empty(extent)
-    row_q = np.empty(n_gauss)
-    row_s = np.empty(n_gauss)
+    table_x, table_y, table_z, delta_x, delta_y, delta_z, square_x, row_q = \
+        _gaussian_tables(extent, n_gauss)
+    row_s = np.zeros(row_q.size)
     for i in range(xyz.shape[0]):
         gradient[i] = 0.0
         r = radius[i]
@@ -110,6 +109,9 @@ def _b_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, map
         _axis_gaussians(x, origin[0], voxel_size[0], x_lo, x_hi, exponent[i], table_x, delta_x)
         _axis_gaussians(y, origin[1], voxel_size[1], y_lo, y_hi, exponent[i], table_y, delta_y)
         _axis_gaussians(z, origin[2], voxel_size[2], z_lo, z_hi, exponent[i], table_z, delta_z)
+        n_x = x_hi - x_lo + 1
+        for jx in range(n_x):
+            square_x[jx] = delta_x[jx] * delta_x[jx]
         r2 = r * r
         c_min = exponent[i, 0]
         for k in range(1, n_gauss):
@@ -131,26 +133,36 @@ def _b_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_size, map
                 if dyz2 > r2:
                     continue
                 # per row: sum_k P_k t_x,k (c_k (dx^2 + dyz^2) - 3/2) = sum_k t_x,k (Q_k + dx^2 S_k)
+                # (Q, S zero-padded to the unrolled width, as the tables)
                 for k in range(n_gauss):
                     c = exponent[i, k]
                     p = amplitude[i, k] * c * table_z[jz, k] * table_y[jy, k]
                     row_q[k] = p * (c * dyz2 - 1.5)
                     row_s[k] = p * c
-                half = math.sqrt(r2 - dyz2)
-                jx_lo = max(0, math.ceil((x - half - origin[0]) / voxel_size[0]) - x_lo)
-                jx_hi = min(x_hi - x_lo,
-                            math.floor((x + half - origin[0]) / voxel_size[0]) - x_lo)
-                row = map_gradient[z_lo + jz, y_lo + jy]
-                for jx in range(jx_lo, jx_hi + 1):
-                    weight = row[x_lo + jx]
-                    if weight == 0.0:
-                        continue
-                    dx2 = delta_x[jx] * delta_x[jx]
-                    s = 0.0
-                    for k in range(n_gauss):
-                        s += table_x[jx, k] * (row_q[k] + dx2 * row_s[k])
-                    total += weight * s
-                    weight_sum += weight
+                jx_lo, jx_hi = _row_span(square_x, n_x, r2 - dyz2)
+                start = ((z_lo + jz) * ny + y_lo + jy) * nx + x_lo
+                if n_gauss <= UNROLLED_GAUSSIANS:
+                    q0, q1, q2 = row_q[0], row_q[1], row_q[2]
+                    s0, s1, s2 = row_s[0], row_s[1], row_s[2]
+                    # zero weights (off the mask) are multiplied, not tested (model_map)
+                    for jx in range(jx_lo, jx_hi + 1):
+                        weight = flat[start + jx]
+                        dx2 = square_x[jx]
+                        total += weight * (table_x[jx, 0] * (q0 + dx2 * s0)
+                                           + table_x[jx, 1] * (q1 + dx2 * s1)
+                                           + table_x[jx, 2] * (q2 + dx2 * s2))
+                        weight_sum += weight
+                else:
+                    for jx in range(jx_lo, jx_hi + 1):
+                        weight = flat[start + jx]
+                        if weight == 0.0:
+                            continue
+                        dx2 = square_x[jx]
+                        value = 0.0
+                        for k in range(n_gauss):
+                            value += table_x[jx, k] * (row_q[k] + dx2 * row_s[k])
+                        total += weight * value
+                        weight_sum += weight
         gradient[i] = total / _FOUR_PI_SQ - weight_sum * d_rho_at_r
 
 

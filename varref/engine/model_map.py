@@ -278,13 +278,69 @@ def _max_extent(radius, voxel_size):
 
 @njit(nogil=True, cache=True)
 def _axis_gaussians(centre, origin, voxel, lo, hi, exponent_row, table, delta):
-    """table[j, k] = exp(-c_k d_j^2), delta[j] = d_j for grid points lo..hi on one axis."""
-    for j in range(hi - lo + 1):
-        d = origin + (lo + j) * voxel - centre
-        delta[j] = d
-        d2 = d * d
-        for k in range(exponent_row.shape[0]):
-            table[j, k] = math.exp(-exponent_row[k] * d2)
+    """table[j, k] = exp(-c_k d_j^2), delta[j] = d_j for grid points lo..hi on one axis.
+
+    By recurrence outward from the point nearest the centre (``exp(-c (d + v)^2) =
+    exp(-c d^2) exp(-c (2 d v + v^2))``, the ratio itself shrinking by ``exp(-2 c v^2)`` per
+    step): three exp() per Gaussian instead of one per point. Every ratio is <= 1, so a value
+    can only underflow where it is negligible, and each value depends on the centre and its
+    own index only, not on ``lo`` or ``hi`` (a slab sees the same numbers as the whole grid)
+    as long as the nearest point is inside the range.
+    """
+    n = hi - lo + 1
+    for j in range(n):
+        delta[j] = origin + (lo + j) * voxel - centre
+    m = int(min(max(math.floor((centre - origin) / voxel + 0.5) - lo, 0.0), n - 1.0))
+    d = delta[m]
+    for k in range(exponent_row.shape[0]):
+        c = exponent_row[k]
+        shrink = math.exp(-2.0 * c * voxel * voxel)
+        peak = math.exp(-c * d * d)
+        table[m, k] = peak
+        value = peak
+        ratio = math.exp(-c * (2.0 * d * voxel + voxel * voxel))
+        for j in range(m + 1, n):
+            value *= ratio
+            table[j, k] = value
+            ratio *= shrink
+        value = peak
+        ratio = math.exp(-c * (voxel * voxel - 2.0 * d * voxel))
+        for j in range(m - 1, -1, -1):
+            value *= ratio
+            table[j, k] = value
+            ratio *= shrink
+
+
+@njit(nogil=True, cache=True)
+def _row_span(square_x, n, left):
+    """First and last of the n points of a row with ``square_x[j] <= left`` (the row's part
+    inside the atom's sphere; squared distances fall then rise along the row), lo > hi if
+    none."""
+    lo = 0
+    while lo < n and square_x[lo] > left:
+        lo += 1
+    hi = n - 1
+    while hi >= lo and square_x[hi] > left:
+        hi -= 1
+    return lo, hi
+
+
+#: The inner loops are written out for up to this many Gaussians (merged coefficients have
+#: 1-3): tables and prefactors are zero-padded to it, so the compiler keeps the terms in
+#: registers. The model map also has a written-out loop for the unmerged five
+#: (:data:`UNROLLED_FULL`, reported and simulated maps); more take a generic loop.
+UNROLLED_GAUSSIANS = 3
+UNROLLED_FULL = 5
+
+
+@njit(nogil=True, cache=True)
+def _gaussian_tables(extent, n_gauss):
+    """Per-axis tables (extent, width) zero-padded to the unrolled width (3 for up to three
+    Gaussians, 5 for four or five), their deltas, squared x deltas and prefactors."""
+    width = UNROLLED_GAUSSIANS if n_gauss <= UNROLLED_GAUSSIANS else max(n_gauss, UNROLLED_FULL)
+    return (np.zeros((extent, width)), np.zeros((extent, width)), np.zeros((extent, width)),
+            np.empty(extent), np.empty(extent), np.empty(extent), np.empty(extent),
+            np.zeros(width))
 
 
 @njit(nogil=True, cache=True)
@@ -293,17 +349,13 @@ def _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_si
     """Add every atom's density to the grid planes z_first..z_last of ``out`` (a slab, so
     that threads can fill disjoint slabs; each point still sums the atoms in their order)."""
     nz, ny, nx = out.shape
+    flat = out.reshape(-1)
     n_gauss = amplitude.shape[1]
     extent = _max_extent(radius, voxel_size)
     # Separable Gaussians: exp(-c r^2) = exp(-c dx^2) exp(-c dy^2) exp(-c dz^2), so the
     # inner loop is n_gauss multiply-adds per grid point and no exp().
-    table_x = np.empty((extent, n_gauss))
-    table_y = np.empty((extent, n_gauss))
-    table_z = np.empty((extent, n_gauss))
-    delta_x = np.empty(extent)
-    delta_y = np.empty(extent)
-    delta_z = np.empty(extent)
-    prefactor = np.empty(n_gauss)
+    table_x, table_y, table_z, delta_x, delta_y, delta_z, square_x, prefactor = \
+        _gaussian_tables(extent, n_gauss)
     for i in range(xyz.shape[0]):
         r = radius[i]
         if not r > 0.0:
@@ -312,9 +364,7 @@ def _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_si
         y = xyz[i, 1]
         z = xyz[i, 2]
         z_lo, z_hi = grid_index_range(z, r, origin[2], voxel_size[2], nz)
-        z_lo = max(z_lo, z_first)
-        z_hi = min(z_hi, z_last)
-        if z_lo > z_hi:
+        if max(z_lo, z_first) > min(z_hi, z_last):
             continue
         x_lo, x_hi = grid_index_range(x, r, origin[0], voxel_size[0], nx)
         y_lo, y_hi = grid_index_range(y, r, origin[1], voxel_size[1], ny)
@@ -322,31 +372,48 @@ def _add_model_density_kernel(xyz, amplitude, exponent, radius, origin, voxel_si
             continue
         _axis_gaussians(x, origin[0], voxel_size[0], x_lo, x_hi, exponent[i], table_x, delta_x)
         _axis_gaussians(y, origin[1], voxel_size[1], y_lo, y_hi, exponent[i], table_y, delta_y)
+        # the z table over the atom's whole range, so a slab sees the whole grid's numbers
         _axis_gaussians(z, origin[2], voxel_size[2], z_lo, z_hi, exponent[i], table_z, delta_z)
+        n_x = x_hi - x_lo + 1
+        for jx in range(n_x):
+            square_x[jx] = delta_x[jx] * delta_x[jx]
         r2 = r * r
         # The atom's density at R, subtracted so it reaches 0 continuously at R.
         rho_at_r = 0.0
         for k in range(n_gauss):
             rho_at_r += amplitude[i, k] * math.exp(-exponent[i, k] * r2)
-        for jz in range(z_hi - z_lo + 1):
+        for jz in range(max(z_lo, z_first) - z_lo, min(z_hi, z_last) - z_lo + 1):
             dz2 = delta_z[jz] * delta_z[jz]
             for jy in range(y_hi - y_lo + 1):
                 dyz2 = dz2 + delta_y[jy] * delta_y[jy]
                 if dyz2 > r2:
                     continue
-                for k in range(n_gauss):
-                    prefactor[k] = amplitude[i, k] * table_z[jz, k] * table_y[jy, k]
-                # x range inside the sphere for this row
-                half = math.sqrt(r2 - dyz2)
-                jx_lo = max(0, math.ceil((x - half - origin[0]) / voxel_size[0]) - x_lo)
-                jx_hi = min(x_hi - x_lo,
-                            math.floor((x + half - origin[0]) / voxel_size[0]) - x_lo)
-                row = out[z_lo + jz, y_lo + jy]
-                for jx in range(jx_lo, jx_hi + 1):
-                    value = 0.0
+                jx_lo, jx_hi = _row_span(square_x, n_x, r2 - dyz2)
+                start = ((z_lo + jz) * ny + y_lo + jy) * nx + x_lo
+                if n_gauss <= UNROLLED_GAUSSIANS:
+                    p0 = amplitude[i, 0] * table_z[jz, 0] * table_y[jy, 0]
+                    p1 = amplitude[i, 1] * table_z[jz, 1] * table_y[jy, 1] if n_gauss > 1 else 0.0
+                    p2 = amplitude[i, 2] * table_z[jz, 2] * table_y[jy, 2] if n_gauss > 2 else 0.0
+                    for jx in range(jx_lo, jx_hi + 1):
+                        flat[start + jx] += (p0 * table_x[jx, 0] + p1 * table_x[jx, 1]
+                                             + p2 * table_x[jx, 2] - rho_at_r)
+                elif n_gauss <= UNROLLED_FULL:
                     for k in range(n_gauss):
-                        value += prefactor[k] * table_x[jx, k]
-                    row[x_lo + jx] += value - rho_at_r
+                        prefactor[k] = amplitude[i, k] * table_z[jz, k] * table_y[jy, k]
+                    p0, p1, p2, p3, p4 = (prefactor[0], prefactor[1], prefactor[2], prefactor[3],
+                                          prefactor[4])
+                    for jx in range(jx_lo, jx_hi + 1):
+                        flat[start + jx] += (p0 * table_x[jx, 0] + p1 * table_x[jx, 1]
+                                             + p2 * table_x[jx, 2] + p3 * table_x[jx, 3]
+                                             + p4 * table_x[jx, 4] - rho_at_r)
+                else:
+                    for k in range(n_gauss):
+                        prefactor[k] = amplitude[i, k] * table_z[jz, k] * table_y[jy, k]
+                    for jx in range(jx_lo, jx_hi + 1):
+                        value = 0.0
+                        for k in range(n_gauss):
+                            value += prefactor[k] * table_x[jx, k]
+                        flat[start + jx] += value - rho_at_r
 
 
 @njit(nogil=True, cache=True)
@@ -358,15 +425,11 @@ def _coordinate_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_
     rho_i(R) does not depend on x_i.
     """
     nz, ny, nx = map_gradient.shape
+    flat = map_gradient.reshape(-1)
     n_gauss = amplitude.shape[1]
     extent = _max_extent(radius, voxel_size)
-    table_x = np.empty((extent, n_gauss))
-    table_y = np.empty((extent, n_gauss))
-    table_z = np.empty((extent, n_gauss))
-    delta_x = np.empty(extent)
-    delta_y = np.empty(extent)
-    delta_z = np.empty(extent)
-    prefactor = np.empty(n_gauss)
+    table_x, table_y, table_z, delta_x, delta_y, delta_z, square_x, prefactor = \
+        _gaussian_tables(extent, n_gauss)
     for i in range(xyz.shape[0]):
         gradient[i, 0] = 0.0
         gradient[i, 1] = 0.0
@@ -385,6 +448,9 @@ def _coordinate_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_
         _axis_gaussians(x, origin[0], voxel_size[0], x_lo, x_hi, exponent[i], table_x, delta_x)
         _axis_gaussians(y, origin[1], voxel_size[1], y_lo, y_hi, exponent[i], table_y, delta_y)
         _axis_gaussians(z, origin[2], voxel_size[2], z_lo, z_hi, exponent[i], table_z, delta_z)
+        n_x = x_hi - x_lo + 1
+        for jx in range(n_x):
+            square_x[jx] = delta_x[jx] * delta_x[jx]
         r2 = r * r
         gx = 0.0
         gy = 0.0
@@ -396,26 +462,36 @@ def _coordinate_gradient_kernel(xyz, amplitude, exponent, radius, origin, voxel_
                 dyz2 = dz * dz + dy * dy
                 if dyz2 > r2:
                     continue
-                for k in range(n_gauss):
-                    prefactor[k] = (amplitude[i, k] * exponent[i, k]
-                                    * table_z[jz, k] * table_y[jy, k])
-                half = math.sqrt(r2 - dyz2)
-                jx_lo = max(0, math.ceil((x - half - origin[0]) / voxel_size[0]) - x_lo)
-                jx_hi = min(x_hi - x_lo,
-                            math.floor((x + half - origin[0]) / voxel_size[0]) - x_lo)
-                row = map_gradient[z_lo + jz, y_lo + jy]
+                jx_lo, jx_hi = _row_span(square_x, n_x, r2 - dyz2)
+                start = ((z_lo + jz) * ny + y_lo + jy) * nx + x_lo
                 row_sum = 0.0
                 row_sum_dx = 0.0
-                for jx in range(jx_lo, jx_hi + 1):
-                    weight = row[x_lo + jx]
-                    if weight == 0.0:
-                        continue
-                    s = 0.0
+                if n_gauss <= UNROLLED_GAUSSIANS:
+                    p0 = amplitude[i, 0] * exponent[i, 0] * table_z[jz, 0] * table_y[jy, 0]
+                    p1 = (amplitude[i, 1] * exponent[i, 1] * table_z[jz, 1] * table_y[jy, 1]
+                          if n_gauss > 1 else 0.0)
+                    p2 = (amplitude[i, 2] * exponent[i, 2] * table_z[jz, 2] * table_y[jy, 2]
+                          if n_gauss > 2 else 0.0)
+                    # no test for zero weights here: a branch per point costs more than
+                    # the three multiply-adds it would skip
+                    for jx in range(jx_lo, jx_hi + 1):
+                        s = flat[start + jx] * (p0 * table_x[jx, 0] + p1 * table_x[jx, 1]
+                                                + p2 * table_x[jx, 2])
+                        row_sum += s
+                        row_sum_dx += s * delta_x[jx]
+                else:
                     for k in range(n_gauss):
-                        s += prefactor[k] * table_x[jx, k]
-                    s *= weight
-                    row_sum += s
-                    row_sum_dx += s * delta_x[jx]
+                        prefactor[k] = (amplitude[i, k] * exponent[i, k]
+                                        * table_z[jz, k] * table_y[jy, k])
+                    for jx in range(jx_lo, jx_hi + 1):
+                        weight = flat[start + jx]
+                        if weight != 0.0:
+                            s = 0.0
+                            for k in range(n_gauss):
+                                s += prefactor[k] * table_x[jx, k]
+                            s *= weight
+                            row_sum += s
+                            row_sum_dx += s * delta_x[jx]
                 gx += row_sum_dx
                 gy += row_sum * dy
                 gz += row_sum * dz

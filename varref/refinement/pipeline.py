@@ -28,7 +28,8 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
    three times) and the run continued from the strained trial, and the stage is kept only
    if it raises CC_mask.
 7. Metrics before and after (and per cycle when asked): CC_mask, CC_box, CC_volume,
-   CC_peaks, bond and angle r.m.s.d. (cycles before the last: CC_mask and CC_box only).
+   CC_peaks, bond and angle r.m.s.d. (per-cycle rows: CC_mask and CC_box only, except the
+   row that ends the refinement).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from varref.engine.geometry_stats import geometry_statistics
 from varref.engine.map_target import map_target_weights
 from varref.engine.restraint_target import pack_restraints
 from varref.maps import Map
@@ -166,8 +168,9 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
         xyz = objective.unpack(result.x, members)
         if record_cycles:
             for k in range(n_problems):
-                # rows before the last cycle are only logged: the cheap correlations
-                row = metrics(xyz[k], k, light=cycle < options.macro_cycles)
+                # per-cycle rows are logged with the cheap correlations; the row that ends
+                # the refinement gets all of them (below)
+                row = metrics(xyz[k], k, light=True)
                 row.update(cycle=cycle, iterations=int(result.iterations[k]), weight=weight)
                 cycles[k].append(row)
             if n_problems == 1:
@@ -202,6 +205,9 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
     if options.final_cc:
         xyz, after = _final_stage(model, density, restraints, restraint_terms, xyz, after, weight,
                                   options, metrics, cycles if record_cycles else None, b_iso)
+    for k, row in enumerate(after):
+        if not set(ALL_CORRELATIONS) <= set(row):  # a light per-cycle row ended it
+            row.update(metrics(xyz[k], k))
     after = [{k: v for k, v in row.items() if k not in ("cycle", "iterations", "weight")}
              for row in after]
     return PipelineResult(xyz, weight, search, before, after, cycles,
@@ -264,7 +270,7 @@ def _refine_b(model, xyz, density, restraints, options, b_iso, cycles, metrics) 
     b_iso[:] = refined  # the metrics closure reads this array
     if cycles is not None:
         for k in range(len(xyz)):
-            cycles[k].append(dict(metrics(xyz[k], k), cycle="adp",
+            cycles[k].append(dict(metrics(xyz[k], k, light=True), cycle="adp",
                                   iterations=int(reports[k]["iterations"]), weight=float("nan")))
     if len(xyz) == 1:
         log.info("B factors  %s B, %.1f-%.1f Å² (mean %.1f); CC_mask %.4f -> %.4f", report["mode"],
@@ -294,13 +300,14 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
         trial = objective.unpack(result.x, pending)
         still = []
         for i, k in enumerate(pending):
-            row = metrics(trial[i], k)
             # a strained trial is the next start: the lower weight relaxes its geometry
             # while it keeps most of its map fit (a restart from the cycle result would
             # throw that away — an all-or-nothing guard that flips on one ladder step)
             polished[k] = trial[i]
-            if row["bond_rmsd"] <= bond_limit[k] and row["angle_rmsd"] <= angle_limit[k]:
-                found[k] = row
+            deviations = geometry_statistics(trial[i], restraints)  # the map fit only if kept
+            if (deviations["bonds"]["rmsd"] <= bond_limit[k]
+                    and deviations["angles"]["rmsd"] <= angle_limit[k]):
+                found[k] = metrics(trial[i], k)
             else:
                 still.append(k)
         if not still:
