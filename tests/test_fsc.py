@@ -249,6 +249,32 @@ def test_half_maps_relation_2f_over_1_plus_f(long_helix_halves):
     assert summary["d_fsc0143_half"] < summary["d_fsc05_model"] + 1.0
 
 
+def test_summary_without_a_dataset_equals_the_datasets(long_helix_halves):
+    """`varref refine` reports model_map_fsc_summary (numpy only); it must equal
+    fsc_summary of the Dataset, with and without half maps, key for key."""
+    from varref.fsc import model_map_fsc_summary
+
+    model, maps = long_helix_halves
+    moved = model.xyz + np.random.default_rng(2).normal(0.0, 0.3, model.xyz.shape)
+    for halves, density in (((maps[0], maps[1]), None), (None, maps[2])):
+        expected = fsc_summary(model_map_fsc(model, moved, density, 3.0, half_maps=halves))
+        found = model_map_fsc_summary(model, moved, density, 3.0, half_maps=halves)
+        assert found == expected
+        assert found["fsc_average_model"] is not None and found["d_fsc05_model"] is not None
+
+
+def test_importing_varref_and_its_command_line_leaves_xarray_out():
+    """xarray (with pandas, and dask through it) costs ~0.7 s per `varref refine`; only the
+    commands that build Datasets import it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, varref, varref.cli, varref.commands.refine, varref.fsc; "
+            "print(sorted(m for m in ('xarray', 'pandas', 'dask', 'zarr') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- half-map input
 
 

@@ -22,8 +22,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from os import PathLike
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import xarray as xr
 
 from varref.errors import InputError
 from varref.maps import Map, read_map
@@ -31,6 +32,9 @@ from varref.model import Model, read_model, require_polymer, write_model
 from varref.refinement.options import RefineOptions
 from varref.refinement.weight import WeightSearchResult
 from varref.restraints import Restraints, build_restraints
+
+if TYPE_CHECKING:  # only the ensemble/analysis functions build Datasets; they import it there
+    import xarray as xr
 
 log = logging.getLogger(__name__)
 
@@ -282,10 +286,13 @@ def fsc_curves(model: Model, xyz: np.ndarray, density: Map, resolution: float,
 
 def fsc_summaries(model: Model, xyz: np.ndarray, density: Map, resolution: float,
                   half_maps: tuple[Map, Map] | None = None) -> dict[str, object]:
-    """FSC summary (:func:`varref.fsc.fsc_summary`) of :func:`fsc_curves`."""
-    from varref.fsc import fsc_summary
+    """FSC summary (:func:`varref.fsc.fsc_summary`) of :func:`fsc_curves`, computed without
+    building their Dataset."""
+    from varref.fsc import model_map_fsc_summary
 
-    return fsc_summary(fsc_curves(model, xyz, density, resolution, half_maps))
+    box = density.box_around(xyz, margin=8.0)
+    halves = None if half_maps is None else tuple(h.box_around(xyz, margin=8.0) for h in half_maps)
+    return model_map_fsc_summary(model, xyz, box, resolution, half_maps=halves)
 
 
 # --------------------------------------------------------------------------- many models

@@ -40,15 +40,19 @@ from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.fft
-import xarray as xr
 
 from varref.atomic import atomic_path
 from varref.engine.parallel import available
 from varref.errors import InputError
 from varref.maps import Map, read_map
 from varref.model import Model
+
+if TYPE_CHECKING:  # xarray is imported where a Dataset is built: `varref refine` needs only
+    import xarray as xr  # the summary numbers (numpy), and xarray costs ~0.5 s to import
 
 __all__ = [
     "MODEL_MAP_THRESHOLD",
@@ -169,6 +173,11 @@ class _Shells:
         return cls(index, weight, np.arange(1, n_bins + 1) * width, width,
                    np.rint(counts).astype(np.int64))
 
+    @property
+    def nyquist(self) -> float:
+        """Resolution (Å) at the outer edge of the last shell."""
+        return float(1.0 / (self.s[-1] + 0.5 * self.width))
+
     def total(self, values: np.ndarray) -> np.ndarray:
         """Weighted sum of per-coefficient ``values`` in each shell."""
         return np.bincount(self.index, weights=self.weight * values.ravel(),
@@ -211,9 +220,11 @@ def _dataset(shells: _Shells, voxel_size: np.ndarray, curves: dict[str, np.ndarr
             for name, values in curves.items()}
     data["n_coefficients"] = ("s", shells.counts,
                               {"long_name": "Fourier coefficients in the shell (full sphere)"})
+    import xarray as xr
+
     ds = xr.Dataset(data, coords=coords)
     ds.attrs.update({"shell_width": shells.width, "shell_width_units": "Å⁻¹",
-                     "nyquist_resolution": float(1.0 / (shells.s[-1] + 0.5 * shells.width)),
+                     "nyquist_resolution": shells.nyquist,
                      "voxel_size": [float(v) for v in voxel_size], "masked": int(masked),
                      "fsc_definition": "Re sum(Fa Fb*) / sqrt(sum|Fa|^2 sum|Fb|^2) per shell"})
     ds.attrs.update(attrs)
@@ -285,11 +296,15 @@ def fsc_average(curve: xr.DataArray, n_coefficients: xr.DataArray, resolution: f
     >>> fsc_average(s * 0 + np.array([1.0, 0.5, 0.0]), s * 0 + np.array([10, 30, 60]), 4.0)
     0.625
     """
+    return _fsc_average(np.asarray(curve, dtype=np.float64), np.asarray(curve["s"], dtype=np.float64),
+                        np.asarray(n_coefficients, dtype=np.float64), resolution)
+
+
+def _fsc_average(values: np.ndarray, s: np.ndarray, counts: np.ndarray, resolution: float) -> float:
+    """:func:`fsc_average` on plain arrays (curve, shell centres, coefficient counts)."""
     if not resolution > 0:
         raise InputError("resolution", f"must be positive, got {resolution}")
-    values = np.asarray(curve, dtype=np.float64)
-    counts = np.asarray(n_coefficients, dtype=np.float64)
-    use = (np.asarray(curve["s"]) <= 1.0 / resolution + 1e-12) & np.isfinite(values)
+    use = (s <= 1.0 / resolution + 1e-12) & np.isfinite(values)
     if not use.any():
         return float("nan")
     return float(np.sum(counts[use] * values[use]) / np.sum(counts[use]))
@@ -311,8 +326,12 @@ def crossing_resolution(curve: xr.DataArray, threshold: float) -> float:
     >>> crossing_resolution(xr.DataArray([0.9, 0.7, 0.3, 0.1], dims="s", coords={"s": s}), 0.5)
     4.0
     """
-    values = np.asarray(curve, dtype=np.float64)
-    s = np.asarray(curve["s"], dtype=np.float64)
+    return _crossing_resolution(np.asarray(curve, dtype=np.float64),
+                                np.asarray(curve["s"], dtype=np.float64), threshold)
+
+
+def _crossing_resolution(values: np.ndarray, s: np.ndarray, threshold: float) -> float:
+    """:func:`crossing_resolution` on plain arrays (curve and shell centres)."""
     above = np.flatnonzero(values >= threshold)
     if above.size == 0:
         return float("nan")
@@ -537,6 +556,18 @@ def model_map_fsc(model: Model, xyz: np.ndarray | None, density: Map | str | Pat
     >>> sorted(k for k in ds.data_vars if k.startswith("fsc_model"))
     ['fsc_model', 'fsc_model_half1', 'fsc_model_half2']
     """
+    curves = _model_map_fsc_curves(model, xyz, density, resolution, half_maps, mask, n_bins,
+                                   mask_radius, mask_soft_edge)
+    ds = _dataset(curves.shells, curves.voxel_size, curves.curves, curves.masked, **curves.attrs)
+    ds.attrs.update({key: (float("nan") if value is None else value)
+                     for key, value in curves.summary(resolution).items()})
+    return ds
+
+
+def _model_map_fsc_curves(model: Model, xyz: np.ndarray | None, density, resolution: float,
+                          half_maps, mask, n_bins, mask_radius: float, mask_soft_edge: float
+                          ) -> "_ModelMapCurves":
+    """The curves of :func:`model_map_fsc` (arguments as there)."""
     if not resolution > 0:
         raise InputError("resolution", f"must be positive, got {resolution}")
     xyz = model.xyz if xyz is None else np.asarray(xyz, dtype=np.float64)
@@ -576,11 +607,33 @@ def model_map_fsc(model: Model, xyz: np.ndarray | None, density: Map | str | Pat
         curves.update({"fsc_model_half1": shells.correlation(calculated, transforms[1]),
                        "fsc_model_half2": shells.correlation(calculated, transforms[2]),
                        "fsc_half": half, "fsc_full_estimate": full, "fsc_ref": np.sqrt(full)})
-    ds = _dataset(shells, grid.voxel_size, curves, mask_array is not None,
-                  map=density.source, model=model.source, mask=mask_note)
-    ds.attrs.update({key: (float("nan") if value is None else value)
-                     for key, value in fsc_summary(ds, resolution).items()})
-    return ds
+    return _ModelMapCurves(shells, grid.voxel_size, curves, mask_array is not None,
+                           {"map": density.source, "model": model.source, "mask": mask_note})
+
+
+@dataclass
+class _ModelMapCurves:
+    """What :func:`model_map_fsc` puts in its Dataset, as arrays."""
+
+    shells: _Shells
+    voxel_size: np.ndarray
+    curves: dict[str, np.ndarray]
+    masked: bool
+    attrs: dict[str, str]
+
+    def summary(self, resolution: float | None) -> dict[str, object]:
+        return _summary(self.curves, self.shells.s, self.shells.counts, self.shells.nyquist,
+                        resolution)
+
+
+def model_map_fsc_summary(model: Model, xyz: np.ndarray | None, density: Map | str | PathLike | None,
+                          resolution: float, half_maps=None, mask: bool | np.ndarray = True,
+                          n_bins: int | None = None, mask_radius: float = MASK_MARGIN,
+                          mask_soft_edge: float = MASK_SOFT_EDGE) -> dict[str, object]:
+    """``fsc_summary(model_map_fsc(...))`` without building the Dataset (arguments and keys
+    as those two functions): what `varref refine` reports, without importing xarray."""
+    return _model_map_fsc_curves(model, xyz, density, resolution, half_maps, mask, n_bins,
+                                 mask_radius, mask_soft_edge).summary(resolution)
 
 
 def fsc_summary(dataset: xr.Dataset, resolution: float | None = None) -> dict[str, object]:
@@ -607,31 +660,39 @@ def fsc_summary(dataset: xr.Dataset, resolution: float | None = None) -> dict[st
         resolution = dataset.attrs.get("resolution")
         if resolution is not None and not np.isfinite(resolution):
             resolution = None
+    curves = {name: np.asarray(dataset[name], dtype=np.float64) for name in dataset.data_vars
+              if name != "n_coefficients"}
+    return _summary(curves, np.asarray(dataset["s"], dtype=np.float64),
+                    np.asarray(dataset["n_coefficients"], dtype=np.float64),
+                    dataset.attrs.get("nyquist_resolution", np.nan), resolution)
+
+
+def _summary(curves: dict[str, np.ndarray], s: np.ndarray, counts: np.ndarray, nyquist: float,
+             resolution: float | None) -> dict[str, object]:
+    """:func:`fsc_summary` of curves along shell centres ``s`` with ``counts`` coefficients."""
 
     def clean(value: float) -> float | None:
         return round(float(value), 4) if np.isfinite(value) else None
 
     out: dict[str, object] = {"resolution": None if resolution is None else float(resolution),
-                              "nyquist_resolution": clean(dataset.attrs.get("nyquist_resolution", np.nan)),
-                              "n_shells": int(dataset.sizes["s"])}
-    n = dataset["n_coefficients"]
+                              "nyquist_resolution": clean(nyquist), "n_shells": int(len(s))}
     names = {"fsc_model": "model", "fsc_model_half1": "half1", "fsc_model_half2": "half2"}
     for variable, suffix in names.items():
-        if variable in dataset:
+        if variable in curves:
             if resolution is not None:
-                out[f"fsc_average_{suffix}"] = clean(fsc_average(dataset[variable], n, resolution))
-            out[f"d_fsc05_{suffix}"] = clean(crossing_resolution(dataset[variable], MODEL_MAP_THRESHOLD))
-    if "fsc_half" in dataset:
+                out[f"fsc_average_{suffix}"] = clean(_fsc_average(curves[variable], s, counts, resolution))
+            out[f"d_fsc05_{suffix}"] = clean(_crossing_resolution(curves[variable], s, MODEL_MAP_THRESHOLD))
+    if "fsc_half" in curves:
         if resolution is not None:
-            out["fsc_average_half"] = clean(fsc_average(dataset["fsc_half"], n, resolution))
+            out["fsc_average_half"] = clean(_fsc_average(curves["fsc_half"], s, counts, resolution))
             work, free = out["fsc_average_half1"], out["fsc_average_half2"]
             out["fsc_average_gap"] = None if work is None or free is None else round(work - free, 4)
-        out["d_fsc0143_half"] = clean(crossing_resolution(dataset["fsc_half"], HALF_MAP_THRESHOLD))
-    if "fsc" in dataset:
+        out["d_fsc0143_half"] = clean(_crossing_resolution(curves["fsc_half"], s, HALF_MAP_THRESHOLD))
+    if "fsc" in curves:
         if resolution is not None:
-            out["fsc_average"] = clean(fsc_average(dataset["fsc"], n, resolution))
-        out["d_fsc05"] = clean(crossing_resolution(dataset["fsc"], MODEL_MAP_THRESHOLD))
-        out["d_fsc0143"] = clean(crossing_resolution(dataset["fsc"], HALF_MAP_THRESHOLD))
+            out["fsc_average"] = clean(_fsc_average(curves["fsc"], s, counts, resolution))
+        out["d_fsc05"] = clean(_crossing_resolution(curves["fsc"], s, MODEL_MAP_THRESHOLD))
+        out["d_fsc0143"] = clean(_crossing_resolution(curves["fsc"], s, HALF_MAP_THRESHOLD))
     return out
 
 

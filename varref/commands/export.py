@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from varref.atomic import check_outputs
 from varref.commands.options import add_overwrite_option
-from varref.ensemble.results import ResultStore, check_model_matches, model_from_results
 from varref.errors import InputError
 from varref.model import read_model, write_ensemble
+
+if TYPE_CHECKING:  # the CLI imports every command: xarray/zarr only when this one runs
+    from varref.ensemble.results import ResultStore
 
 NAME = "export"
 HELP = "write the models of an ensemble/series store as a multi-model file"
@@ -57,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(((args.output, "--output"),), (args.store, args.model), overwrite=args.overwrite)
     if Path(args.output).suffix.lower() not in (".cif", ".mmcif", ".pdb", ".ent"):
         raise InputError("--output", f"{args.output}: use a .cif or .pdb suffix")
+    from varref.ensemble.results import ResultStore, check_model_matches, model_from_results
+
     store = ResultStore.open(args.store)
     dataset = store.dataset()
     if args.model:
