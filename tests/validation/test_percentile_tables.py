@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -77,3 +79,59 @@ def test_missing_reference_directory_is_an_input_error(tmp_path, monkeypatch):
     assert resolve_reference_data(None) is None
     monkeypatch.setenv("VARREF_REFERENCE_DATA", str(tmp_path))
     assert resolve_reference_data(None) == tmp_path
+
+
+def _fresh_read(path):
+    from varref.validation import tables
+
+    tables._read_table_cached.cache_clear()  # the in-process cache would hide the disk one
+    return read_table(path)
+
+
+def test_parsed_grids_are_kept_on_disk_and_follow_the_file(tmp_path, monkeypatch, reference_data):
+    """The second process (here: a cleared in-process cache) reads the arrays without parsing
+    the text; an edited grid file is parsed again; the values are the parsed ones."""
+    source = find_grid(reference_data, "Top8000_ramachandran_pct_contour_grids",
+                       "rama8000-general-noGPIVpreP.data")
+    grid = tmp_path / "grids" / source.name
+    grid.parent.mkdir()
+    grid.write_bytes(source.read_bytes())
+    monkeypatch.setenv("VARREF_CACHE_DIR", str(tmp_path / "cache"))
+    parsed = _fresh_read(grid)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("the grid was parsed although its arrays were cached")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(np, "loadtxt", no_parsing)
+        cached = _fresh_read(grid)
+    assert cached.name == parsed.name and cached.source == str(grid.resolve())
+    for field in ("lower", "upper", "n_bins", "wrap", "values"):
+        np.testing.assert_array_equal(getattr(cached, field), getattr(parsed, field))
+    # an edited file (other size and time) is a new key: parsed, not served stale
+    text = grid.read_text().replace("-179.0 -179.0 ", "-179.0 -179.0 0.5 #", 1)
+    grid.write_text(text)
+    os.utime(grid, ns=(grid.stat().st_atime_ns, grid.stat().st_mtime_ns + 10**9))
+    edited = _fresh_read(grid)
+    assert edited.values[0, 0] == 0.5 != parsed.values[0, 0]
+    _fresh_read(grid)  # leave the process cache clean for other tests
+
+
+def test_an_unusable_cache_only_costs_the_parse(tmp_path, monkeypatch, reference_data):
+    """A cache path that is a file, a corrupted entry, or caching turned off: same table."""
+    grid = find_grid(reference_data, "Top8000_ramachandran_pct_contour_grids",
+                     "rama8000-gly-sym.data")
+    monkeypatch.setenv("VARREF_CACHE_DIR", "none")
+    reference = _fresh_read(grid)
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setenv("VARREF_CACHE_DIR", str(blocked))
+    np.testing.assert_array_equal(_fresh_read(grid).values, reference.values)
+    monkeypatch.setenv("VARREF_CACHE_DIR", str(tmp_path / "cache"))
+    _fresh_read(grid)
+    (entry,) = (tmp_path / "cache").glob("*.npz")
+    entry.write_bytes(b"truncated")
+    np.testing.assert_array_equal(_fresh_read(grid).values, reference.values)
+    np.testing.assert_array_equal(_fresh_read(grid).values, reference.values)  # rewritten
+    _fresh_read(grid)
