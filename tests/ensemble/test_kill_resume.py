@@ -85,13 +85,16 @@ def test_a_second_program_on_the_same_store_is_refused(tiny_inputs, tmp_path):
     """Two `varref ensemble --resume -o S` at once: the second exits 2 naming the holder; the
     first finishes normally."""
     store = tmp_path / "shared.zarr"
-    args = ensemble_args(tiny_inputs, store, n_models=24)
+    # enough members that the first run is still going while the second starts up (24 were
+    # finished within the second's start-up once both got faster)
+    args = ensemble_args(tiny_inputs, store, n_models=96)
     first = subprocess.Popen(varref_command(*args, "--workers", "1"), stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=cli_env(),
                              start_new_session=True)
     try:
         assert wait_for(lambda: finished_count(store) >= 1, 120)
         second = run_varref(*args, "--resume", "--workers", "1")
+        assert first.poll() is None, "the first run ended before the second started: add members"
         assert second.returncode == 2
         error = second.stderr.strip().splitlines()[-1]
         assert error.startswith(f"varref: error: {store}: locked by another run (pid {first.pid}")
@@ -99,4 +102,4 @@ def test_a_second_program_on_the_same_store_is_refused(tiny_inputs, tmp_path):
         assert first.returncode == 0, err
     finally:
         kill_session(first)
-    assert finished_count(store) == 24
+    assert finished_count(store) == 96
