@@ -21,7 +21,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from os import PathLike
-
 from typing import TYPE_CHECKING
 
 import numpy as np
