@@ -39,7 +39,6 @@ import math
 from dataclasses import dataclass, replace
 from os import PathLike
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,6 +64,7 @@ __all__ = [
     "model_mask",
     "band_limited_model_map",
     "model_map_fsc",
+    "model_map_fsc_summary",
     "fsc_summary",
     "read_half_maps",
     "average_map",
