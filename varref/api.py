@@ -271,6 +271,18 @@ def _fsc_before_after(model: Model, start: np.ndarray, refined_model: Model, ref
     return {"before": before, "after": after}
 
 
+#: Margin (Å) of the box the FSCs are computed on: the FSC of a model is local, and a whole
+#: cryo-EM box would only add solvent and FFT time.
+_FSC_BOX_MARGIN = 8.0
+
+
+def _fsc_boxes(xyz: np.ndarray, density: Map, half_maps: tuple[Map, Map] | None):
+    """The map and half maps boxed around ``xyz`` for the FSCs."""
+    halves = (None if half_maps is None
+              else tuple(h.box_around(xyz, margin=_FSC_BOX_MARGIN) for h in half_maps))
+    return density.box_around(xyz, margin=_FSC_BOX_MARGIN), halves
+
+
 def fsc_curves(model: Model, xyz: np.ndarray, density: Map, resolution: float,
                half_maps: tuple[Map, Map] | None = None) -> xr.Dataset:
     """The map–model FSC curves (:func:`varref.fsc.model_map_fsc`) of ``xyz`` on the map
@@ -278,8 +290,7 @@ def fsc_curves(model: Model, xyz: np.ndarray, density: Map, resolution: float,
     box would only add solvent and FFT time)."""
     from varref.fsc import model_map_fsc
 
-    box = density.box_around(xyz, margin=8.0)
-    halves = None if half_maps is None else tuple(h.box_around(xyz, margin=8.0) for h in half_maps)
+    box, halves = _fsc_boxes(xyz, density, half_maps)
     return model_map_fsc(model, xyz, box, resolution, half_maps=halves)
 
 
@@ -289,8 +300,7 @@ def fsc_summaries(model: Model, xyz: np.ndarray, density: Map, resolution: float
     building their Dataset."""
     from varref.fsc import model_map_fsc_summary
 
-    box = density.box_around(xyz, margin=8.0)
-    halves = None if half_maps is None else tuple(h.box_around(xyz, margin=8.0) for h in half_maps)
+    box, halves = _fsc_boxes(xyz, density, half_maps)
     return model_map_fsc_summary(model, xyz, box, resolution, half_maps=halves)
 
 

@@ -205,7 +205,7 @@ def slab_parts(z: np.ndarray, radius: np.ndarray, origin_z: float, voxel_z: floa
     nz : int
         Planes of the grid.
     n_parts : int, optional
-        Slabs wanted (default :func:`threads`); fewer when the atoms or planes are few.
+        Slabs wanted (default :func:`available`); fewer when the atoms or planes are few.
 
     Returns
     -------
