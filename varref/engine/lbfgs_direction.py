@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["lbfgs_direction"]
+__all__ = ["lbfgs_direction", "row_dot", "row_dots"]
 
 
 @njit(nogil=True, cache=True)
@@ -59,6 +59,33 @@ def _direction_kernel(gradient, members, s_hist, y_hist, rho_hist, n_stored, hea
                 q[i] += (alpha[j] - b) * s_hist[k, j, i]
         for i in range(n):
             q[i] = -q[i]
+
+
+@njit(nogil=True, cache=True)
+def row_dot(a, b):
+    """``a · b`` of two 1-D arrays summed in index order (the one dot product of the
+    minimisers, so the Python and the fused paths agree to the last bit)."""
+    total = 0.0
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
+
+
+@njit(nogil=True, cache=True)
+def _row_dots_kernel(a, b, out):
+    for r in range(a.shape[0]):
+        out[r] = row_dot(a[r], b[r])
+
+
+def row_dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products of two (k, n) float64 arrays, (k,)."""
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    b = np.ascontiguousarray(b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"row_dots needs two (k, n) arrays of one shape, got {a.shape}, {b.shape}")
+    out = np.empty(a.shape[0])
+    _row_dots_kernel(a, b, out)
+    return out
 
 
 def lbfgs_direction(gradient: np.ndarray, members: np.ndarray, s_hist: np.ndarray,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from varref.engine.lbfgs_direction import lbfgs_direction
+from varref.engine.lbfgs_direction import lbfgs_direction, row_dots
 from varref.engine.lbfgs_update import lbfgs_accept
 
 #: ``objective(x, members) -> (values (k,), gradients (k, n))`` for the rows ``x`` (k, n)
@@ -85,13 +85,13 @@ def minimise_lbfgs(
             break
         current = gradient[members]
         direction = lbfgs_direction(current, members, s_hist, y_hist, rho_hist, n_stored, head)
-        slope = np.einsum("kn,kn->k", direction, current)
+        slope = row_dots(direction, current)
         # a non-descent direction (possible after a bad curvature pair): restart from -g
         uphill = slope >= 0
         if uphill.any():
             direction[uphill] = -current[uphill]
             n_stored[members[uphill]] = 0
-            slope[uphill] = -np.einsum("kn,kn->k", direction[uphill], direction[uphill])
+            slope[uphill] = -row_dots(direction[uphill], direction[uphill])
         step = np.ones(len(members))
         first = n_stored[members] == 0
         if max_step is not None:

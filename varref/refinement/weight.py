@@ -3,8 +3,10 @@
 Chains are cut into consecutive segments of ~10 residues; up to ``n_segments`` of them are
 drawn at random (seeded). Each segment is refined briefly — its atoms move, atoms within
 5 Å of it stay fixed and keep their restraints and contacts — at every weight of a
-log-spaced ladder (2 per decade). All the ladder's trials of one segment are one batched
-minimisation (the engine evaluates the K trial copies in one call). Per segment we take the
+log-spaced ladder (2 per decade). All the ladder's trials of one segment are minimised in one
+numba call (:mod:`varref.engine.fused_lbfgs`: the same kernels, sums and L-BFGS as the
+Python path, without its per-evaluation overhead, GIL released so segments overlap in
+threads); terms without a fused form fall back to the batched Python minimiser. Per segment we take the
 largest weight whose bond and angle r.m.s. deviations (restraints among heavy atoms) stay
 within the targets (0.01 Å, 1.0°): where the r.m.s.d. crosses its target is interpolated
 (linear in log w) between the last acceptable and the first unacceptable trial, and the
@@ -29,11 +31,12 @@ from scipy.spatial import cKDTree
 
 from varref.engine.angles import angle_values
 from varref.engine.bonds import bond_lengths
+from varref.engine.fused_lbfgs import GEOMETRY, MAP, TOPOUT_A, TOPOUT_B, empty_slots, minimise_fused
 from varref.engine.parallel import map_threads
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.objective import Objective
-from varref.refinement.terms.base import Term
+from varref.refinement.terms.base import DATA, Term
 from varref.restraints.arrays import Restraints
 from varref.restraints.subset import select_restraints
 
@@ -45,6 +48,8 @@ DEFAULT_LADDER = np.geomspace(0.1, 1000.0, 9)
 #: The chosen weight is the largest of this many weights per decade (10^(j/4)) at or below
 #: the interpolated crossing: the rule of a 4-per-decade ladder at the cost of 2 per decade.
 WEIGHT_GRID_PER_DECADE = 4
+#: Largest coordinate step of a trial's L-BFGS iteration (Å).
+TRIAL_MAX_STEP = 0.5
 
 
 @dataclass
@@ -180,9 +185,33 @@ def search_weight(
     return result
 
 
+def fused_arguments(terms: list[Term]) -> tuple[np.ndarray, list] | None:
+    """``order`` and ``slots`` of :func:`~varref.engine.fused_lbfgs.minimise_fused` for
+    ``terms`` (summed as :class:`~varref.refinement.objective.Objective` sums them: the data
+    term, then the restraint terms in list order), or None when the fused path cannot
+    evaluate them (a term without ``fused_slot``, not exactly one map term, no geometry,
+    a kind twice)."""
+    slots = empty_slots()
+    data, restraint = [], []
+    for term in terms:
+        form = getattr(term, "fused_slot", None)
+        if form is None:
+            return None
+        kind, arguments = form()
+        if kind == TOPOUT_A and TOPOUT_A in restraint:  # rotamers and reference model
+            kind = TOPOUT_B
+        if kind in data or kind in restraint:
+            return None
+        (data if term.kind == DATA else restraint).append(kind)
+        slots[kind] = arguments
+    if data != [MAP] or GEOMETRY not in restraint:
+        return None
+    return np.array(data + restraint, dtype=np.int64), slots
+
+
 def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder,
                    iterations, environment_radius, bond_target, angle_target,
-                   heavy_atoms_only: bool = True) -> SegmentTrial:
+                   heavy_atoms_only: bool = True, fused: bool = True) -> SegmentTrial:
     segment_atoms = np.flatnonzero(np.isin(model.residue_index, residues))
     near = tree.query_ball_point(xyz[segment_atoms], environment_radius)
     sub_atoms = np.unique(np.concatenate([segment_atoms, *map(np.asarray, near)])).astype(np.int64)
@@ -190,9 +219,15 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
     moving = np.isin(sub_atoms, segment_atoms)
     start = np.repeat(xyz[sub_atoms][np.newaxis], len(ladder), axis=0)
     sub_terms = [sub for term in data_terms + restraint_terms if (sub := term.subset(sub_atoms)) is not None]
-    target = Objective(sub_terms, ladder, start, moving=moving)
-    minimised = minimise_lbfgs(target, target.pack(start), max_iterations=iterations, max_step=0.5)
-    refined = target.unpack(minimised.x, np.arange(len(ladder)))
+    arguments = fused_arguments(sub_terms) if fused else None
+    if arguments is not None:
+        refined, _ = minimise_fused(start, moving, ladder, *arguments, max_iterations=iterations,
+                                    max_step=TRIAL_MAX_STEP)
+    else:
+        target = Objective(sub_terms, ladder, start, moving=moving)
+        minimised = minimise_lbfgs(target, target.pack(start), max_iterations=iterations,
+                                   max_step=TRIAL_MAX_STEP)
+        refined = target.unpack(minimised.x, np.arange(len(ladder)))
 
     # geometry of the restraints that touch the moving atoms
     bonds, angles = sub_restraints.bonds, sub_restraints.angles

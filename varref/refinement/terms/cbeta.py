@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varref.engine import fused_lbfgs
 from varref.engine.torsions import torsion_value_and_gradient_batch
 from varref.refinement.terms.base import RESTRAINT, TermSetup, renumber
 from varref.restraints.cbeta import cbeta_restraints
@@ -54,6 +55,10 @@ class CBetaTerm:
         torsion_value_and_gradient_batch(xyz, self.atoms, self.ideal, self.weight, self.period,
                                          grad, values)
         return values, grad
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        return fused_lbfgs.TORSION, (self.atoms, self.ideal, self.weight, self.period)
 
     def subset(self, atoms: np.ndarray) -> "CBetaTerm | None":
         kept, renumbered = renumber(atoms, self.n_atoms, self.atoms)

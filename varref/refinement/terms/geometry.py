@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from varref.engine.neighbours import BatchNonbondedPairs, max_displacement_sq_members
+from varref.engine import fused_lbfgs
+from varref.engine.neighbours import BatchNonbondedPairs, max_contact_distance, max_displacement_sq_members
 from varref.engine.restraint_target import PackedRestraints, pack_restraints, restraint_values_and_gradients_batch
 from varref.refinement.terms.base import RESTRAINT, TermSetup
 from varref.restraints.arrays import Restraints
@@ -63,6 +64,18 @@ class GeometryTerm:
 
     def evaluate(self, xyz: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return restraint_values_and_gradients_batch(xyz, self.packed, self._pairs(xyz, members))
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        topology, s = self.packed.nonbonded, self.packed.nonbonded_settings
+        # the cutoff of build_nonbonded_pairs; the list is rebuilt as in _pairs
+        cutoff = max_contact_distance(topology, s) + s.buffer
+        scalars = tuple(float(v) for v in (cutoff, s.k_rep, s.factor_1_4, s.shrink_donor_acceptor,
+                                           s.minimum_distance, s.default_distance, s.buffer,
+                                           s.c_rep))
+        return fused_lbfgs.GEOMETRY, (tuple(self.packed.kernel_arrays),
+                                      (topology.radius, topology.hbond_type, topology.partner_offsets,
+                                       topology.partners, topology.partner_kind), scalars)
 
     def subset(self, atoms: np.ndarray) -> "GeometryTerm":
         return GeometryTerm(select_restraints(self.restraints, atoms))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from varref.engine import fused_lbfgs
+from varref.engine.interpolation import as_kernel_grid, interpolation_method_code
 from varref.engine.map_target import map_target_value_gradient_batched, map_target_weights
 from varref.maps import Map
 from varref.refinement.terms.base import DATA, TermSetup
@@ -27,6 +29,13 @@ class MapValueTerm:
         d = self.density
         return map_target_value_gradient_batched(d.data, d.origin, d.voxel_size, xyz,
                                                  self.atom_weights, self.method)
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        d = self.density
+        data, origin, voxel_size = as_kernel_grid(d.data, d.origin, d.voxel_size)
+        return fused_lbfgs.MAP, (data, origin, voxel_size, self.atom_weights,
+                                 interpolation_method_code(self.method))
 
     def subset(self, atoms: np.ndarray) -> "MapValueTerm":
         return MapValueTerm(self.density, self.atom_weights[atoms], self.method)

@@ -24,6 +24,7 @@ import math
 
 import numpy as np
 
+from varref.engine import fused_lbfgs
 from varref.engine.ncs_torsions import ncs_torsion_value_and_gradient_batch
 from varref.refinement.terms.base import RESTRAINT, TermSetup, renumber
 from varref.restraints.ncs import find_ncs, ncs_torsions
@@ -89,6 +90,10 @@ class NcsTerm:
         ncs_torsion_value_and_gradient_batch(xyz, self.atoms, self.offsets, self.period,
                                              self.weight, self.limits, grad, values)
         return values, grad
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        return fused_lbfgs.NCS, (self.atoms, self.offsets, self.period, self.weight, self.limits)
 
     def subset(self, atoms: np.ndarray) -> "NcsTerm | None":
         inside, renumbered = renumber(atoms, self.n_atoms, self.atoms)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varref.engine import fused_lbfgs
 from varref.engine.ramachandran import ramachandran_values_and_gradients_batch
 from varref.refinement.terms.base import RESTRAINT, TermSetup, renumber
 from varref.restraints.ramachandran import (
@@ -79,6 +80,12 @@ class RamachandranTerm:
         ramachandran_values_and_gradients_batch(xyz, self.atoms, self.classes, self.weights,
                                                 p.table, p.origin, p.spacing, gradient, values)
         return values, gradient
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        p = self.potential
+        return fused_lbfgs.RAMACHANDRAN, (self.atoms, self.classes, self.weights, p.table,
+                                          float(p.origin), float(p.spacing))
 
     def subset(self, atoms: np.ndarray) -> "RamachandranTerm | None":
         kept, renumbered = renumber(atoms, self.n_atoms, self.atoms)

@@ -21,6 +21,7 @@ from os import PathLike
 
 import numpy as np
 
+from varref.engine import fused_lbfgs
 from varref.engine.topout_torsions import topout_torsion_value_and_gradient_batch
 from varref.errors import InputError
 from varref.model import Model, read_model
@@ -86,6 +87,11 @@ class ReferenceTerm:
                                                 self.limits, self.period, self.flat, grad,
                                                 values)
         return values, grad
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        return fused_lbfgs.TOPOUT_A, (self.atoms, self.ideal, self.weight, self.limits, self.period,
+                                      self.flat)
 
     def subset(self, atoms: np.ndarray) -> "ReferenceTerm | None":
         kept, renumbered = renumber(atoms, self.n_atoms, self.atoms)

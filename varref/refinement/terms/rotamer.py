@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from varref.engine import fused_lbfgs
 from varref.engine.topout_torsions import topout_torsion_value_and_gradient_batch
 from varref.refinement.rotamer_fit import fit_rotamer_outliers
 from varref.refinement.terms.base import RESTRAINT, TermSetup, renumber
@@ -122,6 +123,11 @@ class RotamerTerm:
         topout_torsion_value_and_gradient_batch(xyz, self.atoms, self.ideal, self.weight,
                                                 self.limit, self.period, self.flat, grad, values)
         return values, grad
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        return fused_lbfgs.TOPOUT_A, (self.atoms, self.ideal, self.weight, self.limit, self.period,
+                                      self.flat)
 
     def subset(self, atoms: np.ndarray) -> "RotamerTerm | None":
         kept, renumbered = renumber(atoms, self.n_atoms, self.atoms)

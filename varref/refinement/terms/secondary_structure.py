@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from varref.engine import fused_lbfgs
 from varref.engine.distance_topout import distance_topout_value_and_gradient_batch
 from varref.refinement.terms.base import RESTRAINT, TermSetup, renumber
 from varref.restraints.secondary_structure import (
@@ -102,6 +103,10 @@ class SecondaryStructureTerm:
         distance_topout_value_and_gradient_batch(xyz, self.atoms, self.ideal, self.weight,
                                                  self.limit, self.slack, grad, values)
         return values, grad
+
+    def fused_slot(self) -> tuple[int, tuple]:
+        """Kind and kernel arguments for the fused trial minimiser (:mod:`varref.engine.fused_lbfgs`)."""
+        return fused_lbfgs.DISTANCE, (self.atoms, self.ideal, self.weight, self.limit, self.slack)
 
     def subset(self, atoms: np.ndarray) -> "SecondaryStructureTerm | None":
         """Restraints with both atoms in ``atoms``, renumbered; None when none is left."""
