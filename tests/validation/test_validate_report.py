@@ -79,6 +79,25 @@ def test_without_reference_data_no_molprobity_numbers_are_reported(read_shared_m
     assert all(row["rotamer_status"] is None for row in report["per_residue"])
 
 
+def test_coot_container_is_reused_without_carrying_one_model_into_the_next(read_shared_model):
+    """One Coot container per process (creating one costs ~0.2 s): each analysis closes its
+    molecule, so a model analysed after another gives what a fresh container gives."""
+    from varref.validation import coot_fallback
+    from varref.validation.residues import ResidueTable
+
+    pytest.importorskip("coot_headless_api")
+    first, second = (ResidueTable(read_shared_model(name)) for name in ("3j6b_9", "1crn"))
+    coot_fallback._container = None
+    fresh = coot_fallback.coot_ramachandran_analysis(second)
+    container = coot_fallback._container
+    coot_fallback.coot_ramachandran_analysis(first)
+    reused = coot_fallback.coot_ramachandran_analysis(second)
+    assert coot_fallback._container is container
+    assert reused == fresh and reused["n_evaluated"] > 0
+    # the molecules were closed: the container holds none of them
+    assert not any(container.is_valid_model_molecule(i) for i in range(4))
+
+
 def test_refinement_summary_quotes_no_ramachandran_without_reference_data(read_shared_model,
                                                                           monkeypatch):
     from varref.refinement.summary import summary_rows

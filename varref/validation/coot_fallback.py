@@ -22,6 +22,7 @@ differences:
 from __future__ import annotations
 
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,14 +45,24 @@ ROTAMERS_UNAVAILABLE = (
     "not rotamer percentiles; pass --reference-data DIR or set $VARREF_REFERENCE_DATA")
 
 
+_container = None
+_container_lock = threading.Lock()
+
+
 def _molecules_container():
+    """The process's one Coot container (creating one costs ~0.2 s, and a refinement's
+    summary validates twice); callers hold :data:`_container_lock` while they use it."""
+    global _container
+    if _container is not None:
+        return _container
     try:
         import coot_headless_api
     except ImportError as exc:  # pragma: no cover - the package is a dependency
         raise InputError("--reference-data", "no Top8000 reference data given and "
                          f"coot-headless-api cannot be imported ({exc}); pass "
                          "--reference-data DIR or set $VARREF_REFERENCE_DATA") from None
-    return coot_headless_api.molecules_container_t(False)
+    _container = coot_headless_api.molecules_container_t(False)
+    return _container
 
 
 def coot_ramachandran_analysis(residues: ResidueTable) -> dict[str, object]:
@@ -66,10 +77,10 @@ def coot_ramachandran_analysis(residues: ResidueTable) -> dict[str, object]:
     InputError
         coot-headless-api is missing or cannot read the model.
     """
-    container = _molecules_container()
     model = residues.model
     st = model.to_structure()
-    with tempfile.TemporaryDirectory(prefix="varref-coot-") as directory:
+    with _container_lock, tempfile.TemporaryDirectory(prefix="varref-coot-") as directory:
+        container = _molecules_container()
         # PDB keeps Coot on its most tested reader; mmCIF only when PDB cannot hold it
         use_cif = model.n_atoms > 99999 or any(len(c) > 1 for c in np.unique(model.chain_id))
         path = Path(directory) / ("model.cif" if use_cif else "model.pdb")
@@ -81,20 +92,25 @@ def coot_ramachandran_analysis(residues: ResidueTable) -> dict[str, object]:
         if imol < 0:
             raise InputError(model.source or "model", "coot-headless-api could not read the "
                              "model; pass --reference-data DIR for the Top8000 analysis")
-        phi_psi_results = container.ramachandran_validation(imol)
-        # phi_psi_prob_t does not expose its probability in this binding; the graph
-        # data of ramachandran_analysis carries the same number per residue
-        probability = {
-            _key(item.residue_spec.chain_id, item.residue_spec.res_no,
-                 item.residue_spec.ins_code): float(item.function_value)
-            for chain in container.ramachandran_analysis(imol).cviv for item in chain.rviv
-        }
+        try:
+            phi_psi_results = container.ramachandran_validation(imol)
+            # phi_psi_prob_t does not expose its probability in this binding; the graph
+            # data of ramachandran_analysis carries the same number per residue
+            probability = {
+                _key(item.residue_spec.chain_id, item.residue_spec.res_no,
+                     item.residue_spec.ins_code): float(item.function_value)
+                for chain in container.ramachandran_analysis(imol).cviv for item in chain.rviv
+            }
+            phi_psi = [(result.phi_psi.chain_id, result.phi_psi.residue_number,
+                        result.phi_psi.ins_code, float(result.phi_psi.phi()),
+                        float(result.phi_psi.psi())) for result in phi_psi_results]
+        finally:
+            container.close_molecule(imol)  # the container is reused
     index = {(str(c), int(n), str(i)): r for r, (c, n, i) in
              enumerate(zip(residues.chain, residues.number, residues.icode))}
     rows = []
-    for result in phi_psi_results:
-        phi_psi = result.phi_psi
-        key = _key(phi_psi.chain_id, phi_psi.residue_number, phi_psi.ins_code)
+    for chain_id, number, icode, phi, psi in phi_psi:
+        key = _key(chain_id, number, icode)
         r = index.get(key)
         p = probability.get(key)
         if r is None or p is None:
@@ -107,7 +123,7 @@ def coot_ramachandran_analysis(residues: ResidueTable) -> dict[str, object]:
             status = rama.ALLOWED
         else:
             status = rama.OUTLIER
-        rows.append({"residue": r, "phi": float(phi_psi.phi()), "psi": float(phi_psi.psi()),
+        rows.append({"residue": r, "phi": phi, "psi": psi,
                      "rama_class": rama_class, "percentile": 100.0 * p, "status": status})
     rows.sort(key=lambda row: row["residue"])
     return rama.summarise(rows, residues, SOURCE)
