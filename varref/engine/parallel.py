@@ -10,7 +10,7 @@ cost a grid-sized zeroing and addition per call and page-faulted in every thread
 
 The number of threads is a process-wide setting: ``VARREF_THREADS`` if set, else the cores
 this process may run on; :func:`set_threads` changes it (``varref refine --threads``). Dask
-workers set it to 1 (``varref.ensemble.cluster.warm_up``), as their parallelism is over
+workers set it to 1 (``varref.ensemble.cluster.one_thread``), as their parallelism is over
 members. Every kernel computes each number exactly as one thread would, so results do not
 depend on the thread count. Sections nest: inside one of varref's pool threads everything runs
 serially (:func:`available`), so the machine is not oversubscribed beyond one spare thread.

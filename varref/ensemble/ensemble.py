@@ -69,7 +69,8 @@ def run_ensemble(client, model: Model, restraints: Restraints, density: Map,
         log.info("ensemble: %d members, perturbation %.2f Å, weight %.3g", n_models,
                  perturb_rmsd, weight)
 
-        todo = [m for m in range(n_models) if not store.finished()[0, m]]
+        finished = store.finished()[0]  # read once: each call reads the store
+        todo = [m for m in range(n_models) if not finished[m]]
         if len(todo) < n_models:
             log.info("resume: %d of %d members already finished", n_models - len(todo), n_models)
         context = RunContext(model, restraints, options, float(weight), perturb_rmsd, options.seed)
