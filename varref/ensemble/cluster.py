@@ -12,6 +12,7 @@ cluster started elsewhere (dask-jobqueue on SLURM/PBS, Kubernetes; see docs/dist
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import uuid
@@ -61,7 +62,7 @@ def warm_up() -> str:
     from varref.restraints import build_restraints
     from varref.simulate import simulate_map
 
-    import varref.ensemble.tasks  # noqa: F401  (the task code and what it imports)
+    importlib.import_module("varref.ensemble.tasks")  # the task code and what it imports
 
     model = example_helix(4)
     density = simulate_map(model, 4.0).prepared(model.xyz, 5.0, None)
