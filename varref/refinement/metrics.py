@@ -17,12 +17,15 @@ LOGGED_CORRELATIONS = ("cc_mask", "cc_box")
 
 
 def model_metrics(model: Model, xyz: np.ndarray, restraints: Restraints, density: Map,
-                  resolution: float, which: tuple[str, ...] = ALL_CORRELATIONS
-                  ) -> dict[str, float]:
+                  resolution: float, which: tuple[str, ...] = ALL_CORRELATIONS,
+                  deviations: dict | None = None) -> dict[str, float]:
     """Map–model correlations (``which``; default CC_mask, CC_box, CC_volume, CC_peaks) and
-    bond/angle r.m.s.d. of coordinates ``xyz``."""
+    bond/angle r.m.s.d. of coordinates ``xyz`` (from ``deviations``, the
+    :func:`~varref.engine.geometry_stats.geometry_statistics` of ``xyz``, when the caller
+    has them already)."""
     metrics = correlations(model, xyz, density, resolution, which=which)
-    deviations = geometry_statistics(xyz, restraints)
+    if deviations is None:
+        deviations = geometry_statistics(xyz, restraints)
     metrics["bond_rmsd"] = deviations["bonds"]["rmsd"]
     metrics["angle_rmsd"] = deviations["angles"]["rmsd"]
     return {key: float(value) for key, value in metrics.items()}

@@ -110,10 +110,12 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
 
     b_iso = np.repeat(model.b_iso[np.newaxis], n_problems, axis=0)  # per problem, (K, N)
 
-    def metrics(coordinates: np.ndarray, k: int = 0, light: bool = False) -> dict[str, float]:
+    def metrics(coordinates: np.ndarray, k: int = 0, light: bool = False,
+                deviations: dict | None = None) -> dict[str, float]:
         with_b = model if np.array_equal(b_iso[k], model.b_iso) else replace(model, b_iso=b_iso[k])
         return model_metrics(with_b, coordinates, restraints, density, options.resolution,
-                             which=LOGGED_CORRELATIONS if light else ALL_CORRELATIONS)
+                             which=LOGGED_CORRELATIONS if light else ALL_CORRELATIONS,
+                             deviations=deviations)
 
     before = [metrics(x, k) for k, x in enumerate(xyz)]
     if n_problems == 1:
@@ -307,7 +309,7 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
             deviations = geometry_statistics(trial[i], restraints)  # the map fit only if kept
             if (deviations["bonds"]["rmsd"] <= bond_limit[k]
                     and deviations["angles"]["rmsd"] <= angle_limit[k]):
-                found[k] = metrics(trial[i], k)
+                found[k] = metrics(trial[i], k, deviations=deviations)
             else:
                 still.append(k)
         if not still:
