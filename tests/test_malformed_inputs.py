@@ -438,6 +438,28 @@ def test_closed_stdout_pipe_ends_quietly(inputs):
     assert status in (0, 141)
 
 
+def test_console_script_exits_with_its_status_after_the_exit_steps(inputs, tmp_path):
+    """entry_point ends with os._exit (no interpreter teardown): the status is kept, buffered
+    output is flushed, exit handlers run and a non-daemon thread is finished first."""
+    code = ("import atexit, sys, threading, time\n"
+            "atexit.register(lambda: print('handler ran'))\n"
+            "threading.Thread(target=lambda: (time.sleep(2.0), print('thread done'))).start()\n"
+            "from varref.cli import entry_point\n"
+            "sys.argv = ['varref'] + sys.argv[1:]\n"
+            "entry_point()\n")
+    good = subprocess.run([sys.executable, "-c", code, "info", str(inputs / "good.pdb")],
+                          capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0, good.stderr
+    lines = good.stdout.splitlines()
+    assert any(line.endswith("good.pdb") for line in lines)
+    assert "thread done" in lines and lines[-1] == "handler ran"
+    bad = subprocess.run([sys.executable, "-c", code, "info", str(tmp_path / "missing.pdb")],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("varref: error:")
+    assert bad.stdout.splitlines()[-1] == "handler ran"
+
+
 def test_ctrl_c_prints_one_line_and_exits_130(inputs, tmp_path):
     store = tmp_path / "e.zarr"
     process = subprocess.Popen(
