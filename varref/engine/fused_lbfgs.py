@@ -28,7 +28,15 @@ from numba import njit
 
 from varref.engine.distance_topout import distance_topout_value_and_gradient
 from varref.engine.lbfgs_direction import _direction_kernel, row_dot
-from varref.engine.lbfgs_update import _accept_kernel
+from varref.engine.lbfgs_update import (
+    ARMIJO,
+    GRADIENT_TOLERANCE,
+    HISTORY,
+    MAX_TRIES,
+    RELATIVE_TOLERANCE,
+    SHRINK,
+    _accept_kernel,
+)
 from varref.engine.map_target import _map_target_kernel
 from varref.engine.ncs_torsions import ncs_torsion_value_and_gradient
 from varref.engine.neighbours import _nonbonded_pairs_cell_list, max_displacement_sq
@@ -42,10 +50,6 @@ __all__ = ["MAP", "GEOMETRY", "RAMACHANDRAN", "TORSION", "TOPOUT_A", "TOPOUT_B",
 
 MAP, GEOMETRY, RAMACHANDRAN, TORSION, TOPOUT_A, TOPOUT_B, DISTANCE, NCS = range(8)
 N_KINDS = 8
-
-_ARMIJO = 1e-4
-_SHRINK = 0.5
-_MAX_TRIES = 30
 
 
 def empty_slots() -> list[tuple]:
@@ -226,20 +230,20 @@ def _minimise_one(full, moving, weight, order, map_args, geometry, rama, torsion
             new_x[0, i] = x[0, i]
             new_gradient[0, i] = 0.0
         new_value[0] = value[0]
-        for _try in range(_MAX_TRIES):
+        for _try in range(MAX_TRIES):
             for i in range(n):
                 trial[i] = x[0, i] + step * d[i]
             f = _value_gradient_at(trial, full, moving, reference, built, pair_state, grad_full,
                                    scratch, terms6, weight, order, map_args, geometry, rama,
                                    torsion, topout_a, topout_b, distance, ncs, g_trial)
-            if f <= value[0] + _ARMIJO * step * slope:
+            if f <= value[0] + ARMIJO * step * slope:
                 for i in range(n):
                     new_x[0, i] = trial[i]
                     new_gradient[0, i] = g_trial[i]
                 new_value[0] = f
                 accepted[0] = True
                 break
-            step *= _SHRINK
+            step *= SHRINK
         _accept_kernel(members, new_x, new_value, new_gradient, accepted, x, value, gradient,
                        s_hist, y_hist, rho_hist, n_stored, head, iterations, active, converged,
                        relative_tolerance, gradient_tolerance)
@@ -287,8 +291,8 @@ def _read_only(value):
 
 def minimise_fused(start: np.ndarray, moving: np.ndarray, weights: np.ndarray,
                    order: np.ndarray, slots: list, max_iterations: int, max_step: float,
-                   history: int = 10, relative_tolerance: float = 1e-7,
-                   gradient_tolerance: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+                   history: int = HISTORY, relative_tolerance: float = RELATIVE_TOLERANCE,
+                   gradient_tolerance: float = GRADIENT_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
     """Minimise ``w_k T_map + Σ T_t`` for K problems from ``start`` (one call, GIL released).
 
     Parameters

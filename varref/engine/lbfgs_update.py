@@ -12,7 +12,21 @@ from __future__ import annotations
 
 from numba import njit
 
-__all__ = ["lbfgs_accept"]
+__all__ = ["lbfgs_accept", "HISTORY", "RELATIVE_TOLERANCE", "GRADIENT_TOLERANCE", "ARMIJO",
+           "SHRINK", "MAX_TRIES"]
+
+# The settings of both minimisers (varref.refinement.lbfgs and the weight search's fused one
+# in varref.engine.fused_lbfgs), defined once so that they cannot drift apart.
+#: Correction pairs kept (m).
+HISTORY = 10
+#: A problem stops when its relative decrease falls below this (scipy's ``factr`` criterion).
+RELATIVE_TOLERANCE = 1e-7
+#: A problem stops when its largest gradient component falls below this.
+GRADIENT_TOLERANCE = 1e-6
+#: Armijo sufficient-decrease constant, step shrink factor and tries of the line search.
+ARMIJO = 1e-4
+SHRINK = 0.5
+MAX_TRIES = 30
 
 
 @njit(nogil=True, cache=True)

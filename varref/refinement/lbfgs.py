@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from varref.engine.lbfgs_direction import lbfgs_direction, row_dots
-from varref.engine.lbfgs_update import lbfgs_accept
+from varref.engine.lbfgs_update import (
+    ARMIJO,
+    GRADIENT_TOLERANCE,
+    HISTORY,
+    MAX_TRIES,
+    RELATIVE_TOLERANCE,
+    SHRINK,
+    lbfgs_accept,
+)
 
 #: ``objective(x, members) -> (values (k,), gradients (k, n))`` for the rows ``x`` (k, n)
 #: that belong to problems ``members`` (k,) — only unfinished problems are evaluated.
@@ -38,9 +46,9 @@ def minimise_lbfgs(
     objective: BatchObjective,
     x0: np.ndarray,
     max_iterations: int = 100,
-    history: int = 10,
-    relative_tolerance: float = 1e-7,
-    gradient_tolerance: float = 1e-6,
+    history: int = HISTORY,
+    relative_tolerance: float = RELATIVE_TOLERANCE,
+    gradient_tolerance: float = GRADIENT_TOLERANCE,
     max_step: float | None = None,
 ) -> LbfgsResult:
     """Minimise K independent objectives with L-BFGS.
@@ -113,7 +121,7 @@ def minimise_lbfgs(
 
 
 def _backtrack(objective, x, value, direction, slope, step, members,
-               armijo: float = 1e-4, shrink: float = 0.5, max_tries: int = 30):
+               armijo: float = ARMIJO, shrink: float = SHRINK, max_tries: int = MAX_TRIES):
     """Armijo backtracking for every problem; each round evaluates only the unfinished ones."""
     k_count, n = x.shape
     new_x = x.copy()
