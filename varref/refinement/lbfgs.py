@@ -15,15 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from varref.engine.lbfgs_direction import lbfgs_direction, row_dots
-from varref.engine.lbfgs_update import (
-    ARMIJO,
-    GRADIENT_TOLERANCE,
-    HISTORY,
-    MAX_TRIES,
-    RELATIVE_TOLERANCE,
-    SHRINK,
-    lbfgs_accept,
-)
+from varref.engine import lbfgs_update as settings
+from varref.engine.lbfgs_update import lbfgs_accept
 
 #: ``objective(x, members) -> (values (k,), gradients (k, n))`` for the rows ``x`` (k, n)
 #: that belong to problems ``members`` (k,) — only unfinished problems are evaluated.
@@ -46,9 +39,9 @@ def minimise_lbfgs(
     objective: BatchObjective,
     x0: np.ndarray,
     max_iterations: int = 100,
-    history: int = HISTORY,
-    relative_tolerance: float = RELATIVE_TOLERANCE,
-    gradient_tolerance: float = GRADIENT_TOLERANCE,
+    history: int = settings.HISTORY,
+    relative_tolerance: float = settings.RELATIVE_TOLERANCE,
+    gradient_tolerance: float = settings.GRADIENT_TOLERANCE,
     max_step: float | None = None,
 ) -> LbfgsResult:
     """Minimise K independent objectives with L-BFGS.
@@ -121,7 +114,8 @@ def minimise_lbfgs(
 
 
 def _backtrack(objective, x, value, direction, slope, step, members,
-               armijo: float = ARMIJO, shrink: float = SHRINK, max_tries: int = MAX_TRIES):
+               armijo: float = settings.ARMIJO, shrink: float = settings.SHRINK,
+               max_tries: int = settings.MAX_TRIES):
     """Armijo backtracking for every problem; each round evaluates only the unfinished ones."""
     k_count, n = x.shape
     new_x = x.copy()
