@@ -30,7 +30,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from os import PathLike
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from varref.atomic import atomic_path
 from varref.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -167,15 +167,9 @@ def _store(cached: Path, table: PercentileTable) -> None:
     a cache that cannot be written only costs the parse next time."""
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=cached.parent, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, name=np.array(table.name), lower=table.lower, upper=table.upper,
-                         n_bins=table.n_bins, wrap=table.wrap, values=table.values)
-            os.replace(temporary, cached)
-        finally:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
+        with atomic_path(cached) as temporary, open(temporary, "wb") as out:
+            np.savez(out, name=np.array(table.name), lower=table.lower, upper=table.upper,
+                     n_bins=table.n_bins, wrap=table.wrap, values=table.values)
     except OSError as exc:
         log.debug("could not keep the parsed grid in %s (%s)", cached.parent, exc)
 
