@@ -135,6 +135,29 @@ def test_workers_warm_up_in_the_background_and_the_store_is_read_once(crambin, t
     assert len(reads) == 1
 
 
+def test_the_local_cluster_runs_its_housekeeping_rarely(client):
+    """A LocalCluster of dask_client runs without the workers' statistical profiler (a stack
+    sample every 10 ms, taking the GIL from the refinement) and with 500 ms event-loop ticks,
+    in the scheduler and in the workers alike (the workers get the settings when spawned)."""
+    from varref.ensemble.cluster import LOCAL_CLUSTER_CONFIG
+
+    def housekeeping(dask_worker=None, dask_scheduler=None):
+        server = dask_worker or dask_scheduler
+        callbacks = server.periodic_callbacks
+        return {"profile": "profile" in callbacks, "tick_ms": callbacks["tick"].callback_time}
+
+    workers = client.run(housekeeping)
+    assert len(workers) == 2
+    for seen in workers.values():
+        assert seen["profile"] is False
+        assert seen["tick_ms"] == 500
+    assert client.run_on_scheduler(housekeeping)["tick_ms"] == 500
+    # the nannies (in this process) read their worker's memory every 500 ms
+    nannies = list(client.cluster.workers.values())
+    assert [n.periodic_callbacks["memory_monitor"].callback_time for n in nannies] == [500, 500]
+    assert LOCAL_CLUSTER_CONFIG["distributed.worker.profile.enabled"] is False
+
+
 def test_killing_a_worker_mid_run_loses_nothing(crambin, tmp_path):
     """Kill one worker process while tasks run: every member present once, results identical."""
     import threading
