@@ -7,7 +7,7 @@ Defaults as `varref ensemble`: 5 macro-cycles, batches of 10, 1.0 Å perturbatio
 restraint terms, no final CC stage, no B refinement, no rotamer fit (`varref ensemble` leaves
 those three off). `--full-protocol` adds B refinement and the rotamer fit (what `varref
 refine` does by default; the ensemble timings of 2026-11-30 morning used this, by mistake
-described as the ensemble defaults). `--repeats N` times each worker count N times (median).
+described as the ensemble defaults). `--repeats N` times each worker count N times (median), the counts taking turns.
 
 `--restraints-off` switches off the restraint terms added after the first release
 (Ramachandran, C-beta, rotamers and rotamer fit, secondary structure, NCS) to time the
@@ -61,24 +61,31 @@ def main() -> int:
                 else dict(adp=False, rotamer_fit=False))
     options = RefineOptions(resolution=3.0, final_cc=False, **protocol, **extra)
     rows = []
+    counts = [int(w) for w in args.workers.split(",")]
+    times: dict[int, list[float]] = {n: [] for n in counts}
+    datasets = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for n_workers in (int(w) for w in args.workers.split(",")):
-            times = []
-            for repeat in range(args.repeats):
+        # the worker counts take turns within each repeat, so a drift in the machine's speed
+        # (this VM's varies by 15-35 % between minutes) does not land on one count only
+        for repeat in range(args.repeats):
+            for n_workers in counts:
                 store = Path(tmp) / f"ens{n_workers}.zarr"
                 shutil.rmtree(store, ignore_errors=True)
                 began = time.perf_counter()
                 with dask_client(workers=n_workers, quiet=True) as client:
-                    dataset = run_ensemble(client, model, restraints, density, store, args.members,
-                                           1.0, options, batch_size=args.batch_size, progress=False)
-                times.append(time.perf_counter() - began)
-                print(f"workers {n_workers} run {repeat + 1}: {times[-1]:.1f} s", flush=True)
-            elapsed = float(np.median(times))
+                    datasets[n_workers] = run_ensemble(client, model, restraints, density, store,
+                                                       args.members, 1.0, options,
+                                                       batch_size=args.batch_size, progress=False)
+                times[n_workers].append(time.perf_counter() - began)
+                print(f"workers {n_workers} run {repeat + 1}: {times[n_workers][-1]:.1f} s", flush=True)
+        for n_workers in counts:
+            dataset = datasets[n_workers]
+            elapsed = float(np.median(times[n_workers]))
             heavy = ~model.is_hydrogen
             refined = dataset["xyz"].values[0].astype(np.float64)[:, heavy]
             start = dataset["start_xyz"].values[0].astype(np.float64)[:, heavy]
             to_truth = lambda x: np.sqrt(np.mean(np.sum((x - model.xyz[heavy]) ** 2, axis=-1), axis=-1))  # noqa: E731
-            rows.append({"workers": n_workers, "wall_s": elapsed, "wall_s_all": times,
+            rows.append({"workers": n_workers, "wall_s": elapsed, "wall_s_all": times[n_workers],
                          "per_minute": 60 * args.members / elapsed,
                          "start_rmsd": float(np.median(to_truth(start))),
                          "refined_rmsd": float(np.median(to_truth(refined))),

@@ -238,6 +238,34 @@ def test_exclusions_and_14_pairs_are_consistent(shared):
     assert d13.max() < 3.2  # 1-3 across a disulfide (CB-SG-SG) is the longest
 
 
+def _walked_neighbour_pairs(n_atoms, bond_atoms):
+    """1-2/1-3 and 1-4 pairs by walking the bond graph atom by atom (the definition)."""
+    neighbours = [[] for _ in range(n_atoms)]
+    for i, j in bond_atoms.tolist():
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    close = {(min(i, j), max(i, j)) for i, j in bond_atoms.tolist()}
+    for around in neighbours:
+        close |= {(min(i, j), max(i, j)) for a, i in enumerate(around) for j in around[a + 1:]}
+    fourth = {(min(i, m), max(i, m)) for j, k in bond_atoms.tolist() for i in neighbours[j]
+              if i != k for m in neighbours[k] if m not in (j, i)} - close
+    return sorted(close), sorted(fourth)
+
+
+@pytest.mark.parametrize("relative", ["models/1crn.pdb", "maps/emd5778_trpv1_tm/transmem.pdb.renum.pdb"])
+def test_exclusions_and_14_pairs_equal_a_walk_of_the_bond_graph(shared, relative):
+    """The matrix-product 1-3/1-4 pairs equal a walk of the bond graph, pair for pair and in
+    order, on a model with riding hydrogens (rings, disulfides, many branches)."""
+    from varref.validation.clashes import add_riding_hydrogens
+
+    model = add_riding_hydrogens(read_model(shared(relative)))
+    restraints = build_restraints(model)
+    close, fourth = _walked_neighbour_pairs(model.n_atoms, restraints.bonds.atoms)
+    assert restraints.nonbonded.excluded_pairs.tolist() == [list(p) for p in close]
+    assert restraints.nonbonded.pairs_14.tolist() == [list(p) for p in fourth]
+    assert len(fourth) > model.n_atoms  # the case is not trivial
+
+
 def test_clibd_mon_env_is_honoured(monkeypatch, shared):
     monkeypatch.setenv("CLIBD_MON", str(packaged_monomer_library()))
     model = read_model(shared("models/1crn.pdb"))

@@ -296,35 +296,34 @@ def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
 
 
 def _bonded_neighbour_pairs(n_atoms: int, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(1-2 ∪ 1-3 pairs, 1-4 pairs) from the bond graph, each as sorted (m, 2) with i < j."""
-    neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
-    for i, j in bond_atoms.tolist():
-        neighbours[i].append(j)
-        neighbours[j].append(i)
-    close: set[tuple[int, int]] = set()
-    for i, j in bond_atoms.tolist():
-        close.add((min(i, j), max(i, j)))
-    for centre in range(n_atoms):
-        around = neighbours[centre]
-        for a in range(len(around)):
-            for b in range(a + 1, len(around)):
-                i, j = around[a], around[b]
-                close.add((min(i, j), max(i, j)))
-    fourth: set[tuple[int, int]] = set()
-    for j, k in bond_atoms.tolist():
-        for i in neighbours[j]:
-            if i == k:
-                continue
-            for m in neighbours[k]:
-                if m == j or m == i:
-                    continue
-                pair = (min(i, m), max(i, m))
-                if pair not in close:
-                    fourth.add(pair)
+    """(1-2 ∪ 1-3 pairs, 1-4 pairs) from the bond graph, each as sorted (m, 2) with i < j.
 
-    def as_array(pairs: set[tuple[int, int]]) -> np.ndarray:
-        if not pairs:
+    With A the adjacency matrix, the 1-3 pairs are the off-diagonal non-zeros of A² and the
+    1-4 pairs those of A³ that are not 1-2 or 1-3 pairs: a walk i-j-k-m that turns back on
+    itself (k = i or m = j) ends on a bonded pair, which is excluded anyway, so A³ holds
+    exactly the ends of the bond paths i-j-k-m besides those."""
+    from scipy import sparse
+
+    bonds = np.asarray(bond_atoms, dtype=np.int64).reshape(-1, 2)
+    rows = np.concatenate([bonds[:, 0], bonds[:, 1]])
+    cols = np.concatenate([bonds[:, 1], bonds[:, 0]])
+    adjacency = sparse.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
+                                  shape=(n_atoms, n_atoms))
+    two = adjacency @ adjacency
+    three = two @ adjacency
+
+    def upper_pairs(matrix) -> np.ndarray:
+        upper = sparse.triu(matrix, k=1).tocoo()
+        return np.stack([upper.row.astype(np.int64), upper.col.astype(np.int64)], axis=1)
+
+    def sorted_unique(pairs: np.ndarray) -> np.ndarray:
+        if not len(pairs):
             return np.zeros((0, 2), np.int64)
-        return np.array(sorted(pairs), np.int64)
+        return np.unique(pairs, axis=0)  # lexicographic, as sorted() of tuples
 
-    return as_array(close), as_array(fourth)
+    close = sorted_unique(np.concatenate([np.sort(bonds, axis=1), upper_pairs(two)]))
+    fourth = upper_pairs(three)
+    if len(fourth) and len(close):
+        fourth = fourth[~np.isin(fourth[:, 0] * n_atoms + fourth[:, 1],
+                                 close[:, 0] * n_atoms + close[:, 1])]
+    return close, sorted_unique(fourth)

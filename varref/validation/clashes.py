@@ -105,16 +105,11 @@ def add_riding_hydrogens(model: Model) -> Model:
     return Model.from_structure(st, source=model.source)
 
 
-def _bond_neighbours(n_atoms: int, bond_atoms: np.ndarray) -> list[list[int]]:
-    neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
-    for i, j in bond_atoms.tolist():
-        neighbours[i].append(j)
-        neighbours[j].append(i)
-    return neighbours
-
-
 def probe_radii(model: Model, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-atom Probe radius and a polar-hydrogen flag, from elements and the bond graph.
+
+    A hydrogen's parent is its first bonded atom (in bond order); a carbon bonded to an
+    oxygen that has no other bond is a carbonyl/carboxyl carbon.
 
     Returns
     -------
@@ -122,30 +117,42 @@ def probe_radii(model: Model, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.nd
     polar_hydrogen : (N,) bool
         Hydrogens bonded to N or O (hydrogen-bond donors' hydrogens).
     """
-    neighbours = _bond_neighbours(model.n_atoms, bond_atoms)
+    n = model.n_atoms
+    bonds = np.asarray(bond_atoms, dtype=np.int64).reshape(-1, 2)
     element = np.char.upper(model.element.astype(str))
-    radius = np.empty(model.n_atoms)
-    polar_hydrogen = np.zeros(model.n_atoms, dtype=bool)
-    for i in range(model.n_atoms):
-        symbol = element[i]
-        if symbol in ("H", "D"):
-            parents = neighbours[i]
-            parent = parents[0] if parents else -1
-            parent_element = element[parent] if parent >= 0 else ""
-            aromatic = parent >= 0 and parent_element == "C" and model.atom_name[parent] in \
-                AROMATIC_CARBONS.get(str(model.residue_name[parent]), ())
-            polar_hydrogen[i] = parent_element in ("N", "O")
-            radius[i] = (POLAR_OR_AROMATIC_HYDROGEN_RADIUS if polar_hydrogen[i] or aromatic
-                         else HYDROGEN_RADIUS)
-        elif symbol == "C":
-            # carbonyl/carboxyl carbon: bonded to an oxygen that has no other bond
-            carbonyl = any(element[j] == "O" and len(neighbours[j]) == 1 for j in neighbours[i])
-            radius[i] = CARBONYL_CARBON_RADIUS if carbonyl else PROBE_RADII["C"]
-        elif symbol in PROBE_RADII:
-            radius[i] = PROBE_RADII[symbol]
+    # both ends of every bond, in bond order: an atom's first entry names its first neighbour
+    ends, partners = bonds.reshape(-1), bonds[:, ::-1].reshape(-1)
+    first_of, first_index = np.unique(ends, return_index=True)
+    parent = np.full(n, -1, dtype=np.int64)
+    parent[first_of] = partners[first_index]
+    degree = np.bincount(ends, minlength=n)
+
+    radius = np.empty(n)
+    for symbol in np.unique(element):
+        if symbol in PROBE_RADII:
+            value = PROBE_RADII[symbol]
         else:
             element_info = gemmi.Element(symbol)
-            radius[i] = element_info.vdw_r if element_info.atomic_number else 1.75
+            value = element_info.vdw_r if element_info.atomic_number else 1.75
+        radius[element == symbol] = value
+    # carbonyl/carboxyl carbons
+    lone_oxygen = (element == "O") & (degree == 1)
+    carbonyl = np.zeros(n, dtype=bool)
+    for a, b in ((0, 1), (1, 0)):
+        hit = (element[bonds[:, a]] == "C") & lone_oxygen[bonds[:, b]]
+        carbonyl[bonds[hit, a]] = True
+    radius[carbonyl] = CARBONYL_CARBON_RADIUS
+    # hydrogens by their parent: polar (on N or O) or aromatic (on a ring carbon) are smaller
+    hydrogen = np.isin(element, ("H", "D"))
+    has_parent = hydrogen & (parent >= 0)
+    parent_element = np.where(has_parent, element[np.maximum(parent, 0)], "")
+    polar_hydrogen = hydrogen & np.isin(parent_element, ("N", "O"))
+    aromatic = np.zeros(n, dtype=bool)
+    for i in np.flatnonzero(has_parent & (parent_element == "C")):
+        p = parent[i]
+        aromatic[i] = model.atom_name[p] in AROMATIC_CARBONS.get(str(model.residue_name[p]), ())
+    radius[hydrogen] = np.where(polar_hydrogen[hydrogen] | aromatic[hydrogen],
+                                POLAR_OR_AROMATIC_HYDROGEN_RADIUS, HYDROGEN_RADIUS)
     return radius, polar_hydrogen
 
 
