@@ -82,3 +82,42 @@ def test_clashscore_of_a_model_over_32767_atoms_with_hydrogens():
     result = find_clashes(read_model(path))
     assert result["n_atoms"] > 32767
     assert 0.0 <= result["clashscore"] < 100.0
+
+
+def test_probe_radii_follow_the_element_and_the_bonded_neighbours(read_shared_model):
+    """Probe radii of a hydrogenated protein against their definition atom by atom: polar
+    hydrogens (on N/O) and aromatic ones (on ring carbons) 1.05 Å, other hydrogens 1.22 Å,
+    carbonyl/carboxyl carbons (bonded to an oxygen with no other bond) 1.70 Å, other atoms
+    by element."""
+    from varref.restraints import build_restraints
+    from varref.validation.clashes import (AROMATIC_CARBONS, CARBONYL_CARBON_RADIUS,
+                                           HYDROGEN_RADIUS, POLAR_OR_AROMATIC_HYDROGEN_RADIUS,
+                                           PROBE_RADII, probe_radii)
+
+    model = add_riding_hydrogens(read_shared_model("trpv1_tm"))
+    bonds = build_restraints(model).bonds.atoms
+    radius, polar = probe_radii(model, bonds)
+    neighbours = [[] for _ in range(model.n_atoms)]
+    for i, j in bonds.tolist():
+        neighbours[i].append(j)
+        neighbours[j].append(i)
+    element = [str(e).upper() for e in model.element]
+    kinds = set()
+    for i in range(model.n_atoms):
+        if element[i] == "H":
+            p = neighbours[i][0]
+            on_ring = element[p] == "C" and model.atom_name[p] in AROMATIC_CARBONS.get(
+                str(model.residue_name[p]), ())
+            assert polar[i] == (element[p] in ("N", "O"))
+            expected = POLAR_OR_AROMATIC_HYDROGEN_RADIUS if polar[i] or on_ring else HYDROGEN_RADIUS
+            kinds.add(("H", polar[i], on_ring))
+        elif element[i] == "C" and any(element[j] == "O" and len(neighbours[j]) == 1
+                                       for j in neighbours[i]):
+            expected = CARBONYL_CARBON_RADIUS
+            kinds.add("C=O")
+        else:
+            assert not polar[i]
+            expected = PROBE_RADII[element[i]]
+        assert radius[i] == expected, (i, model.atom_name[i], model.residue_name[i])
+    # every kind occurs in the model
+    assert kinds >= {("H", True, False), ("H", False, True), ("H", False, False), "C=O"}
