@@ -7,7 +7,8 @@ Defaults as `varref ensemble`: 5 macro-cycles, batches of 10, 1.0 Å perturbatio
 restraint terms, no final CC stage, no B refinement, no rotamer fit (`varref ensemble` leaves
 those three off). `--full-protocol` adds B refinement and the rotamer fit (what `varref
 refine` does by default; the ensemble timings of 2026-11-30 morning used this, by mistake
-described as the ensemble defaults). `--repeats N` times each worker count N times (median), the counts taking turns.
+described as the ensemble defaults). `--repeats N` times each worker count N times (median),
+the counts taking turns within each repeat.
 
 `--restraints-off` switches off the restraint terms added after the first release
 (Ramachandran, C-beta, rotamers and rotamer fit, secondary structure, NCS) to time the
