@@ -20,7 +20,7 @@ from varref.engine.restraint_target import (
     restraint_value_and_gradient,
     restraint_values_and_gradients_batch,
 )
-from varref.engine.synthetic import random_restraints
+from synthetic_restraints import random_restraints
 from varref.engine.torsions import torsion_value_and_gradient
 
 RTOL = 1e-4

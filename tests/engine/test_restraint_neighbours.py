@@ -14,7 +14,7 @@ from varref.engine.nonbonded import (
     is_donor_acceptor_pair,
 )
 from varref.engine.restraint_target import pack_restraints
-from varref.engine.synthetic import random_restraints
+from synthetic_restraints import random_restraints
 
 
 def pairs_within_cutoff(xyz: np.ndarray, cutoff: float) -> np.ndarray:

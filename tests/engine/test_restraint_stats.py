@@ -9,7 +9,7 @@ import pytest
 
 from varref.engine.geometry_stats import geometry_statistics
 from varref.engine.restraint_target import pack_restraints, restraint_terms
-from varref.engine.synthetic import random_restraints
+from synthetic_restraints import random_restraints
 from varref.restraints.arrays import (
     AngleRestraints,
     BondRestraints,

@@ -26,7 +26,7 @@ from varref.engine.nonbonded import (
 )
 from varref.engine.planes import plane_deviations, plane_value_and_gradient
 from varref.engine.restraint_target import pack_restraints
-from varref.engine.synthetic import random_restraints
+from synthetic_restraints import random_restraints
 from varref.engine.torsions import (
     torsion_deltas,
     torsion_value_and_gradient,

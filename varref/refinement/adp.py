@@ -39,6 +39,7 @@ from varref.maps import Map
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.restraints import Restraints
+from varref.restraints.graph import hydrogen_parents as hydrogen_parents_from_bonds
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +73,15 @@ def adp_mode(mode: str, resolution: float) -> str:
 
 
 def hydrogen_parents(model: Model, restraints: Restraints | None) -> np.ndarray:
-    """Index of the heavy atom each hydrogen rides on (its bonded partner; without a bond the
-    nearest heavy atom of its residue, else the nearest heavy atom); -1 for heavy atoms."""
-    parent = np.full(model.n_atoms, -1, dtype=np.int64)
+    """Index of the heavy atom each hydrogen rides on (its first bonded heavy atom,
+    :func:`varref.restraints.graph.hydrogen_parents`; without a bond the nearest heavy atom of
+    its residue, else the nearest heavy atom); -1 for heavy atoms."""
     hydrogen = model.is_hydrogen
+    bonds = restraints.bonds.atoms if restraints is not None else np.zeros((0, 2), np.int64)
+    parent = hydrogen_parents_from_bonds(hydrogen, bonds)
     if not hydrogen.any():
         return parent
     heavy_atoms = np.flatnonzero(~hydrogen)
-    if restraints is not None and len(restraints.bonds):
-        pairs = restraints.bonds.atoms
-        for a, b in ((0, 1), (1, 0)):
-            h, x = pairs[:, a], pairs[:, b]
-            use = hydrogen[h] & ~hydrogen[x]
-            parent[h[use]] = x[use]
     for h in np.flatnonzero(hydrogen & (parent < 0)):
         if len(heavy_atoms) == 0:
             break

@@ -30,6 +30,7 @@ from varref.restraints.arrays import (
     Restraints,
     TorsionRestraints,
 )
+from varref.restraints.graph import bonded_neighbour_pairs
 
 log = logging.getLogger(__name__)
 
@@ -291,39 +292,5 @@ def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
     if unknown_elements:
         log.warning("ener_lib has no van der Waals radius for %s; using 1.8 Å for non-bonded "
                     "repulsion", ", ".join(sorted(unknown_elements)))
-    excluded, pairs_14 = _bonded_neighbour_pairs(n, bonds.atoms)
+    excluded, pairs_14 = bonded_neighbour_pairs(n, bonds.atoms)
     return NonbondedParameters(vdw, ion, hbond, model.is_hydrogen.copy(), excluded, pairs_14)
-
-
-def _bonded_neighbour_pairs(n_atoms: int, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(1-2 ∪ 1-3 pairs, 1-4 pairs) from the bond graph, each as sorted (m, 2) with i < j.
-
-    With A the adjacency matrix, the 1-3 pairs are the off-diagonal non-zeros of A² and the
-    1-4 pairs those of A³ that are not 1-2 or 1-3 pairs: a walk i-j-k-m that turns back on
-    itself (k = i or m = j) ends on a bonded pair, which is excluded anyway, so A³ holds
-    exactly the ends of the bond paths i-j-k-m besides those."""
-    from scipy import sparse
-
-    bonds = np.asarray(bond_atoms, dtype=np.int64).reshape(-1, 2)
-    rows = np.concatenate([bonds[:, 0], bonds[:, 1]])
-    cols = np.concatenate([bonds[:, 1], bonds[:, 0]])
-    adjacency = sparse.csr_matrix((np.ones(len(rows), dtype=np.int64), (rows, cols)),
-                                  shape=(n_atoms, n_atoms))
-    two = adjacency @ adjacency
-    three = two @ adjacency
-
-    def upper_pairs(matrix) -> np.ndarray:
-        upper = sparse.triu(matrix, k=1).tocoo()
-        return np.stack([upper.row.astype(np.int64), upper.col.astype(np.int64)], axis=1)
-
-    def sorted_unique(pairs: np.ndarray) -> np.ndarray:
-        if not len(pairs):
-            return np.zeros((0, 2), np.int64)
-        return np.unique(pairs, axis=0)  # lexicographic, as sorted() of tuples
-
-    close = sorted_unique(np.concatenate([np.sort(bonds, axis=1), upper_pairs(two)]))
-    fourth = upper_pairs(three)
-    if len(fourth) and len(close):
-        fourth = fourth[~np.isin(fourth[:, 0] * n_atoms + fourth[:, 1],
-                                 close[:, 0] * n_atoms + close[:, 1])]
-    return close, sorted_unique(fourth)

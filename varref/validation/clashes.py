@@ -53,6 +53,7 @@ from varref.errors import InputError
 from varref.model import Model
 from varref.restraints import build_restraints
 from varref.restraints.arrays import HBOND_CODES
+from varref.restraints.graph import hydrogen_parents, pair_keys
 from varref.monlib import load_monomer_library
 
 #: Probe's explicit-H, electron-cloud radii (Å) by element; see module docstring.
@@ -108,8 +109,9 @@ def add_riding_hydrogens(model: Model) -> Model:
 def probe_radii(model: Model, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-atom Probe radius and a polar-hydrogen flag, from elements and the bond graph.
 
-    A hydrogen's parent is its first bonded atom (in bond order); a carbon bonded to an
-    oxygen that has no other bond is a carbonyl/carboxyl carbon.
+    A hydrogen's parent is its first bonded heavy atom (in bond order,
+    :func:`varref.restraints.graph.hydrogen_parents`); a carbon bonded to an oxygen that has
+    no other bond is a carbonyl/carboxyl carbon.
 
     Returns
     -------
@@ -120,12 +122,8 @@ def probe_radii(model: Model, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.nd
     n = model.n_atoms
     bonds = np.asarray(bond_atoms, dtype=np.int64).reshape(-1, 2)
     element = np.char.upper(model.element.astype(str))
-    # both ends of every bond, in bond order: an atom's first entry names its first neighbour
-    ends, partners = bonds.reshape(-1), bonds[:, ::-1].reshape(-1)
-    first_of, first_index = np.unique(ends, return_index=True)
-    parent = np.full(n, -1, dtype=np.int64)
-    parent[first_of] = partners[first_index]
-    degree = np.bincount(ends, minlength=n)
+    parent = hydrogen_parents(model.is_hydrogen, bonds)
+    degree = np.bincount(bonds.reshape(-1), minlength=n)
 
     radius = np.empty(n)
     for symbol in np.unique(element):
@@ -154,11 +152,6 @@ def probe_radii(model: Model, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.nd
     radius[hydrogen] = np.where(polar_hydrogen[hydrogen] | aromatic[hydrogen],
                                 POLAR_OR_AROMATIC_HYDROGEN_RADIUS, HYDROGEN_RADIUS)
     return radius, polar_hydrogen
-
-
-def _pair_keys(pairs: np.ndarray, n_atoms: int) -> np.ndarray:
-    pairs = np.sort(np.asarray(pairs, dtype=np.int64).reshape(-1, 2), axis=1)
-    return pairs[:, 0] * n_atoms + pairs[:, 1]
 
 
 @dataclass(frozen=True)
@@ -202,10 +195,11 @@ def _topology_of(full: Model) -> ClashTopology:
     acceptor = (element == "O") | ((element == "N") & np.isin(
         hbond, (HBOND_CODES["A"], HBOND_CODES["B"])))
     donor = np.isin(element, ("N", "O")) & np.isin(hbond, (HBOND_CODES["D"], HBOND_CODES["B"]))
-    bonded = np.concatenate([_pair_keys(restraints.nonbonded.excluded_pairs, full.n_atoms),
-                             _pair_keys(restraints.nonbonded.pairs_14, full.n_atoms)])
+    bonded = np.concatenate([pair_keys(restraints.nonbonded.excluded_pairs, full.n_atoms),
+                             pair_keys(restraints.nonbonded.pairs_14, full.n_atoms)])
+    parent = hydrogen_parents(full.is_hydrogen, restraints.bonds.atoms)
     return ClashTopology(np.array(full.atom_name, copy=True), radius, polar_hydrogen, acceptor,
-                         donor, _hydrogen_parents(full, restraints.bonds.atoms), np.unique(bonded))
+                         donor, parent, np.unique(bonded))
 
 
 def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
@@ -263,14 +257,14 @@ def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
         distance = overlap = np.zeros(0)
     # bonded neighbours (1-2, 1-3 and 1-4) never clash
     bonded = topology.bonded_keys
-    keep = ~np.isin(_pair_keys(pairs, full.n_atoms), bonded)
+    keep = ~np.isin(pair_keys(pairs, full.n_atoms), bonded)
     # as Probe's default (-4H): a hydrogen's 1-5 neighbours are excluded too, i.e. atoms
     # within three bonds of the hydrogen's parent
     i, j = pairs[:, 0], pairs[:, 1]
     hydrogen, other = np.where(parent[i] >= 0, i, j), np.where(parent[i] >= 0, j, i)
     via_parent = np.stack([parent[hydrogen], other], axis=1)
     involves_h = parent[hydrogen] >= 0
-    keep &= ~(involves_h & (np.isin(_pair_keys(np.maximum(via_parent, 0), full.n_atoms), bonded)
+    keep &= ~(involves_h & (np.isin(pair_keys(np.maximum(via_parent, 0), full.n_atoms), bonded)
                             | (via_parent[:, 0] == other)))
     hydrogen_bond = (((polar_hydrogen[i] | donor[i]) & acceptor[j])
                      | ((polar_hydrogen[j] | donor[j]) & acceptor[i]))
@@ -293,17 +287,6 @@ def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
         "radii": "Probe explicit-H electron-cloud radii (Word et al. 1999)",
         "clashes": clashes,
     }, topology
-
-
-def _hydrogen_parents(model: Model, bond_atoms: np.ndarray) -> np.ndarray:
-    """(N,) index of the atom each hydrogen is bonded to; -1 for heavy atoms (and lone H)."""
-    parent = np.full(model.n_atoms, -1, dtype=np.int64)
-    for a, b in np.asarray(bond_atoms, dtype=np.int64).reshape(-1, 2):
-        if model.is_hydrogen[a] and not model.is_hydrogen[b]:
-            parent[a] = b
-        elif model.is_hydrogen[b] and not model.is_hydrogen[a]:
-            parent[b] = a
-    return parent
 
 
 def _atom_labels(model: Model) -> list[str]:

@@ -40,7 +40,6 @@ import numpy as np
 
 from varref.engine import fused_lbfgs
 from varref.engine.topout_torsions import topout_torsion_value_and_gradient_batch
-from varref.refinement.rotamer_fit import fit_rotamer_outliers
 from varref.refinement.terms.base import RESTRAINT, TermSetup, renumber
 from varref.restraints.rotamers import load_rotamer_library, side_chain_chis
 

@@ -1,4 +1,4 @@
-"""Synthetic restraint sets for tests of the kernels, without the monomer library.
+"""Synthetic restraint sets for the kernels' tests, without the monomer library.
 
 Nothing here is chemistry: atoms are random points and restraints random atom tuples whose
 ideal values sit near the current model values, so every term has non-zero residuals and
