@@ -86,6 +86,20 @@ def _restraints_for(model: Model, restraints: Restraints | None, monlib, extra_r
                             united_atom_radii=united)
 
 
+def _with_hydrogens(model: Model, options: RefineOptions | None,
+                    restraints: Restraints | None) -> Model:
+    """``model`` with riding hydrogens (re)built from the monomer library when the options
+    say ``hydrogens="add"``; otherwise ``model`` itself."""
+    if options is None or options.hydrogens != "add":
+        return model
+    if restraints is not None:
+        raise InputError("--hydrogens", "add builds the restraints of the hydrogenated model; "
+                         "do not pass prebuilt restraints with it")
+    from varref.restraints.hydrogens import add_riding_hydrogens
+
+    return add_riding_hydrogens(model)
+
+
 @contextlib.contextmanager
 def _dask(client) -> Iterator[object]:
     """The given client, else the current one, else a LocalCluster for this call."""
@@ -148,6 +162,9 @@ class RefinementResult:
     restraints : Restraints or None
         The restraints the model was refined with (its topology: valid for the start and
         the result).
+    start : Model or None
+        The model the refinement started from (the input at the starting coordinates, with
+        the hydrogens ``hydrogens="add"`` built).
     """
 
     model: Model
@@ -161,6 +178,7 @@ class RefinementResult:
     runtime_s: float = 0.0
     fsc: dict = field(default_factory=dict)
     restraints: Restraints | None = None
+    start: Model | None = None
 
     def write(self, path: str | PathLike) -> None:
         """Write the refined model (format from the suffix: .cif/.mmcif or .pdb)."""
@@ -243,6 +261,8 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     if start.shape != model.xyz.shape:
         raise InputError("xyz", f"shape {start.shape}, the model has {model.xyz.shape}")
     model = model.with_xyz(start)  # the input model of the pipeline is the start
+    model = _with_hydrogens(model, opts, restraints)
+    start = model.xyz
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     prepared = density.prepared(start, opts.box_margin, opts.map_b)
     started = time.perf_counter()
@@ -256,7 +276,7 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     refined_model = replace(model.with_xyz(refined), b_iso=result.b_iso[0].copy())
     return RefinementResult(refined_model, refined, result.weight, result.weight_search,
                             result.before[0], result.after[0], result.cycles[0], opts, runtime,
-                            summaries, restraints)
+                            summaries, restraints, model)
 
 
 def _fsc_before_after(model: Model, start: np.ndarray, refined_model: Model, refined: np.ndarray,
@@ -364,6 +384,7 @@ def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rm
     model = as_model(model)
     require_polymer(model)
     density = as_map(density)
+    model = _with_hydrogens(model, opts, restraints)
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     with _dask(client) as dask_client:
         return run_ensemble(dask_client, model, restraints, density, store, n_models, perturb_rmsd,
@@ -447,6 +468,7 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
         raise InputError("--perturb-rmsd", f"must be a finite number >= 0, got {perturb_rmsd!r}")
     model = as_model(model)
     require_polymer(model)
+    model = _with_hydrogens(model, opts, restraints)
     if isinstance(maps, MapSeriesBase):
         series = maps
     elif isinstance(maps, (str, PathLike)):
@@ -648,6 +670,7 @@ def pixel_scan(model, density, resolution: float, *, scales: Sequence[float] | N
         options.setdefault("rotamer_fit", False)
         opts = refine_options(resolution, **options)
         require_polymer(model)
+        model = _with_hydrogens(model, opts, restraints)
         restraints = restraints or build_restraints(model)
     elif options:
         raise TypeError("refinement options need refine=True")

@@ -54,6 +54,11 @@ def add_refinement_options(parser: argparse.ArgumentParser, final_cc: bool = Tru
     group.add_argument("--angle-rmsd-target", type=positive_float, default=1.0,
                        help="weight search target, degrees (default 1.0)")
     group.add_argument("--seed", type=index, default=0, help="random seed (default 0)")
+    group.add_argument("--hydrogens", choices=("riding", "restrained", "add"), default="riding",
+                       help="the model's hydrogens ride on their parent atoms (positions "
+                       "computed, non-bonded repulsion kept), are refined as atoms under their "
+                       "restraints, or are built for every residue first and ride: fewer "
+                       "clashes, slightly looser fit (default riding)")
     restraints = parser.add_argument_group("restraints (docs/methods-restraints.md)")
     restraints.add_argument("--ramachandran", action=argparse.BooleanOptionalAction, default=True,
                             help="Ramachandran restraints (default on)")
@@ -86,7 +91,7 @@ def refinement_options(args: argparse.Namespace) -> dict[str, object]:
         "seed": args.seed, "ramachandran": args.ramachandran, "cbeta": args.cbeta,
         "rotamer": args.rotamer, "rotamer_fit": args.rotamer_fit,
         "secondary_structure": args.secondary_structure, "reference_model": args.reference_model,
-        "ncs": args.ncs,
+        "ncs": args.ncs, "hydrogens": args.hydrogens,
     }
 
 

@@ -189,7 +189,7 @@ def _summary(model, result, density, args) -> list[dict]:
     # the summary does not show EMRinger: skip its scan. Start and result share the
     # refinement's restraints (built once, with any --restraints) and one clash topology
     shared = TopologyCache(restraints=result.restraints)
-    before = validate(model, boxed, args.resolution, reference_data=args.reference_data,
+    before = validate(result.start, boxed, args.resolution, reference_data=args.reference_data,
                       with_emringer=False, cache=shared)
     after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data,
                      with_emringer=False, cache=shared)

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from varref.engine.parallel import available, concurrently
+from varref.refinement.riding import RidingHydrogens
 from varref.refinement.terms.base import DATA, Term
 
 #: Atoms x problems from which the terms are spread over threads (below it the hand-off,
@@ -43,10 +44,14 @@ class Objective:
         (K, N, 3) starting coordinates; atoms that do not move keep these.
     moving
         (N,) bool, the atoms refined (default all).
+    riding
+        Hydrogens that ride on their parents (:mod:`varref.refinement.riding`): not variables;
+        each keeps its offset from its parent in ``start``.
     """
 
     def __init__(self, terms: list[Term], weights, start: np.ndarray,
-                 moving: np.ndarray | None = None) -> None:
+                 moving: np.ndarray | None = None,
+                 riding: RidingHydrogens | None = None) -> None:
         self.terms = list(terms)
         self.start = np.array(start, dtype=np.float64, copy=True)
         if self.start.ndim == 2:
@@ -58,7 +63,18 @@ class Objective:
         if len(self.weights) != n_problems:
             raise ValueError(f"{len(self.weights)} weights for {n_problems} problems")
         self.moving = np.ones(n_atoms, bool) if moving is None else np.asarray(moving, bool)
-        self._all_moving = bool(self.moving.all())
+        self.riding = riding
+        # the minimiser's variables: the moving atoms, less the hydrogens that ride
+        self.variables = self.moving.copy()
+        if riding is not None:
+            self.variables[riding.hydrogen] = False
+            # each hydrogen keeps its offset from its parent (riding.py); the gradient on it
+            # goes to its parent's variables (slot -1: a parent that does not move)
+            self._offsets = self.start[:, riding.hydrogen] - self.start[:, riding.parent]
+            slot = np.full(n_atoms, -1, dtype=np.int64)
+            slot[self.variables] = np.arange(int(self.variables.sum()))
+            self._parent_slot = slot[riding.parent]
+        self._all_moving = riding is None and bool(self.moving.all())
         self.evaluations = 0
         self._cost = np.zeros(len(self.terms))  # seconds of each term's last evaluation
 
@@ -67,22 +83,33 @@ class Objective:
         return self.start.shape[0]
 
     def pack(self, xyz: np.ndarray) -> np.ndarray:
-        """(K, N, 3) coordinates → (K, 3 n_moving) minimiser variables."""
-        return np.ascontiguousarray(xyz[:, self.moving].reshape(len(xyz), -1))
+        """(K, N, 3) coordinates → (K, 3 n_variables) minimiser variables."""
+        return np.ascontiguousarray(xyz[:, self.variables].reshape(len(xyz), -1))
 
     def unpack(self, x: np.ndarray, members: np.ndarray) -> np.ndarray:
         """Minimiser variables of ``members`` → full (k, N, 3) coordinates."""
         if self._all_moving:  # every atom moves: the variables are the coordinates
             return np.array(x, dtype=np.float64).reshape(len(members), -1, 3)
         xyz = self.start[members].copy()
-        xyz[:, self.moving] = x.reshape(len(members), -1, 3)
+        xyz[:, self.variables] = x.reshape(len(members), -1, 3)
+        if self.riding is not None:
+            xyz[:, self.riding.hydrogen] = xyz[:, self.riding.parent] + self._offsets[members]
         return xyz
 
     def __call__(self, x: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         values, gradient = self.evaluate(self.unpack(x, members), members)
         if self._all_moving:
             return values, gradient.reshape(len(members), -1)
-        return values, np.ascontiguousarray(gradient[:, self.moving].reshape(len(members), -1))
+        folded = gradient[:, self.variables]
+        if self.riding is not None:  # d/dx_P of f(x_P + d_H) adds the hydrogen's gradient
+            slot = self._parent_slot
+            moves = slot >= 0
+            on_hydrogens = gradient[:, self.riding.hydrogen[moves]]
+            for row in range(len(members)):
+                for axis in range(3):
+                    folded[row, :, axis] += np.bincount(slot[moves], on_hydrogens[row, :, axis],
+                                                        minlength=folded.shape[1])
+        return values, np.ascontiguousarray(folded.reshape(len(members), -1))
 
     def evaluate(self, xyz: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Total value (k,) and gradient (k, N, 3) for full coordinates of ``members``."""

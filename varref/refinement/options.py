@@ -45,6 +45,12 @@ class RefineOptions:
     adp_mode : {"auto", "atom", "group"}
         Per-atom B, one B per residue, or automatic (group B at resolution worse than 4 Å).
     adp_iterations : int
+    hydrogens : {"riding", "restrained", "add"}
+        The model's hydrogens ride on their parent atoms (default; positions computed, only
+        their non-bonded repulsion acts, docs/methods-refinement.md), are refined as atoms
+        under their restraints, or are (re)built from the monomer library first and then
+        ride (``add``: far fewer clashes, slightly looser fit). A model without hydrogens is
+        refined without them unless ``add``.
     ramachandran, ramachandran_weight, cbeta, rotamer, rotamer_sigma, rotamer_fit,
     secondary_structure, reference_model,
     reference_sigma, reference_limit, ncs, ncs_sigma, ncs_limit
@@ -69,6 +75,7 @@ class RefineOptions:
     adp: bool = True
     adp_mode: str = "auto"
     adp_iterations: int = 30
+    hydrogens: str = "riding"
     ramachandran: bool = True
     ramachandran_weight: float | None = None
     cbeta: bool = True
@@ -120,6 +127,9 @@ class RefineOptions:
                 raise InputError(_flag(name), f"must be an integer >= 1, got {value!r}")
         if self.interpolation not in ("tricubic", "trilinear"):
             raise InputError("--interpolation", "must be tricubic or trilinear")
+        if self.hydrogens not in ("riding", "restrained", "add"):
+            raise InputError("--hydrogens",
+                             f"must be riding, restrained or add, got {self.hydrogens!r}")
 
     def as_dict(self) -> dict[str, object]:
         """The options as plain values (a reference model given as an object is named)."""

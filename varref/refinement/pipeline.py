@@ -49,6 +49,7 @@ from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.metrics import ALL_CORRELATIONS, LOGGED_CORRELATIONS, model_metrics
 from varref.refinement.objective import Objective
 from varref.refinement.options import RefineOptions
+from varref.refinement.riding import RidingHydrogens, ideal_hydrogen_positions
 from varref.refinement.terms import FINAL, MACRO, TermSetup, build_data_terms, build_restraint_terms
 from varref.refinement.weight import WeightSearchResult, search_weight
 from varref.restraints import Restraints
@@ -122,12 +123,20 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
         b = before[0]
         log.info("start      cc_mask %.4f cc_box %.4f bond %.4f angle %.3f", b["cc_mask"],
                  b["cc_box"], b["bond_rmsd"], b["angle_rmsd"])
+    # hydrogens ride on their parents (riding.py): not variables, and without the restraints
+    # that only place them; they are placed again before every minimisation
+    riding = _riding_hydrogens(model, restraints, options)
+    term_restraints = riding.restraints(restraints) if riding is not None else restraints
+
+    def placed(coordinates: np.ndarray) -> np.ndarray:
+        return riding.place(coordinates) if riding is not None else coordinates
+
     # with one macro-cycle there is no converged backbone to wait for: fit first
     fit_after_cycle_1 = options.rotamer_fit and options.macro_cycles > 1
     if options.rotamer_fit and not fit_after_cycle_1:
         model, xyz = _fit_rotamers(model, xyz, density, restraints, options)
-    packed = pack_restraints(restraints)
-    setup = TermSetup(model, restraints, packed, density, options, xyz)
+    packed = pack_restraints(term_restraints)
+    setup = TermSetup(model, term_restraints, packed, density, options, xyz)
     restraint_terms = build_restraint_terms(setup)
     log.info("terms: %s", ", ".join(t.name for t in restraint_terms))
     # the conformational priors join after macro-cycle 1 (module docstring): a start far
@@ -144,7 +153,8 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
                               map_terms, coordinates,
                               seed=options.seed, bond_rmsd_target=options.bond_rmsd_target,
                               angle_rmsd_target=options.angle_rmsd_target,
-                              usable=inside_map(density, coordinates), **extra)
+                              usable=inside_map(density, coordinates),
+                              without_hydrogens=riding is not None, **extra)
         log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
         return found
 
@@ -165,9 +175,12 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
     objective = Objective(map_terms + first_terms, np.full(n_problems, weight), xyz)
     members = np.arange(n_problems)
     for cycle in range(1, options.macro_cycles + 1):
+        if riding is not None:  # hydrogens placed from their frames, then riding this cycle
+            xyz = placed(xyz)
+            objective = Objective(objective.terms, objective.weights, xyz, riding=riding)
         result = minimise_lbfgs(objective, objective.pack(xyz), max_iterations=options.iterations,
                                 max_step=options.max_step)
-        xyz = objective.unpack(result.x, members)
+        xyz = placed(objective.unpack(result.x, members))
         if record_cycles:
             for k in range(n_problems):
                 # per-cycle rows are logged with the cheap correlations; the row that ends
@@ -206,7 +219,8 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
     after = [cycles[k][-1] if cycles[k] else metrics(xyz[k], k) for k in range(n_problems)]
     if options.final_cc:
         xyz, after = _final_stage(model, density, restraints, restraint_terms, xyz, after, weight,
-                                  options, metrics, cycles if record_cycles else None, b_iso)
+                                  options, metrics, cycles if record_cycles else None, b_iso,
+                                  riding)
     for k, row in enumerate(after):
         if not set(ALL_CORRELATIONS) <= set(row):  # a light per-cycle row ended it
             row.update(metrics(xyz[k], k))
@@ -214,6 +228,16 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
              for row in after]
     return PipelineResult(xyz, weight, search, before, after, cycles,
                           time.perf_counter() - started, b_iso)
+
+
+def _riding_hydrogens(model: Model, restraints: Restraints,
+                      options: RefineOptions) -> RidingHydrogens | None:
+    """The riding model of ``model``'s hydrogens (None: restrained, or no hydrogens), their
+    frame coordinates from the library's ideal placement (``add`` built them there)."""
+    if options.hydrogens == "restrained" or not model.is_hydrogen.any():
+        return None
+    reference = model.xyz if options.hydrogens == "add" else ideal_hydrogen_positions(model)
+    return RidingHydrogens.from_model(model, restraints, reference)
 
 
 def inside_map(density: Map, xyz: np.ndarray, margin_voxels: float = 2.0) -> np.ndarray:
@@ -282,7 +306,7 @@ def _refine_b(model, xyz, density, restraints, options, b_iso, cycles, metrics) 
 
 
 def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight, options,
-                 metrics, cycles, b_iso=None):
+                 metrics, cycles, b_iso=None, riding=None):
     """Density-correlation stage with a per-problem geometry guard (see module docstring)."""
     n_problems = len(xyz)
     setup = TermSetup(model, restraints, None, density, options, xyz, b_iso)
@@ -294,12 +318,16 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
     polished = xyz.copy()
     found: dict[int, dict] = {}
     for _ in range(FINAL_CC_HALVINGS + 1):
-        objective = Objective(data_terms + restraint_terms, weight * scale, polished)
+        if riding is not None:
+            polished = riding.place(polished)
+        objective = Objective(data_terms + restraint_terms, weight * scale, polished, riding=riding)
         # problems already settled stay where they are: only ``pending`` ones are minimised
         result = minimise_lbfgs(_subset_objective(objective, pending),
                                 objective.pack(polished[pending]),
                                 max_iterations=options.final_cc_iterations, max_step=0.2)
         trial = objective.unpack(result.x, pending)
+        if riding is not None:
+            trial = riding.place(trial)
         still = []
         for i, k in enumerate(pending):
             # a strained trial is the next start: the lower weight relaxes its geometry
@@ -346,12 +374,15 @@ def find_weight(model: Model, density: Map, restraints: Restraints, xyz: np.ndar
     """The full weight search at coordinates ``xyz`` with the pipeline's terms — what
     ensembles, series and pixel scans run once, so that all their refinements share one
     weight."""
-    setup = TermSetup(model, restraints, pack_restraints(restraints), density, options,
+    riding = _riding_hydrogens(model, restraints, options)
+    term_restraints = riding.restraints(restraints) if riding is not None else restraints
+    setup = TermSetup(model, term_restraints, pack_restraints(term_restraints), density, options,
                       np.asarray(xyz, dtype=np.float64)[np.newaxis])
     found = search_weight(model, restraints, build_restraint_terms(setup),
                           build_data_terms(setup, MACRO), setup.start[0], seed=options.seed,
                           bond_rmsd_target=options.bond_rmsd_target,
                           angle_rmsd_target=options.angle_rmsd_target,
-                          usable=inside_map(density, setup.start[0]))
+                          usable=inside_map(density, setup.start[0]),
+                          without_hydrogens=riding is not None)
     log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
     return found

@@ -114,6 +114,7 @@ def search_weight(
     environment_radius: float = 5.0,
     usable: np.ndarray | None = None,
     heavy_atoms_only: bool = True,
+    without_hydrogens: bool = False,
 ) -> WeightSearchResult:
     """Find the data weight ``w`` by short trial refinements of random segments.
 
@@ -135,6 +136,9 @@ def search_weight(
     heavy_atoms_only
         Judge the trials by restraints among heavy atoms (default, MolProbity's definition of
         the r.m.s.d.); False includes restraints to hydrogens, as before.
+    without_hydrogens
+        Leave the hydrogens out of the trials (segment and environment): the refinement lets
+        them ride (:mod:`varref.refinement.riding`), which the trials' minimiser does not do.
 
     Returns
     -------
@@ -167,7 +171,8 @@ def search_weight(
     def trial(residues):
         return _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree,
                               ladder, iterations, environment_radius, bond_rmsd_target,
-                              angle_rmsd_target, heavy_atoms_only)
+                              angle_rmsd_target, heavy_atoms_only,
+                              kept=~model.is_hydrogen if without_hydrogens else None)
 
     # segments are independent minimisations with their own terms (Term.subset): in threads
     # their kernels overlap (the Python between them does not)
@@ -211,10 +216,14 @@ def fused_arguments(terms: list[Term]) -> tuple[np.ndarray, list] | None:
 
 def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder,
                    iterations, environment_radius, bond_target, angle_target,
-                   heavy_atoms_only: bool = True, fused: bool = True) -> SegmentTrial:
+                   heavy_atoms_only: bool = True, fused: bool = True,
+                   kept: np.ndarray | None = None) -> SegmentTrial:
     segment_atoms = np.flatnonzero(np.isin(model.residue_index, residues))
     near = tree.query_ball_point(xyz[segment_atoms], environment_radius)
     sub_atoms = np.unique(np.concatenate([segment_atoms, *map(np.asarray, near)])).astype(np.int64)
+    if kept is not None:  # atoms left out of the trial (e.g. riding hydrogens)
+        sub_atoms = sub_atoms[kept[sub_atoms]]
+        segment_atoms = segment_atoms[kept[segment_atoms]]
     sub_restraints = select_restraints(restraints, sub_atoms)
     moving = np.isin(sub_atoms, segment_atoms)
     start = np.repeat(xyz[sub_atoms][np.newaxis], len(ladder), axis=0)

@@ -30,7 +30,7 @@ from varref.restraints.arrays import (
     Restraints,
     TorsionRestraints,
 )
-from varref.restraints.graph import bonded_neighbour_pairs
+from varref.restraints.graph import bonded_neighbour_pairs, hydrogen_parents
 
 log = logging.getLogger(__name__)
 
@@ -292,5 +292,12 @@ def _nonbonded(model: Model, topo: gemmi.Topo, monlib: gemmi.MonLib,
     if unknown_elements:
         log.warning("ener_lib has no van der Waals radius for %s; using 1.8 Å for non-bonded "
                     "repulsion", ", ".join(sorted(unknown_elements)))
+    # a hydrogen on a donor is an H-bond hydrogen whatever its own energy type (as Refmac and
+    # servalcat type it): the monomer library types every hydrogen of the standard residues
+    # "H" (hb_type N), which gave a backbone N-H...O=C bond (H...O ~2.0 Å) a 2.7 Å contact
+    parent = hydrogen_parents(model.is_hydrogen, bonds.atoms)
+    riding = np.flatnonzero(parent >= 0)
+    on_donor = np.isin(hbond[parent[riding]], (HBOND_CODES["D"], HBOND_CODES["B"]))
+    hbond[riding[on_donor]] = HBOND_CODES["H"]
     excluded, pairs_14 = bonded_neighbour_pairs(n, bonds.atoms)
     return NonbondedParameters(vdw, ion, hbond, model.is_hydrogen.copy(), excluded, pairs_14)

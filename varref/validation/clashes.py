@@ -42,19 +42,17 @@ a replacement for the MolProbity value in a deposition.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import gemmi
 import numpy as np
 from scipy.spatial import cKDTree
 
-from varref.errors import InputError
 from varref.model import Model
 from varref.restraints import build_restraints
 from varref.restraints.arrays import HBOND_CODES
 from varref.restraints.graph import hydrogen_parents, pair_keys
-from varref.monlib import load_monomer_library
+from varref.restraints.hydrogens import add_riding_hydrogens
 
 #: Probe's explicit-H, electron-cloud radii (Å) by element; see module docstring.
 PROBE_RADII = {
@@ -77,33 +75,6 @@ AROMATIC_CARBONS = {
     **{base: {"C2", "C4", "C5", "C6", "C8"} for base in
        ("A", "G", "C", "U", "DA", "DG", "DC", "DT", "DU")},
 }
-
-
-def add_riding_hydrogens(model: Model) -> Model:
-    """A copy of ``model`` with hydrogens rebuilt from the monomer library (waters excluded).
-
-    Residue order and residue indices are those of ``model``; atoms within a residue are
-    reordered (heavy atoms first, each hydrogen after its parent's group, as gemmi does).
-
-    Raises
-    ------
-    InputError
-        A residue has no dictionary, or gemmi cannot build the topology.
-    """
-    st = model.to_structure()  # current coordinates (the template keeps the file's)
-    monlib = load_monomer_library(st[0].get_all_residue_names())
-    missing = sorted(set(st[0].get_all_residue_names()) - set(monlib.monomers.keys()))
-    if missing:
-        raise InputError(model.source or "model", "cannot add hydrogens: no dictionary for "
-                         f"{', '.join(missing)}")
-    try:
-        gemmi.prepare_topology(st, monlib, model_index=0,
-                               h_change=gemmi.HydrogenChange.ReAddButWater, reorder=True,
-                               warnings=io.StringIO(), ignore_unknown_links=True)
-    except RuntimeError as exc:
-        raise InputError(model.source or "model",
-                         f"cannot add hydrogens: {str(exc).splitlines()[0]}") from None
-    return Model.from_structure(st, source=model.source)
 
 
 def probe_radii(model: Model, bond_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
