@@ -21,6 +21,9 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
    (with one macro-cycle: before it).
 4. Macro-cycles: batched L-BFGS of ``w T_map + T_restraints``; every problem keeps its own
    L-BFGS history and convergence, so a problem's result does not depend on its batch mates.
+   Hydrogens ride on their parents (option ``hydrogens``, :mod:`varref.refinement.riding`):
+   the heavy atoms are the variables, and the hydrogens are placed from their parents'
+   frames before every minimisation (macro-cycle, final-stage run).
 5. B-factors (option ``adp``): isotropic B per atom or per residue against the density
    correlation (:mod:`varref.refinement.adp`), as Phenix refines ADPs in its last cycle.
 6. Final stage (option ``final_cc``): a short minimisation with the density-correlation
@@ -200,12 +203,12 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
             fitted_model, xyz = _fit_rotamers(model.with_xyz(xyz[0]) if n_problems == 1 else model,
                                               xyz, density, restraints, options)
             restraint_terms = _rebuild_rotamer_term(restraint_terms, TermSetup(
-                fitted_model, restraints, packed, density, options, xyz))
+                fitted_model, term_restraints, packed, density, options, xyz))
         elif cycle == 1 and n_problems == 1 and options.macro_cycles > 1:
             # a single refinement's rotamer basins are those of its model after cycle 1, not
             # of its start (a batch keeps the input model's: the same restraints for all)
             restraint_terms = _rebuild_rotamer_term(restraint_terms, TermSetup(
-                model.with_xyz(xyz[0]), restraints, packed, density, options, xyz))
+                model.with_xyz(xyz[0]), term_restraints, packed, density, options, xyz))
         if cycle == 1 and options.macro_cycles > 1:
             objective = Objective(map_terms + restraint_terms, objective.weights, xyz)
         if cycle == 1 and search is not None and options.macro_cycles > 1:
