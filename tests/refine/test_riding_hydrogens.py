@@ -166,3 +166,13 @@ def test_a_batch_with_riding_hydrogens_equals_single_runs(hydrogenated):
         alone = refine_coordinates(model, density, restraints, starts[k], options)
         np.testing.assert_allclose(together.xyz[k], alone.xyz[0], atol=1e-8)
     assert not np.allclose(together.xyz[0], together.xyz[1])
+
+
+def test_a_collapsed_frame_leaves_its_hydrogens_where_they_are(hydrogenated):
+    model, _, riding = hydrogenated
+    xyz = model.xyz.copy()
+    k = int(np.flatnonzero(riding.framed)[0])
+    xyz[riding.frame_a[k]] = xyz[riding.parent[k]]  # A on top of P: no frame
+    placed = riding.place(xyz)
+    assert np.isfinite(placed).all()
+    np.testing.assert_array_equal(placed[riding.hydrogen[k]], xyz[riding.hydrogen[k]])

@@ -58,12 +58,14 @@ def _first_heavy_neighbours(is_hydrogen: np.ndarray, bond_atoms: np.ndarray
 
 
 def _frames(xyz: np.ndarray, p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Orthonormal frames (..., n, 3 axes, 3) at P: e1 along P→A, e2 in the PAB plane."""
-    e1 = xyz[..., a, :] - xyz[..., p, :]
-    e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
-    v = xyz[..., b, :] - xyz[..., p, :]
-    e2 = v - np.sum(v * e1, axis=-1, keepdims=True) * e1
-    e2 /= np.linalg.norm(e2, axis=-1, keepdims=True)
+    """Orthonormal frames (..., n, 3 axes, 3) at P: e1 along P→A, e2 in the PAB plane
+    (NaN where P, A and B are collinear or coincide)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        e1 = xyz[..., a, :] - xyz[..., p, :]
+        e1 /= np.linalg.norm(e1, axis=-1, keepdims=True)
+        v = xyz[..., b, :] - xyz[..., p, :]
+        e2 = v - np.sum(v * e1, axis=-1, keepdims=True) * e1
+        e2 /= np.linalg.norm(e2, axis=-1, keepdims=True)
     return np.stack([e1, e2, np.cross(e1, e2)], axis=-2)
 
 
@@ -137,12 +139,14 @@ class RidingHydrogens:
 
     def place(self, xyz: np.ndarray) -> np.ndarray:
         """A copy of ``xyz`` (N, 3) or (K, N, 3) with every riding hydrogen placed from its
-        parent's frame (or its parent's position plus its offset)."""
+        parent's frame (or its parent's position plus its offset). A hydrogen whose frame
+        has collapsed (its frame atoms collinear or on top of each other) stays where it is."""
         out = np.array(xyz, dtype=np.float64, copy=True)
         f, h, p = self.framed, self.hydrogen, self.parent
         if f.any():
             axes = _frames(out, p[f], self.frame_a[f], self.frame_b[f])
-            out[..., h[f], :] = out[..., p[f], :] + np.einsum("...nij,ni->...nj", axes, self.local[f])
+            placed = out[..., p[f], :] + np.einsum("...nij,ni->...nj", axes, self.local[f])
+            out[..., h[f], :] = np.where(np.isfinite(placed), placed, out[..., h[f], :])
         if (~f).any():
             out[..., h[~f], :] = out[..., p[~f], :] + self.local[~f]
         return out
