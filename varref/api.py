@@ -86,10 +86,10 @@ def _restraints_for(model: Model, restraints: Restraints | None, monlib, extra_r
                             united_atom_radii=united)
 
 
-def _with_hydrogens(model: Model, options: RefineOptions | None,
-                    restraints: Restraints | None) -> Model:
-    """``model`` with riding hydrogens (re)built from the monomer library when the options
-    say ``hydrogens="add"``; otherwise ``model`` itself."""
+def _with_hydrogens(model: Model, options: RefineOptions | None, restraints: Restraints | None,
+                    monlib=None, extra_restraints: Sequence[str] = ()) -> Model:
+    """``model`` with riding hydrogens (re)built from the monomer library (and the extra
+    dictionaries) when the options say ``hydrogens="add"``; otherwise ``model`` itself."""
     if options is None or options.hydrogens != "add":
         return model
     if restraints is not None:
@@ -97,7 +97,7 @@ def _with_hydrogens(model: Model, options: RefineOptions | None,
                          "do not pass prebuilt restraints with it")
     from varref.restraints.hydrogens import add_riding_hydrogens
 
-    return add_riding_hydrogens(model)
+    return add_riding_hydrogens(model, monlib, list(extra_restraints or ()))
 
 
 @contextlib.contextmanager
@@ -261,7 +261,7 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     if start.shape != model.xyz.shape:
         raise InputError("xyz", f"shape {start.shape}, the model has {model.xyz.shape}")
     model = model.with_xyz(start)  # the input model of the pipeline is the start
-    model = _with_hydrogens(model, opts, restraints)
+    model = _with_hydrogens(model, opts, restraints, monlib, extra_restraints)
     start = model.xyz
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     prepared = density.prepared(start, opts.box_margin, opts.map_b)
@@ -384,7 +384,7 @@ def refine_ensemble(model, density, resolution: float, n_models: int, perturb_rm
     model = as_model(model)
     require_polymer(model)
     density = as_map(density)
-    model = _with_hydrogens(model, opts, restraints)
+    model = _with_hydrogens(model, opts, restraints, monlib, extra_restraints)
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     with _dask(client) as dask_client:
         return run_ensemble(dask_client, model, restraints, density, store, n_models, perturb_rmsd,
@@ -468,7 +468,7 @@ def refine_series(model, maps, resolution: float, *, mode: str = "chained", clie
         raise InputError("--perturb-rmsd", f"must be a finite number >= 0, got {perturb_rmsd!r}")
     model = as_model(model)
     require_polymer(model)
-    model = _with_hydrogens(model, opts, restraints)
+    model = _with_hydrogens(model, opts, restraints, monlib, extra_restraints)
     if isinstance(maps, MapSeriesBase):
         series = maps
     elif isinstance(maps, (str, PathLike)):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from os import PathLike
 
 import gemmi
 
@@ -13,11 +15,14 @@ from varref.monlib import load_monomer_library
 __all__ = ["add_riding_hydrogens"]
 
 
-def add_riding_hydrogens(model: Model) -> Model:
+def add_riding_hydrogens(model: Model, monlib_dir: str | PathLike | None = None,
+                         extra_cifs: Sequence[str | PathLike] = ()) -> Model:
     """A copy of ``model`` with hydrogens rebuilt from the monomer library (waters excluded).
 
     Residue order and residue indices are those of ``model``; atoms within a residue are
     reordered (heavy atoms first, each hydrogen after its parent's group, as gemmi does).
+    ``monlib_dir`` and ``extra_cifs`` (e.g. a ligand's dictionary) as for
+    :func:`varref.restraints.build_restraints`.
 
     Raises
     ------
@@ -25,7 +30,7 @@ def add_riding_hydrogens(model: Model) -> Model:
         A residue has no dictionary, or gemmi cannot build the topology.
     """
     st = model.to_structure()  # current coordinates (the template keeps the file's)
-    monlib = load_monomer_library(st[0].get_all_residue_names())
+    monlib = load_monomer_library(st[0].get_all_residue_names(), monlib_dir, extra_cifs)
     missing = sorted(set(st[0].get_all_residue_names()) - set(monlib.monomers.keys()))
     if missing:
         raise InputError(model.source or "model", "cannot add hydrogens: no dictionary for "
