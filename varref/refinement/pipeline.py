@@ -130,6 +130,11 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
     # that only place them; they are placed again before every minimisation
     riding = _riding_hydrogens(model, restraints, options)
     term_restraints = riding.restraints(restraints) if riding is not None else restraints
+    if riding is not None:
+        log.info("hydrogens  %d ride on their parents (%d in a local frame)", len(riding.hydrogen),
+                 int(riding.framed.sum()))
+    elif model.is_hydrogen.any():
+        log.info("hydrogens  %d refined as atoms (restrained)", int(model.is_hydrogen.sum()))
 
     def placed(coordinates: np.ndarray) -> np.ndarray:
         return riding.place(coordinates) if riding is not None else coordinates
