@@ -186,6 +186,7 @@ CASES = {
     "refine-seed-negative": (with_(REFINE, "--seed", "-3"), "--seed"),
     "refine-bond-target-zero": (with_(REFINE, "--bond-rmsd-target", "0"), "--bond-rmsd-target"),
     "refine-unknown-option": (with_(REFINE, "--no-such-option"), "--no-such-option"),
+    "refine-hydrogens-unknown": (with_(REFINE, "--hydrogens", "implicit"), "--hydrogens"),
     # ---- refine: outputs
     "refine-output-is-model": (with_(REFINE, replace={f"{O}/r.cif": f"{I}/good.pdb"}), "--output"),
     "refine-output-is-map": (with_(REFINE, replace={f"{O}/r.cif": f"{I}/good.mrc"}), "--output"),
