@@ -176,3 +176,22 @@ def test_a_collapsed_frame_leaves_its_hydrogens_where_they_are(hydrogenated):
     placed = riding.place(xyz)
     assert np.isfinite(placed).all()
     np.testing.assert_array_equal(placed[riding.hydrogen[k]], xyz[riding.hydrogen[k]])
+
+
+def test_the_alternating_series_step_lets_hydrogens_ride(hydrogenated):
+    """A series frame refined beside its neighbours (the alternating scheme) keeps ideal
+    X-H bonds: its hydrogens ride as in refine_coordinates."""
+    from varref.refinement.trajectory import NeighbourPrior, refine_frame_with_neighbours
+
+    model, restraints, _ = hydrogenated
+    density = varref.simulate_map(model, 3.0).prepared(model.xyz, 6.0)
+    start = varref.perturb(model, 0.4, seed=3, restraints=restraints)[np.newaxis]
+    prior = NeighbourPrior(0.5, 1, 3, {-1: start.copy(), 1: start.copy()})
+    options = RefineOptions(resolution=3.0, weight=10.0, macro_cycles=2)
+    xyz, iterations = refine_frame_with_neighbours(model, density, restraints, start, options,
+                                                   prior, 2)
+    bonds = restraints.bonds
+    to_h = model.is_hydrogen[bonds.atoms].any(axis=1)
+    lengths = np.linalg.norm(xyz[0, bonds.atoms[to_h, 0]] - xyz[0, bonds.atoms[to_h, 1]], axis=1)
+    np.testing.assert_allclose(lengths, bonds.ideal[to_h], atol=1e-9)
+    assert iterations[0] > 0

@@ -128,7 +128,7 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
                  b["cc_box"], b["bond_rmsd"], b["angle_rmsd"])
     # hydrogens ride on their parents (riding.py): not variables, and without the restraints
     # that only place them; they are placed again before every minimisation
-    riding = _riding_hydrogens(model, restraints, options)
+    riding = riding_hydrogens(model, restraints, options)
     term_restraints = riding.restraints(restraints) if riding is not None else restraints
     if riding is not None:
         log.info("hydrogens  %d ride on their parents (%d in a local frame)", len(riding.hydrogen),
@@ -238,7 +238,7 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
                           time.perf_counter() - started, b_iso)
 
 
-def _riding_hydrogens(model: Model, restraints: Restraints,
+def riding_hydrogens(model: Model, restraints: Restraints,
                       options: RefineOptions) -> RidingHydrogens | None:
     """The riding model of ``model``'s hydrogens (None: restrained, or no hydrogens), their
     frame coordinates from the library's ideal placement (``add`` built them there)."""
@@ -382,7 +382,7 @@ def find_weight(model: Model, density: Map, restraints: Restraints, xyz: np.ndar
     """The full weight search at coordinates ``xyz`` with the pipeline's terms — what
     ensembles, series and pixel scans run once, so that all their refinements share one
     weight."""
-    riding = _riding_hydrogens(model, restraints, options)
+    riding = riding_hydrogens(model, restraints, options)
     term_restraints = riding.restraints(restraints) if riding is not None else restraints
     setup = TermSetup(model, term_restraints, pack_restraints(term_restraints), density, options,
                       np.asarray(xyz, dtype=np.float64)[np.newaxis])

@@ -246,7 +246,7 @@ def refine_joint(model: Model, frame_maps: list[Map], restraints: Restraints, st
         ``interpolation``, restraint switches. The conformational priors join after
         macro-cycle 1, as in :func:`~varref.refinement.pipeline.refine_coordinates`.
         Rotamer fit, rigid body, B-factors and the final CC stage are not part of joint
-        refinement.
+        refinement, and hydrogens are refined as restrained atoms (no riding model).
     prior_weight
         λ of :class:`TrajectoryPrior`.
     order
@@ -271,6 +271,12 @@ def refine_joint(model: Model, frame_maps: list[Map], restraints: Restraints, st
                  for f in range(n_frames)] for k in range(n_traj)]
 
     before = metrics(trajectory)
+    if model.is_hydrogen.any() and options.hydrogens != "restrained":
+        # the joint objective has no riding model: its hydrogens are variables under their
+        # restraints (slower to converge; docs/methods-refinement.md, "Hydrogens")
+        log.warning("joint: the model's %d hydrogens are refined as atoms (restrained); riding "
+                    "hydrogens are not implemented for joint trajectories",
+                    int(model.is_hydrogen.sum()))
     packed = pack_restraints(restraints)
     flat_start = trajectory.reshape(n_traj * n_frames, n_atoms, 3)
     setup = TermSetup(model, restraints, packed, None, options, flat_start)
@@ -365,9 +371,12 @@ def refine_frame_with_neighbours(model: Model, density: Map, restraints: Restrai
     priors join after macro-cycle 1 when there is more than one, as everywhere.
     """
     from varref.refinement.objective import Objective
-    from varref.refinement.pipeline import DEFERRED_TERMS
+    from varref.refinement.pipeline import DEFERRED_TERMS, riding_hydrogens
 
     xyz = np.array(starts, dtype=np.float64, copy=True)
+    riding = riding_hydrogens(model, restraints, options)  # as in refine_coordinates
+    if riding is not None:
+        restraints = riding.restraints(restraints)
     packed = pack_restraints(restraints)
     setup = TermSetup(model, restraints, packed, density, options, xyz)
     restraint_terms = build_restraint_terms(setup)
@@ -377,9 +386,13 @@ def refine_frame_with_neighbours(model: Model, density: Map, restraints: Restrai
     iterations = np.zeros(len(xyz), dtype=np.int64)
     for cycle in range(1, macro_cycles + 1):
         terms = [t for t in restraint_terms if cycle > 1 or t.name not in deferred]
-        objective = Objective(data_terms + terms + [prior], options.weight, xyz)
+        if riding is not None:
+            xyz = riding.place(xyz)
+        objective = Objective(data_terms + terms + [prior], options.weight, xyz, riding=riding)
         result = minimise_lbfgs(objective, objective.pack(xyz), max_iterations=options.iterations,
                                 max_step=options.max_step)
         xyz = objective.unpack(result.x, members)
+        if riding is not None:
+            xyz = riding.place(xyz)
         iterations += result.iterations
     return xyz, iterations
