@@ -195,3 +195,18 @@ def test_the_alternating_series_step_lets_hydrogens_ride(hydrogenated):
     lengths = np.linalg.norm(xyz[0, bonds.atoms[to_h, 0]] - xyz[0, bonds.atoms[to_h, 1]], axis=1)
     np.testing.assert_allclose(lengths, bonds.ideal[to_h], atol=1e-9)
     assert iterations[0] > 0
+
+
+def test_a_subset_keeps_the_hydrogens_whose_parents_it_holds(hydrogenated):
+    """The weight search's segments ride their hydrogens too: a subset renumbers the pairs
+    inside it and translates them by their offsets."""
+    model, _, riding = hydrogenated
+    atoms = np.flatnonzero(model.residue_index <= 2)
+    atoms = atoms[atoms != riding.parent[0]]  # a parent left out: its hydrogens go too
+    sub = riding.subset(atoms, model.xyz)
+    inside = np.isin(riding.hydrogen, atoms) & np.isin(riding.parent, atoms)
+    assert len(sub.hydrogen) == inside.sum() > 0
+    np.testing.assert_array_equal(atoms[sub.hydrogen], riding.hydrogen[inside])
+    np.testing.assert_array_equal(atoms[sub.parent], riding.parent[inside])
+    xyz = model.xyz[atoms] + 1.5
+    np.testing.assert_allclose(sub.place(xyz), model.xyz[atoms] + 1.5, atol=1e-12)

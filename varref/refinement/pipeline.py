@@ -162,7 +162,7 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
                               seed=options.seed, bond_rmsd_target=options.bond_rmsd_target,
                               angle_rmsd_target=options.angle_rmsd_target,
                               usable=inside_map(density, coordinates),
-                              without_hydrogens=riding is not None, **extra)
+                              riding=riding, **extra)
         log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
         return found
 
@@ -391,6 +391,6 @@ def find_weight(model: Model, density: Map, restraints: Restraints, xyz: np.ndar
                           bond_rmsd_target=options.bond_rmsd_target,
                           angle_rmsd_target=options.angle_rmsd_target,
                           usable=inside_map(density, setup.start[0]),
-                          without_hydrogens=riding is not None)
+                          riding=riding)
     log.info("weight     %.4g (searched on %d segments)", found.weight, len(found.segments))
     return found

@@ -152,6 +152,24 @@ class RidingHydrogens:
             out[..., h[~f], :] = out[..., p[~f], :] + self.local[~f]
         return out
 
+    def subset(self, atoms: np.ndarray, xyz: np.ndarray) -> RidingHydrogens | None:
+        """The hydrogens among ``atoms`` (sorted, unique) that ride on a parent among them,
+        renumbered to ``atoms``' order and translated with their parents by their offsets at
+        ``xyz`` (N, 3): for minimising that subset (the weight search's segments) with
+        :class:`~varref.refinement.objective.Objective`, which never places them in frames.
+        None if there is none."""
+        atoms = np.asarray(atoms, dtype=np.int64)
+        size = int(max(atoms.max(initial=-1), self.hydrogen.max(), self.parent.max())) + 1
+        index = np.full(size, -1, dtype=np.int64)
+        index[atoms] = np.arange(len(atoms))
+        keep = (index[self.hydrogen] >= 0) & (index[self.parent] >= 0)
+        if not keep.any():
+            return None
+        hydrogen, parent = self.hydrogen[keep], self.parent[keep]
+        none = np.full(len(hydrogen), -1, dtype=np.int64)
+        return RidingHydrogens(index[hydrogen], index[parent], np.zeros(len(hydrogen), bool),
+                               none, none.copy(), np.asarray(xyz)[hydrogen] - np.asarray(xyz)[parent])
+
     def restraints(self, restraints: Restraints) -> Restraints:
         """``restraints`` without what only places hydrogens: bonds, angles, torsions and
         chiralities that involve a riding hydrogen; riding hydrogens leave the planes (a plane

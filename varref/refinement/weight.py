@@ -36,6 +36,7 @@ from varref.engine.parallel import map_threads
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.objective import Objective
+from varref.refinement.riding import RidingHydrogens
 from varref.refinement.terms.base import DATA, Term
 from varref.restraints.arrays import Restraints
 from varref.restraints.subset import select_restraints
@@ -114,7 +115,7 @@ def search_weight(
     environment_radius: float = 5.0,
     usable: np.ndarray | None = None,
     heavy_atoms_only: bool = True,
-    without_hydrogens: bool = False,
+    riding: RidingHydrogens | None = None,
 ) -> WeightSearchResult:
     """Find the data weight ``w`` by short trial refinements of random segments.
 
@@ -136,9 +137,10 @@ def search_weight(
     heavy_atoms_only
         Judge the trials by restraints among heavy atoms (default, MolProbity's definition of
         the r.m.s.d.); False includes restraints to hydrogens, as before.
-    without_hydrogens
-        Leave the hydrogens out of the trials (segment and environment): the refinement lets
-        them ride (:mod:`varref.refinement.riding`), which the trials' minimiser does not do.
+    riding
+        The refinement's riding hydrogens (:mod:`varref.refinement.riding`): in each trial the
+        segment's hydrogens ride on their parents as in the refinement (with the Python
+        minimiser: the fused one has no riding model).
 
     Returns
     -------
@@ -171,8 +173,7 @@ def search_weight(
     def trial(residues):
         return _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree,
                               ladder, iterations, environment_radius, bond_rmsd_target,
-                              angle_rmsd_target, heavy_atoms_only,
-                              kept=~model.is_hydrogen if without_hydrogens else None)
+                              angle_rmsd_target, heavy_atoms_only, riding=riding)
 
     # segments are independent minimisations with their own terms (Term.subset): in threads
     # their kernels overlap (the Python between them does not)
@@ -217,23 +218,21 @@ def fused_arguments(terms: list[Term]) -> tuple[np.ndarray, list] | None:
 def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues, tree, ladder,
                    iterations, environment_radius, bond_target, angle_target,
                    heavy_atoms_only: bool = True, fused: bool = True,
-                   kept: np.ndarray | None = None) -> SegmentTrial:
+                   riding: RidingHydrogens | None = None) -> SegmentTrial:
     segment_atoms = np.flatnonzero(np.isin(model.residue_index, residues))
     near = tree.query_ball_point(xyz[segment_atoms], environment_radius)
     sub_atoms = np.unique(np.concatenate([segment_atoms, *map(np.asarray, near)])).astype(np.int64)
-    if kept is not None:  # atoms left out of the trial (e.g. riding hydrogens)
-        sub_atoms = sub_atoms[kept[sub_atoms]]
-        segment_atoms = segment_atoms[kept[segment_atoms]]
     sub_restraints = select_restraints(restraints, sub_atoms)
     moving = np.isin(sub_atoms, segment_atoms)
     start = np.repeat(xyz[sub_atoms][np.newaxis], len(ladder), axis=0)
     sub_terms = [sub for term in data_terms + restraint_terms if (sub := term.subset(sub_atoms)) is not None]
-    arguments = fused_arguments(sub_terms) if fused else None
+    sub_riding = riding.subset(sub_atoms, xyz) if riding is not None else None
+    arguments = fused_arguments(sub_terms) if fused and sub_riding is None else None
     if arguments is not None:
         refined, _ = minimise_fused(start, moving, ladder, *arguments, max_iterations=iterations,
                                     max_step=TRIAL_MAX_STEP)
     else:
-        target = Objective(sub_terms, ladder, start, moving=moving)
+        target = Objective(sub_terms, ladder, start, moving=moving, riding=sub_riding)
         minimised = minimise_lbfgs(target, target.pack(start), max_iterations=iterations,
                                    max_step=TRIAL_MAX_STEP)
         refined = target.unpack(minimised.x, np.arange(len(ladder)))
