@@ -219,7 +219,7 @@ def ideal_hydrogen_positions(model: Model) -> np.ndarray:
     try:
         full = add_riding_hydrogens(model)
     except InputError as exc:
-        log.info("riding hydrogens keep the model's own positions: %s", exc)
+        log.warning("riding hydrogens keep the model's own positions: %s", exc)
         return xyz
     placed = {(int(r), str(n)): i for i, (r, n, h) in
               enumerate(zip(full.residue_index, full.atom_name, full.is_hydrogen)) if h}
