@@ -203,3 +203,17 @@ def test_pearson_cc_equals_numpys_and_is_nan_when_undefined():
     assert pearson_cc(x, y) == pytest.approx(np.corrcoef(x.ravel(), y.ravel())[0, 1], rel=1e-12)
     assert np.isnan(pearson_cc(np.ones(5), np.arange(5.0)))
     assert np.isnan(pearson_cc(np.ones(1), np.ones(1)))
+
+
+def test_pearson_reads_single_precision_as_double():
+    # float32 maps are read without a float64 copy: the CC must be that of the copy,
+    # and agree with numpy's (mixed precisions and integer input too)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(7, 9, 11)).astype(np.float32)
+    y = (0.6 * x + rng.normal(size=x.shape)).astype(np.float32)
+    double = pearson_cc(x.astype(np.float64), y.astype(np.float64))
+    assert pearson_cc(x, y) == double
+    assert pearson_cc(x, y.astype(np.float64)) == double
+    assert double == pytest.approx(np.corrcoef(x.ravel(), y.ravel())[0, 1], rel=1e-12)
+    assert pearson_cc(np.arange(5), np.arange(5) ** 2) == pytest.approx(
+        np.corrcoef(np.arange(5), np.arange(5) ** 2)[0, 1], rel=1e-12)

@@ -289,10 +289,11 @@ def molecular_mask(xyz: np.ndarray, radii: np.ndarray | float, shape: tuple[int,
 
 
 def pearson_cc(x: np.ndarray, y: np.ndarray) -> float:
-    """Pearson correlation of two equally sized arrays (float64, two-pass); NaN if either
+    """Pearson correlation of two equally sized arrays (sums in float64, two passes); NaN if either
     is constant or has fewer than 2 values."""
-    x = np.asarray(x, dtype=np.float64).ravel()
-    y = np.asarray(y, dtype=np.float64).ravel()
+    # single precision is read as it is (the sums run in double precision either way): a
+    # float64 copy of two boxes would cost more than the sums
+    x, y = _real_flat(x), _real_flat(y)
     if x.shape != y.shape:
         raise ValueError(f"arrays differ in size: {x.shape} vs {y.shape}")
     if x.size < 2:
@@ -302,6 +303,14 @@ def pearson_cc(x: np.ndarray, y: np.ndarray) -> float:
     if denominator == 0.0:
         return float("nan")
     return s_xy / denominator
+
+
+def _real_flat(values) -> np.ndarray:
+    """``values`` as a flat float32 or float64 array (other types converted to float64)."""
+    values = np.asarray(values)
+    if values.dtype not in (np.float32, np.float64):
+        values = values.astype(np.float64)
+    return values.ravel()
 
 
 @njit(nogil=True, cache=True)
