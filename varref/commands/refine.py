@@ -185,14 +185,23 @@ def _summary(model, result, density, args) -> list[dict]:
     from varref.refinement.summary import summary_rows
     from varref.validation import TopologyCache, validate
 
+    # the refinement measured CC_mask and CC_box of start and result on the map as given
+    # (boxed, normalised): the table shows those, as the log does, instead of measuring
+    # again; on a re-blurred map (--map-b) the validation measures them on the map as given
+    reuse = result.options.map_b is None and {"cc_mask", "cc_box"} <= set(result.before)
     boxed = density.box_around(model.xyz, margin=8.0)
+    on_map = None if reuse else boxed
     # the summary does not show EMRinger: skip its scan. Start and result share the
     # refinement's restraints (built once, with any --restraints) and one clash topology
     shared = TopologyCache(restraints=result.restraints)
-    before = validate(result.start, boxed, args.resolution, reference_data=args.reference_data,
+    before = validate(result.start, on_map, args.resolution, reference_data=args.reference_data,
                       with_emringer=False, cache=shared)
-    after = validate(result.model, boxed, args.resolution, reference_data=args.reference_data,
+    after = validate(result.model, on_map, args.resolution, reference_data=args.reference_data,
                      with_emringer=False, cache=shared)
+    if reuse:
+        for report, row in ((before, result.before), (after, result.after)):
+            report["map_fit"] = {"available": True, "cc_mask": row["cc_mask"],
+                                 "cc_box": row["cc_box"]}
     if result.fsc:
         before["fsc"], after["fsc"] = result.fsc["before"], result.fsc["after"]
     return summary_rows(before, after)
