@@ -174,3 +174,63 @@ def test_bad_order_is_refused(system):
         fused_lbfgs.fused_value_gradient(start[sub], 1.0, np.r_[order, order[1]], slots)
     with pytest.raises(ValueError, match="max_step"):
         fused_lbfgs.minimise_fused(start[sub][np.newaxis], moving, [1.0], order, slots, 5, 0.0)
+
+
+@pytest.fixture(scope="module")
+def riding_system():
+    """Crambin with its hydrogens riding, a perturbed start, a 3 Å map and the terms of the
+    refinement (restraints that only place hydrogens dropped, as the pipeline does)."""
+    from varref.refinement.riding import RidingHydrogens
+    from varref.restraints.hydrogens import add_riding_hydrogens
+
+    model = add_riding_hydrogens(read_model(shared_file("models/1crn.pdb")))
+    restraints = build_restraints(model)
+    riding = RidingHydrogens.from_model(model, restraints)
+    start = riding.place(perturb(model, restraints, 0.3, seed=6))
+    density = simulate_map(model, 3.0).normalised()
+    kept = riding.restraints(restraints)
+    setup = TermSetup(model, kept, pack_restraints(kept), density, RefineOptions(resolution=3.0),
+                      start[np.newaxis])
+    return model, restraints, riding, start, build_data_terms(setup, MACRO), build_restraint_terms(setup)
+
+
+def test_riding_trial_fused_equals_python_path_bit_for_bit(riding_system):
+    """The weight search's trials with riding hydrogens: the fused minimiser (hydrogens
+    placed from their parents, their gradient folded onto them) ends where the Python
+    minimiser with Objective(riding=...) ends, to the last bit."""
+    model, restraints, riding, start, data, restraint_terms = riding_system
+    tree = cKDTree(start)
+    segment = polymer_segments(model, 10)[2]
+    runs = [weight_module._trial_segment(model, restraints, restraint_terms, data, start, segment,
+                                         tree, DEFAULT_LADDER, 40, 5.0, 0.01, 1.0, fused=fused,
+                                         riding=riding)
+            for fused in (False, True)]
+    python, fused = runs
+    np.testing.assert_array_equal(fused.bond_rmsd, python.bond_rmsd)
+    np.testing.assert_array_equal(fused.angle_rmsd, python.angle_rmsd)
+    assert not np.allclose(python.angle_rmsd, python.angle_rmsd[0])
+
+
+def test_minimise_fused_keeps_riding_hydrogens_on_their_parents(riding_system):
+    model, _, riding, start, data, restraint_terms = riding_system
+    atoms = np.arange(model.n_atoms)
+    moving = np.isin(model.residue_index, np.arange(5, 15))
+    sub_riding = riding.subset(atoms, start)
+    terms = data + restraint_terms
+    order, slots = fused_arguments(terms)
+    begin = np.repeat(start[np.newaxis], 3, axis=0)
+    weights = np.array([1.0, 10.0, 100.0])
+    out, _ = fused_lbfgs.minimise_fused(begin, moving, weights, order, slots, max_iterations=25,
+                                        max_step=0.5,
+                                        riding=(sub_riding.hydrogen, sub_riding.parent))
+    target = Objective(terms, weights, begin, moving=moving, riding=sub_riding)
+    python = target.unpack(minimise_lbfgs(target, target.pack(begin), max_iterations=25,
+                                          max_step=0.5).x, np.arange(3))
+    np.testing.assert_array_equal(out, python)
+    h, p = sub_riding.hydrogen, sub_riding.parent
+    np.testing.assert_allclose(out[:, h] - out[:, p], begin[:, h] - begin[:, p], atol=1e-12)
+    moved = np.abs(out - begin).max(axis=(0, 2))
+    assert moved[moving & ~model.is_hydrogen].max() > 0.05
+    # hydrogens of moving atoms moved with them; nothing else moved
+    assert moved[h[moving[p]]].max() > 0.05
+    assert moved[~np.isin(atoms, np.concatenate([np.flatnonzero(moving), h[moving[p]]]))].max() == 0

@@ -11,7 +11,8 @@ a segment with the GIL released:
 with the same kernels, the same sums in the same order and the same L-BFGS
 (:func:`varref.refinement.lbfgs.minimise_lbfgs`: its direction and bookkeeping kernels, its
 Armijo backtracking, its per-problem stopping) as the Python path, so a trial gives the
-same numbers either way (tested bit for bit). Each term crosses as a tuple of arrays in the
+same numbers either way (tested bit for bit), riding hydrogens included (each follows its
+parent by a fixed offset, its gradient added to the parent's). Each term crosses as a tuple of arrays in the
 slot of its kind; absent kinds get empty placeholders and are not in ``order``.
 
 Kinds (``order`` codes): :data:`MAP` (atom-centred map value, the one data term, first),
@@ -134,17 +135,19 @@ def _pair_list(xyz, geometry):
 
 
 @njit(nogil=True, cache=True)
-def _value_gradient_at(x, full, moving, reference, built, pair_state, grad_full, scratch, terms6,
-                       weight, order, map_args, geometry, rama, torsion, topout_a, topout_b,
-                       distance, ncs, g_out):
+def _value_gradient_at(x, full, moving, riders, reference, built, pair_state, grad_full, scratch,
+                       terms6, weight, order, map_args, geometry, rama, torsion, topout_a,
+                       topout_b, distance, ncs, g_out, folded):
     """The objective at minimiser variables ``x`` (moving atoms, flat) of one problem:
-    scatter into ``full``, refresh the pair list when an atom moved more than buffer/2 since
-    its build (as GeometryTerm does), evaluate, gather the moving atoms' gradient."""
+    scatter into ``full`` (riding hydrogens follow their parents), refresh the pair list
+    when an atom moved more than buffer/2 since its build (as GeometryTerm does), evaluate,
+    gather the moving atoms' gradient (a riding hydrogen's added to its parent's)."""
     for j in range(moving.shape[0]):
         a = moving[j]
         full[a, 0] = x[3 * j]
         full[a, 1] = x[3 * j + 1]
         full[a, 2] = x[3 * j + 2]
+    _place_riders(full, riders)
     half = 0.5 * geometry[2][6]
     if not built[0] or not (max_displacement_sq(full, reference) <= half * half):
         pairs, contact = _pair_list(full, geometry)
@@ -159,17 +162,44 @@ def _value_gradient_at(x, full, moving, reference, built, pair_state, grad_full,
         g_out[3 * j] = grad_full[a, 0]
         g_out[3 * j + 1] = grad_full[a, 1]
         g_out[3 * j + 2] = grad_full[a, 2]
+    hydrogen, parent_slot = riders[0], riders[2]
+    if hydrogen.shape[0]:
+        # summed per parent first, then added (Objective.__call__'s bincount, bit for bit)
+        folded[:, :] = 0.0
+        for r in range(hydrogen.shape[0]):
+            if parent_slot[r] >= 0:
+                for c in range(3):
+                    folded[parent_slot[r], c] += grad_full[hydrogen[r], c]
+        for j in range(moving.shape[0]):
+            for c in range(3):
+                g_out[3 * j + c] += folded[j, c]
     return value
 
 
 @njit(nogil=True, cache=True)
-def _minimise_one(full, moving, weight, order, map_args, geometry, rama, torsion, topout_a,
-                  topout_b, distance, ncs, max_iterations, max_step, history, relative_tolerance,
-                  gradient_tolerance):
+def _place_riders(full, riders):
+    """Every riding hydrogen at its parent plus its offset (Objective.unpack)."""
+    hydrogen, parent, _, offset = riders
+    for r in range(hydrogen.shape[0]):
+        for c in range(3):
+            full[hydrogen[r], c] = full[parent[r], c] + offset[r, c]
+
+
+@njit(nogil=True, cache=True)
+def _minimise_one(full, moving, hydrogen, parent, parent_slot, weight, order, map_args, geometry,
+                  rama, torsion, topout_a, topout_b, distance, ncs, max_iterations, max_step,
+                  history, relative_tolerance, gradient_tolerance):
     """L-BFGS of one problem in place on ``full`` (N, 3): the algorithm of
-    :func:`varref.refinement.lbfgs.minimise_lbfgs` with ``max_step`` for K = 1."""
+    :func:`varref.refinement.lbfgs.minimise_lbfgs` with ``max_step`` for K = 1. Riding
+    hydrogens keep their offsets from their parents in ``full`` as it comes in."""
     n_atoms = full.shape[0]
     n = 3 * moving.shape[0]
+    offset = np.empty((hydrogen.shape[0], 3))
+    for r in range(hydrogen.shape[0]):
+        for c in range(3):
+            offset[r, c] = full[hydrogen[r], c] - full[parent[r], c]
+    riders = (hydrogen, parent, parent_slot, offset)
+    folded = np.empty((moving.shape[0], 3))
     grad_full = np.empty((n_atoms, 3))
     scratch = np.empty((n_atoms, 3))
     terms6 = np.empty(6)
@@ -182,9 +212,10 @@ def _minimise_one(full, moving, weight, order, map_args, geometry, rama, torsion
             x[0, 3 * j + c] = full[moving[j], c]
     value = np.empty(1)
     gradient = np.empty((1, n))
-    value[0] = _value_gradient_at(x[0], full, moving, reference, built, pair_state, grad_full,
-                                  scratch, terms6, weight, order, map_args, geometry, rama,
-                                  torsion, topout_a, topout_b, distance, ncs, gradient[0])
+    value[0] = _value_gradient_at(x[0], full, moving, riders, reference, built, pair_state,
+                                  grad_full, scratch, terms6, weight, order, map_args, geometry,
+                                  rama, torsion, topout_a, topout_b, distance, ncs, gradient[0],
+                                  folded)
     s_hist = np.zeros((1, history, n))
     y_hist = np.zeros((1, history, n))
     rho_hist = np.zeros((1, history))
@@ -233,9 +264,10 @@ def _minimise_one(full, moving, weight, order, map_args, geometry, rama, torsion
         for _try in range(MAX_TRIES):
             for i in range(n):
                 trial[i] = x[0, i] + step * d[i]
-            f = _value_gradient_at(trial, full, moving, reference, built, pair_state, grad_full,
-                                   scratch, terms6, weight, order, map_args, geometry, rama,
-                                   torsion, topout_a, topout_b, distance, ncs, g_trial)
+            f = _value_gradient_at(trial, full, moving, riders, reference, built, pair_state,
+                                   grad_full, scratch, terms6, weight, order, map_args, geometry,
+                                   rama, torsion, topout_a, topout_b, distance, ncs, g_trial,
+                                   folded)
             if f <= value[0] + ARMIJO * step * slope:
                 for i in range(n):
                     new_x[0, i] = trial[i]
@@ -250,18 +282,20 @@ def _minimise_one(full, moving, weight, order, map_args, geometry, rama, torsion
     for j in range(moving.shape[0]):
         for c in range(3):
             full[moving[j], c] = x[0, 3 * j + c]
+    _place_riders(full, riders)
     return iterations[0]
 
 
 @njit(nogil=True, cache=True)
-def _minimise_problems(xyz, moving, weights, order, map_args, geometry, rama, torsion, topout_a,
-                       topout_b, distance, ncs, max_iterations, max_step, history,
-                       relative_tolerance, gradient_tolerance, iterations):
+def _minimise_problems(xyz, moving, hydrogen, parent, parent_slot, weights, order, map_args,
+                       geometry, rama, torsion, topout_a, topout_b, distance, ncs,
+                       max_iterations, max_step, history, relative_tolerance,
+                       gradient_tolerance, iterations):
     for k in range(xyz.shape[0]):
-        iterations[k] = _minimise_one(xyz[k], moving, weights[k], order, map_args, geometry,
-                                      rama, torsion, topout_a, topout_b, distance, ncs,
-                                      max_iterations, max_step, history, relative_tolerance,
-                                      gradient_tolerance)
+        iterations[k] = _minimise_one(xyz[k], moving, hydrogen, parent, parent_slot, weights[k],
+                                      order, map_args, geometry, rama, torsion, topout_a,
+                                      topout_b, distance, ncs, max_iterations, max_step, history,
+                                      relative_tolerance, gradient_tolerance)
 
 
 def _slots(order: np.ndarray, slots: list) -> tuple:
@@ -292,7 +326,9 @@ def _read_only(value):
 def minimise_fused(start: np.ndarray, moving: np.ndarray, weights: np.ndarray,
                    order: np.ndarray, slots: list, max_iterations: int, max_step: float,
                    history: int = HISTORY, relative_tolerance: float = RELATIVE_TOLERANCE,
-                   gradient_tolerance: float = GRADIENT_TOLERANCE) -> tuple[np.ndarray, np.ndarray]:
+                   gradient_tolerance: float = GRADIENT_TOLERANCE,
+                   riding: tuple[np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """Minimise ``w_k T_map + Σ T_t`` for K problems from ``start`` (one call, GIL released).
 
     Parameters
@@ -311,6 +347,10 @@ def minimise_fused(start: np.ndarray, moving: np.ndarray, weights: np.ndarray,
         validated them).
     max_iterations, max_step, history, relative_tolerance, gradient_tolerance
         As :func:`varref.refinement.lbfgs.minimise_lbfgs`.
+    riding : (hydrogen, parent) int64 arrays, optional
+        Hydrogens that ride on their parents as in
+        :class:`~varref.refinement.objective.Objective`: not variables, each keeps its offset
+        from its parent in ``start`` and its gradient goes to its parent (if that moves).
 
     Returns
     -------
@@ -321,7 +361,19 @@ def minimise_fused(start: np.ndarray, moving: np.ndarray, weights: np.ndarray,
     xyz = np.array(start, dtype=np.float64, order="C", copy=True)
     if xyz.ndim != 3 or xyz.shape[2] != 3:
         raise ValueError(f"start must be (K, N, 3), got {xyz.shape}")
-    moving_index = np.flatnonzero(np.asarray(moving, dtype=bool)).astype(np.int64)
+    variables = np.array(moving, dtype=bool, copy=True)
+    if variables.shape != (xyz.shape[1],):
+        raise ValueError(f"moving must be ({xyz.shape[1]},), got {variables.shape}")
+    hydrogen = parent = np.zeros(0, np.int64)
+    if riding is not None:
+        hydrogen, parent = (np.ascontiguousarray(a, dtype=np.int64) for a in riding)
+        if hydrogen.shape != parent.shape or hydrogen.ndim != 1:
+            raise ValueError("riding must be two equally long index arrays")
+        variables[hydrogen] = False
+    moving_index = np.flatnonzero(variables).astype(np.int64)
+    slot = np.full(xyz.shape[1], -1, dtype=np.int64)
+    slot[moving_index] = np.arange(len(moving_index))
+    parent_slot = slot[parent]
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     if weights.shape != (xyz.shape[0],):
         raise ValueError(f"{len(weights)} weights for {xyz.shape[0]} problems")
@@ -329,7 +381,8 @@ def minimise_fused(start: np.ndarray, moving: np.ndarray, weights: np.ndarray,
         raise ValueError("max_step must be > 0")
     order, slots = _slots(order, slots)
     iterations = np.zeros(xyz.shape[0], np.int64)
-    _minimise_problems(xyz, moving_index, weights, order, *slots, int(max_iterations),
+    _minimise_problems(xyz, moving_index, hydrogen, parent, parent_slot, weights, order, *slots,
+                       int(max_iterations),
                        float(max_step), int(history), float(relative_tolerance),
                        float(gradient_tolerance), iterations)
     return xyz, iterations

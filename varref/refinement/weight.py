@@ -139,8 +139,7 @@ def search_weight(
         the r.m.s.d.); False includes restraints to hydrogens, as before.
     riding
         The refinement's riding hydrogens (:mod:`varref.refinement.riding`): in each trial the
-        segment's hydrogens ride on their parents as in the refinement (with the Python
-        minimiser: the fused one has no riding model).
+        segment's hydrogens ride on their parents as in the refinement.
 
     Returns
     -------
@@ -227,10 +226,11 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
     start = np.repeat(xyz[sub_atoms][np.newaxis], len(ladder), axis=0)
     sub_terms = [sub for term in data_terms + restraint_terms if (sub := term.subset(sub_atoms)) is not None]
     sub_riding = riding.subset(sub_atoms, xyz) if riding is not None else None
-    arguments = fused_arguments(sub_terms) if fused and sub_riding is None else None
+    arguments = fused_arguments(sub_terms) if fused else None
     if arguments is not None:
-        refined, _ = minimise_fused(start, moving, ladder, *arguments, max_iterations=iterations,
-                                    max_step=TRIAL_MAX_STEP)
+        refined, _ = minimise_fused(
+            start, moving, ladder, *arguments, max_iterations=iterations, max_step=TRIAL_MAX_STEP,
+            riding=None if sub_riding is None else (sub_riding.hydrogen, sub_riding.parent))
     else:
         target = Objective(sub_terms, ladder, start, moving=moving, riding=sub_riding)
         minimised = minimise_lbfgs(target, target.pack(start), max_iterations=iterations,
