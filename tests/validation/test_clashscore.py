@@ -121,3 +121,27 @@ def test_probe_radii_follow_the_element_and_the_bonded_neighbours(read_shared_mo
         assert radius[i] == expected, (i, model.atom_name[i], model.residue_name[i])
     # every kind occurs in the model
     assert kinds >= {("H", True, False), ("H", False, True), ("H", False, False), "C=O"}
+
+
+def test_a_model_with_its_hydrogens_reuses_given_restraints_for_the_topology(read_shared_model,
+                                                                             monkeypatch):
+    """A model that carries all its hydrogens has the hydrogen-complete model's atoms: the
+    clash search takes its bond graph from given restraints (a refinement's) instead of
+    building them, with the same result; a model without hydrogens builds its own."""
+    from varref.restraints import build_restraints
+    from varref.validation import clashes as clashes_module
+
+    with_h = add_riding_hydrogens(read_shared_model("1crn"))
+    restraints = build_restraints(with_h)
+    xyz = with_h.xyz + np.random.default_rng(2).normal(0, 0.2, with_h.xyz.shape)
+    moved = with_h.with_xyz(xyz)
+    expected, _ = clashes_module.clashes_and_topology(moved)
+    built = []
+    original = clashes_module.build_restraints
+    monkeypatch.setattr(clashes_module, "build_restraints",
+                        lambda *a, **k: built.append(1) or original(*a, **k))
+    reused, _ = clashes_module.clashes_and_topology(moved, restraints=restraints)
+    assert built == [] and reused == expected and reused["n_clashes"] > 0
+    heavy = read_shared_model("1crn")
+    clashes_module.clashes_and_topology(heavy, restraints=build_restraints(heavy))
+    assert built == [1]  # hydrogens added: other atoms, other topology

@@ -49,7 +49,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from varref.model import Model
-from varref.restraints import build_restraints
+from varref.restraints import Restraints, build_restraints
 from varref.restraints.arrays import HBOND_CODES
 from varref.restraints.graph import hydrogen_parents, pair_keys
 from varref.restraints.hydrogens import add_riding_hydrogens
@@ -158,8 +158,9 @@ class ClashTopology:
                 and bool(np.array_equal(self.atom_names, full.atom_name)))
 
 
-def _topology_of(full: Model) -> ClashTopology:
-    restraints = build_restraints(full)
+def _topology_of(full: Model, restraints: Restraints | None = None) -> ClashTopology:
+    if restraints is None:
+        restraints = build_restraints(full)
     radius, polar_hydrogen = probe_radii(full, restraints.bonds.atoms)
     element = np.char.upper(full.element.astype(str))
     hbond = restraints.nonbonded.hbond_type
@@ -206,13 +207,21 @@ def find_clashes(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
 
 
 def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
-                         add_hydrogens: bool = True, topology: ClashTopology | None = None
+                         add_hydrogens: bool = True, topology: ClashTopology | None = None,
+                         restraints: Restraints | None = None
                          ) -> tuple[dict[str, object], ClashTopology]:
     """:func:`find_clashes` and the :class:`ClashTopology` it used (``topology`` if it
-    matched, else the one it built), to pass to the next call on the same model."""
+    matched, else the one it built), to pass to the next call on the same model.
+    ``restraints`` (of ``model``'s atoms, e.g. a refinement's) give the bond graph and
+    hydrogen-bond types when the hydrogen-complete model has exactly ``model``'s atoms (a
+    model that carries all its hydrogens), instead of building them again."""
     full = add_riding_hydrogens(model) if add_hydrogens else model
     if topology is None or not topology.matches(full):
-        topology = _topology_of(full)
+        same_atoms = (restraints is not None and restraints.n_atoms == full.n_atoms
+                      and full.n_atoms == model.n_atoms
+                      and np.array_equal(full.atom_name, model.atom_name)
+                      and np.array_equal(full.residue_index, model.residue_index))
+        topology = _topology_of(full, restraints if same_atoms else None)
     radius, polar_hydrogen = topology.radius, topology.polar_hydrogen
     acceptor, donor, parent = topology.acceptor, topology.donor, topology.parent
 

@@ -132,7 +132,8 @@ def validate(model: Model, density: Map | None = None, resolution: float | None 
         geometry = _not_available(exc)
     try:
         clashes, topology = clashes_and_topology(
-            model, topology=cache.clash_topology if cache is not None else None)
+            model, topology=cache.clash_topology if cache is not None else None,
+            restraints=restraints)
         if cache is not None:
             cache.clash_topology = topology
     except InputError as exc:
