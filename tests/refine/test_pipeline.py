@@ -81,22 +81,20 @@ def test_final_stage_guard_keeps_the_cycle_result_when_cc_cannot_improve(helix):
 
 def test_final_stage_relaxes_a_strained_trial_instead_of_restarting(helix, monkeypatch):
     """When the full CC weight strains the angles past their limit, the halved-weight run
-    starts from the strained trial (it keeps the map fit it gained and relaxes the geometry)
-    for half the iterations, and the kept result is inside the limit with a higher CC_mask
-    than the macro-cycles'."""
+    starts from the strained trial (it keeps the map fit it gained and relaxes the geometry),
+    and the kept result is inside the limit with a higher CC_mask than the macro-cycles'."""
     import varref.refinement.pipeline as pipeline
 
     model, restraints, density = helix
     prepared = density.prepared(model.xyz, 8.0)
     start = varref.perturb(model, 0.6, seed=1, restraints=restraints)
-    final_runs = []  # (start, result, iterations) of every final-stage run (max_step 0.2)
+    final_runs = []  # (start, result) of every final-stage minimisation (max_step 0.2)
     original = pipeline.minimise_lbfgs
 
     def recording(objective, x0, **kwargs):
         result = original(objective, x0, **kwargs)
         if kwargs.get("max_step") == 0.2:
-            final_runs.append((x0.copy(), result.x.copy(), kwargs["max_iterations"],
-                               int(result.iterations[0])))
+            final_runs.append((x0.copy(), result.x.copy()))
         return result
 
     monkeypatch.setattr(pipeline, "minimise_lbfgs", recording)
@@ -108,8 +106,6 @@ def test_final_stage_relaxes_a_strained_trial_instead_of_restarting(helix, monke
     assert final["cycle"] == "final-cc" and final["weight"] == pytest.approx(7.5)
     assert len(final_runs) == 2
     np.testing.assert_array_equal(final_runs[1][0], final_runs[0][1])
-    assert [run[2] for run in final_runs] == [30, 15]
-    assert final["iterations"] == final_runs[0][3] + final_runs[1][3]
     assert final["angle_rmsd"] <= max(0.4, cycle["angle_rmsd"])
     assert final["cc_mask"] > cycle["cc_mask"]
 

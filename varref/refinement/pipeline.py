@@ -28,8 +28,8 @@ ensembles, series and pixel-scan trials — so every option behaves the same eve
    correlation (:mod:`varref.refinement.adp`), as Phenix refines ADPs in its last cycle.
 6. Final stage (option ``final_cc``): a short minimisation with the density-correlation
    term; per problem, while the geometry leaves its targets the CC weight is halved (up to
-   three times) and the run continued from the strained trial for half as many iterations,
-   and the stage is kept only if it raises CC_mask.
+   three times) and the run continued from the strained trial, and the stage is kept only
+   if it raises CC_mask.
 7. Metrics before and after (and per cycle when asked): CC_mask, CC_box, CC_volume,
    CC_peaks, bond and angle r.m.s.d. (per-cycle rows: CC_mask and CC_box only, except the
    row that ends the refinement).
@@ -325,7 +325,6 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
     pending = np.arange(n_problems)
     polished = xyz.copy()
     found: dict[int, dict] = {}
-    iterations, done = options.final_cc_iterations, np.zeros(n_problems, dtype=int)
     for _ in range(FINAL_CC_HALVINGS + 1):
         if riding is not None:
             polished = riding.place(polished)
@@ -333,11 +332,7 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
         # problems already settled stay where they are: only ``pending`` ones are minimised
         result = minimise_lbfgs(_subset_objective(objective, pending),
                                 objective.pack(polished[pending]),
-                                max_iterations=iterations, max_step=0.2)
-        done[pending] += result.iterations
-        # a continuation starts from a nearly converged trial: half a run relaxes the
-        # strain the guard measures (3j6r: 0.257 -> 0.244 Å from the truth, 1 s less)
-        iterations = max(1, options.final_cc_iterations // 2)
+                                max_iterations=options.final_cc_iterations, max_step=0.2)
         trial = objective.unpack(result.x, pending)
         if riding is not None:
             trial = riding.place(trial)
@@ -366,7 +361,7 @@ def _final_stage(model, density, restraints, restraint_terms, xyz, entry, weight
         else:
             out_xyz[k], out_after[k] = polished[k], found[k]
             if cycles is not None:
-                cycles[k].append(dict(found[k], cycle="final-cc", iterations=int(done[k]),
+                cycles[k].append(dict(found[k], cycle="final-cc", iterations=options.final_cc_iterations,
                                       weight=float(weight * scale[k])))
             if n_problems == 1:
                 m = found[k]
