@@ -12,9 +12,13 @@ except L-BFGS, which counts as "macro" only when it is not inside another stage)
   adp          B-factor refinement
   final CC     the density-correlation stage (L-BFGS + its geometry checks)
   metrics      CC_mask/CC_box/... and bond/angle r.m.s.d. per cycle
-  summary      validation of start and result (MolProbity-style statistics)
+  validation   validation of start and result (MolProbity-style statistics)
   fsc          model-map FSC of start and result
   rest         everything else (imports, reading, writing, setup)
+
+The start's FSC and validation run beside the refinement, in a second thread
+(varref.engine.parallel.beside): their rows are marked "(beside)" and their wall time is not
+part of the run's (the CPU column is the process's, so it includes what ran beside).
 
 Usage:  python benchmarks/profile_refine.py [--case 6out-ab-fine]   (VARREF_THREADS=1 for one thread)
 """
@@ -40,8 +44,8 @@ STAGES = {  # (module, attribute) -> stage
     ("varref.refinement.pipeline", "_final_stage"): "final CC",
     ("varref.refinement.pipeline", "model_metrics"): "metrics",
     ("varref.refinement.pipeline", "minimise_lbfgs"): "macro",
-    ("varref.commands.refine", "_summary"): "summary",
-    ("varref.api", "_fsc_before_after"): "fsc",
+    ("varref.validation", "validate"): "validation",
+    ("varref.api", "fsc_summaries"): "fsc",
 }
 
 
@@ -54,13 +58,17 @@ def cpu() -> float:
 def stage_timers(totals: dict[str, float]):
     """Wrap the stage functions; time spent in an inner stage is moved out of the outer one."""
     import importlib
+    import threading
 
-    stack: list[list[float]] = []
+    local = threading.local()  # a stack of open stages per thread
     saved = []
 
     def wrap(function, stage):
         @functools.wraps(function)
         def timed(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                return beside(function, stage + " (beside)", *args, **kwargs)
+            stack = local.__dict__.setdefault("stack", [])
             if stage == "macro" and stack:  # L-BFGS inside another stage belongs to it
                 return function(*args, **kwargs)
             stack.append([cpu(), time.perf_counter(), 0.0, 0.0])
@@ -76,6 +84,15 @@ def stage_timers(totals: dict[str, float]):
                     stack[-1][2] += spent_cpu
                     stack[-1][3] += spent_wall
         return timed
+
+    def beside(function, stage, *args, **kwargs):
+        began_cpu, began_wall = cpu(), time.perf_counter()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            cpu_total, wall_total = totals.get(stage, (0.0, 0.0))
+            totals[stage] = (cpu_total + cpu() - began_cpu,
+                             wall_total + time.perf_counter() - began_wall)
 
     for (module_name, attribute), stage in STAGES.items():
         module = importlib.import_module(module_name)
@@ -113,14 +130,14 @@ def main() -> int:
     if code != 0:
         print(f"varref refine failed with exit code {code}", file=sys.stderr)
         return 1
-    totals["rest"] = (total - sum(c for c, _ in totals.values()),
-                      wall - sum(w for _, w in totals.values()))
+    in_main = [value for stage, value in totals.items() if not stage.endswith("(beside)")]
+    totals["rest"] = (total - sum(c for c, _ in in_main), wall - sum(w for _, w in in_main))
     print(f"\ncase {args.case}: CPU {total:.1f} s, wall {wall:.1f} s (imports before the run not "
           f"counted), {threads()} thread(s)")
     print("| stage | wall (s) | share of wall | CPU (s) | share of CPU |")
     print("|---|---|---|---|---|")
     for stage in ["restraints", "weight", "macro", "rotamer fit", "adp", "final CC", "metrics",
-                  "summary", "fsc", "rest"]:
+                  "validation", "fsc", "rest", "validation (beside)", "fsc (beside)"]:
         if stage in totals:
             stage_cpu, stage_wall = totals[stage]
             print(f"| {stage} | {stage_wall:.2f} | {100 * stage_wall / wall:.0f} % | "

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from varref.engine.parallel import beside
 from varref.errors import InputError
 from varref.maps import Map, read_map
 from varref.model import Model, read_model, require_polymer, write_model
@@ -165,6 +166,11 @@ class RefinementResult:
     start : Model or None
         The model the refinement started from (the input at the starting coordinates, with
         the hydrogens ``hydrogens="add"`` built).
+    validation : dict
+        With ``validation=True``: the :func:`varref.validation.validate` reports of the start
+        and of the result, ``{"before": ..., "after": ...}`` (no EMRinger; their ``map_fit``
+        holds the refinement's own CC_mask and CC_box unless ``map_b`` re-blurred the map);
+        otherwise empty.
     """
 
     model: Model
@@ -179,6 +185,7 @@ class RefinementResult:
     fsc: dict = field(default_factory=dict)
     restraints: Restraints | None = None
     start: Model | None = None
+    validation: dict = field(default_factory=dict)
 
     def write(self, path: str | PathLike) -> None:
         """Write the refined model (format from the suffix: .cif/.mmcif or .pdb)."""
@@ -197,6 +204,7 @@ class RefinementResult:
 def refine(model, density, resolution: float, *, restraints: Restraints | None = None,
            xyz: np.ndarray | None = None, monlib: str | None = None,
            extra_restraints: Sequence[str] = (), half_maps=None, fsc: bool = True,
+           validation: bool = False, reference_data: str | PathLike | None = None,
            **options) -> RefinementResult:
     """Refine one model into one map (real-space refinement, Afonine et al. 2018).
 
@@ -220,6 +228,11 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
         include FSC(model, half 1), FSC(model, half 2) and the half-map FSC.
     fsc
         Compute the map–model FSC before and after (``result.fsc``; default True).
+    validation, reference_data
+        Validate the start and the result (``result.validation``; default False), with the
+        MolProbity Top8000 grids in ``reference_data`` (default ``$VARREF_REFERENCE_DATA``).
+        The reports on the start (FSC, validation) are computed beside the refinement, on
+        the core its Python leaves idle.
     **options
         Any field of :class:`~varref.refinement.options.RefineOptions`: ``macro_cycles``,
         ``weight``, ``rigid_body``, ``final_cc``, ``map_b``, ``seed``, ``ramachandran``, ...
@@ -265,30 +278,60 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     start = model.xyz
     restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
     prepared = density.prepared(start, opts.box_margin, opts.map_b)
-    started = time.perf_counter()
-    result = refine_coordinates(model, prepared, restraints, start, opts, record_cycles=True)
-    refined = result.xyz[0]
-    runtime = time.perf_counter() - started
-    summaries = {}
-    if fsc:
-        summaries = _fsc_before_after(model, start, replace(model, b_iso=result.b_iso[0]),
-                                      refined, density, resolution, halves)
-    refined_model = replace(model.with_xyz(refined), b_iso=result.b_iso[0].copy())
+    reports = _Reports(model, restraints, density, resolution, halves, opts, reference_data)
+    with beside() as side:
+        # what only depends on the start runs beside the refinement
+        start_fsc = side.submit(reports.fsc, model) if fsc else None
+        start_report = side.submit(reports.validate, model) if validation else None
+        started = time.perf_counter()
+        result = refine_coordinates(model, prepared, restraints, start, opts, record_cycles=True)
+        runtime = time.perf_counter() - started
+        refined = result.xyz[0]
+        refined_model = replace(model.with_xyz(refined), b_iso=result.b_iso[0].copy())
+        summaries = ({"before": start_fsc.result(), "after": reports.fsc(refined_model)}
+                     if fsc else {})
+        validated = {}
+        if validation:
+            before = start_report.result()  # first: the result's validation reuses its cache
+            validated = {"before": reports.with_map_fit(before, result.before[0]),
+                         "after": reports.with_map_fit(reports.validate(refined_model),
+                                                       result.after[0])}
     return RefinementResult(refined_model, refined, result.weight, result.weight_search,
                             result.before[0], result.after[0], result.cycles[0], opts, runtime,
-                            summaries, restraints, model)
+                            summaries, restraints, model, validated)
 
 
-def _fsc_before_after(model: Model, start: np.ndarray, refined_model: Model, refined: np.ndarray,
-                      density: Map, resolution: float, halves) -> dict[str, object]:
-    """FSC summaries of the start and of the result, side by side on two threads (they are
-    independent, and their FFTs and kernels free the GIL)."""
-    from varref.engine.parallel import map_threads
+class _Reports:
+    """The FSC and validation of :func:`refine`'s start and result, on the map as given."""
 
-    before, after = map_threads(
-        lambda pair: fsc_summaries(pair[0], pair[1], density, resolution, halves),
-        [(model, start), (refined_model, refined)])
-    return {"before": before, "after": after}
+    def __init__(self, model: Model, restraints: Restraints, density: Map, resolution: float,
+                 halves, options: RefineOptions, reference_data) -> None:
+        from varref.validation import TopologyCache
+
+        self.density, self.resolution, self.halves = density, resolution, halves
+        self.reference_data = reference_data
+        # start and result share the refinement's restraints and one clash topology
+        self.cache = TopologyCache(restraints=restraints)
+        # CC_mask and CC_box are the refinement's own (as in its log) unless the refinement
+        # read a re-blurred map: then validation measures them on the map as given
+        self.own_map_fit = options.map_b is None
+        self.boxed = None if self.own_map_fit else density.box_around(model.xyz, margin=8.0)
+
+    def fsc(self, model: Model) -> dict[str, object]:
+        return fsc_summaries(model, model.xyz, self.density, self.resolution, self.halves)
+
+    def validate(self, model: Model) -> dict[str, object]:
+        from varref.validation import validate
+
+        # the summary does not show EMRinger: its scan is skipped
+        return validate(model, self.boxed, self.resolution, reference_data=self.reference_data,
+                        with_emringer=False, cache=self.cache)
+
+    def with_map_fit(self, report: dict[str, object], metrics: dict[str, float]) -> dict:
+        if self.own_map_fit:
+            report["map_fit"] = {"available": True, "cc_mask": metrics["cc_mask"],
+                                 "cc_box": metrics["cc_box"]}
+        return report
 
 
 #: Margin (Å) of the box the FSCs are computed on: the FSC of a model is local, and a whole

@@ -134,8 +134,12 @@ def test_refinement_does_not_depend_on_the_thread_count(monkeypatch, restore_thr
     for count in (1, 2):
         parallel.set_threads(count)
         results[count] = refine(model, density, 3.0, xyz=start, macro_cycles=1, iterations=20,
-                                fsc=False)
+                                fsc=True, validation=True)
     np.testing.assert_array_equal(results[2].xyz, results[1].xyz)
+    # the start's reports, computed beside the refinement on two threads, are those of one
+    assert results[2].fsc == results[1].fsc
+    for when in ("before", "after"):
+        assert results[2].validation[when] == results[1].validation[when]
     np.testing.assert_array_equal(results[2].model.b_iso, results[1].model.b_iso)
     assert results[2].weight == results[1].weight
 
@@ -185,3 +189,31 @@ def test_sections_nested_in_varref_threads_run_serially(restore_threads):
     assert seen == [(1, 1), (2, 1), (3, 1)]  # results in order, one thread inside
     inner = parallel.concurrently(lambda: parallel.available(), lambda: parallel.available())
     assert inner == [2, 1]  # the caller's thread may split again, a pool thread may not
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_work_beside_this_thread_runs_serially_and_hands_back_its_errors(restore_threads, count):
+    """beside(): on two threads the work runs in a varref worker thread (its own sections
+    serial), on one thread at once in this thread; a result or an error comes back through
+    its future, and leaving the block waits for the work."""
+    import threading
+    import time
+
+    parallel.set_threads(count)
+    here = threading.get_ident()
+    done = []
+
+    def slow():
+        time.sleep(0.05)
+        done.append(threading.get_ident())
+        return parallel.available()
+
+    def failing():
+        raise ValueError("beside failed")
+
+    with parallel.beside() as side:
+        result, error = side.submit(slow), side.submit(failing)
+    assert len(done) == 1 and (done[0] == here) == (count == 1)
+    assert result.result() == 1
+    with pytest.raises(ValueError, match="beside failed"):
+        error.result()

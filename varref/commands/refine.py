@@ -118,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
         logger.setLevel(logging.INFO)
     try:
         result = refine(model, density, args.resolution, monlib=args.monlib,
-                        extra_restraints=args.restraints, half_maps=halves, fsc=args.fsc, **options)
-        rows = _summary(model, result, density, args) if args.summary else []
+                        extra_restraints=args.restraints, half_maps=halves, fsc=args.fsc,
+                        validation=args.summary, reference_data=args.reference_data, **options)
+        rows = _summary(result) if args.summary else []
         cross = None
         if args.cross_validate:
             from varref.fsc import cross_validate
@@ -180,28 +181,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(model, result, density, args) -> list[dict]:
-    """Validation of the start and of the result on the map boxed around the model."""
+def _summary(result) -> list[dict]:
+    """The before/after table: validation of the start and of the result (computed by
+    :func:`varref.api.refine`) and their FSCs."""
     from varref.refinement.summary import summary_rows
-    from varref.validation import TopologyCache, validate
 
-    # the refinement measured CC_mask and CC_box of start and result on the map as given
-    # (boxed, normalised): the table shows those, as the log does, instead of measuring
-    # again; on a re-blurred map (--map-b) the validation measures them on the map as given
-    reuse = result.options.map_b is None and {"cc_mask", "cc_box"} <= set(result.before)
-    boxed = density.box_around(model.xyz, margin=8.0)
-    on_map = None if reuse else boxed
-    # the summary does not show EMRinger: skip its scan. Start and result share the
-    # refinement's restraints (built once, with any --restraints) and one clash topology
-    shared = TopologyCache(restraints=result.restraints)
-    before = validate(result.start, on_map, args.resolution, reference_data=args.reference_data,
-                      with_emringer=False, cache=shared)
-    after = validate(result.model, on_map, args.resolution, reference_data=args.reference_data,
-                     with_emringer=False, cache=shared)
-    if reuse:
-        for report, row in ((before, result.before), (after, result.after)):
-            report["map_fit"] = {"available": True, "cc_mask": row["cc_mask"],
-                                 "cc_box": row["cc_box"]}
+    before, after = result.validation["before"], result.validation["after"]
     if result.fsc:
         before["fsc"], after["fsc"] = result.fsc["before"], result.fsc["after"]
     return summary_rows(before, after)

@@ -18,15 +18,16 @@ serially (:func:`available`), so the machine is not oversubscribed beyond one sp
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
 __all__ = ["threads", "set_threads", "configured_threads", "available", "atom_parts",
-           "slab_parts", "concurrently", "run_parts", "map_threads", "scratch_grid",
+           "slab_parts", "concurrently", "run_parts", "map_threads", "beside", "scratch_grid",
            "MIN_ATOMS_PER_THREAD"]
 
 #: Fewer atoms than this per thread are not worth a thread hand-off (~50 us; an atom's
@@ -185,6 +186,34 @@ def map_threads(function: Callable[[object], object], items: list) -> list[objec
     with ThreadPoolExecutor(n_threads, thread_name_prefix="varref-map",
                             initializer=_mark_worker) as pool:
         return list(pool.map(function, items))
+
+
+class _Inline:
+    """An executor that runs each call at once in this thread (:func:`beside` on one thread)."""
+
+    @staticmethod
+    def submit(function: Callable, *args, **kwargs) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args, **kwargs))
+        except BaseException as error:  # handed to the caller by future.result()
+            future.set_exception(error)
+        return future
+
+
+@contextlib.contextmanager
+def beside() -> Iterator[ThreadPoolExecutor | _Inline]:
+    """An executor for work that runs beside this thread's, e.g. the reports on a refinement's
+    start while it refines: one of varref's worker threads (its own parallel sections run
+    serially, so it takes the core this thread's Python leaves idle and the machine is not
+    oversubscribed), or this thread itself when :func:`available` is 1. Leaving the block
+    waits for the work; its results and errors come from the futures."""
+    if available() == 1:
+        yield _Inline()
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="varref-beside",
+                            initializer=_mark_worker) as pool:
+        yield pool
 
 
 def slab_parts(z: np.ndarray, radius: np.ndarray, origin_z: float, voxel_z: float, nz: int,
