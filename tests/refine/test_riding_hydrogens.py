@@ -211,3 +211,45 @@ def test_a_subset_keeps_the_hydrogens_whose_parents_it_holds(hydrogenated):
     np.testing.assert_array_equal(atoms[sub.parent], riding.parent[inside])
     xyz = model.xyz[atoms] + 1.5
     np.testing.assert_allclose(sub.place(xyz), model.xyz[atoms] + 1.5, atol=1e-12)
+
+
+def test_hydrogens_are_built_from_the_dictionaries_the_restraints_came_from(shared, tmp_path,
+                                                                            caplog):
+    """A residue only an extra dictionary knows (crambin's SER 6 renamed SRX): the restraints
+    record that dictionary, and the riding frames and the clash search build the model's
+    hydrogens with it, where the default library alone cannot."""
+    import logging
+
+    from tests.test_restraints import _rename_residue
+    from varref.monlib import packaged_monomer_library
+    from varref.refinement.riding import ideal_hydrogen_positions
+    from varref.validation.clashes import clashes_and_topology
+
+    renamed = tmp_path / "srx.pdb"
+    _rename_residue(shared("models/1crn.pdb"), renamed, "SER", "SRX")
+    dictionary = tmp_path / "SRX.cif"
+    dictionary.write_text((packaged_monomer_library() / "s" / "SER.cif").read_text()
+                          .replace("SER", "SRX"))
+    model = add_riding_hydrogens(read_model(renamed), extra_cifs=[dictionary])
+    restraints = build_restraints(model, extra_cifs=[dictionary])
+    assert restraints.extra_cifs == (str(dictionary),) and restraints.monlib_dir is None
+    moved = model.with_xyz(model.xyz + np.random.default_rng(4).normal(0, 0.1, model.xyz.shape))
+    with caplog.at_level(logging.WARNING, logger="varref"):
+        placed = ideal_hydrogen_positions(moved, restraints)
+    assert not caplog.records
+    rebuilt = add_riding_hydrogens(moved, extra_cifs=[dictionary])
+    np.testing.assert_array_equal(placed[~model.is_hydrogen], moved.xyz[~model.is_hydrogen])
+    assert np.abs(placed[model.is_hydrogen] - moved.xyz[model.is_hydrogen]).max() > 0.1
+    at = {(int(r), str(n)): x for r, n, x in
+          zip(rebuilt.residue_index, rebuilt.atom_name, rebuilt.xyz)}
+    for i in np.flatnonzero(model.is_hydrogen):
+        np.testing.assert_allclose(placed[i], at[int(model.residue_index[i]), str(model.atom_name[i])],
+                                   atol=1e-3)
+    with caplog.at_level(logging.WARNING, logger="varref"):
+        unplaced = ideal_hydrogen_positions(moved)  # the default library has no SRX
+    assert "keep the model's own positions" in caplog.text
+    np.testing.assert_array_equal(unplaced, moved.xyz)
+    clashes, _ = clashes_and_topology(moved, restraints=restraints)
+    assert clashes["n_atoms"] == model.n_atoms
+    with pytest.raises(InputError, match="SRX"):
+        clashes_and_topology(moved)

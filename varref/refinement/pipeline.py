@@ -244,7 +244,8 @@ def riding_hydrogens(model: Model, restraints: Restraints,
     frame coordinates from the library's ideal placement (``add`` built them there)."""
     if options.hydrogens == "restrained" or not model.is_hydrogen.any():
         return None
-    reference = model.xyz if options.hydrogens == "add" else ideal_hydrogen_positions(model)
+    reference = (model.xyz if options.hydrogens == "add"
+                 else ideal_hydrogen_positions(model, restraints))
     return RidingHydrogens.from_model(model, restraints, reference)
 
 

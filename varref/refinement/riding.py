@@ -202,9 +202,11 @@ class RidingHydrogens:
                                    np.array(plane_sigma, dtype=np.float64)))
 
 
-def ideal_hydrogen_positions(model: Model) -> np.ndarray:
+def ideal_hydrogen_positions(model: Model, restraints: Restraints | None = None) -> np.ndarray:
     """``model.xyz`` with every hydrogen the monomer library places at its ideal position
-    (gemmi, from the heavy atoms as they are); hydrogens it does not place keep theirs.
+    (gemmi, from the heavy atoms as they are); hydrogens it does not place keep theirs. The
+    library and extra dictionaries are those ``restraints`` were built from (default: the
+    default library).
 
     Riding hydrogens take their places in their parents' frames from these coordinates, so
     the refinement repels the hydrogens validation will see (the clashscore rebuilds them
@@ -217,7 +219,8 @@ def ideal_hydrogen_positions(model: Model) -> np.ndarray:
     if not len(hydrogens):
         return xyz
     try:
-        full = add_riding_hydrogens(model)
+        full = (add_riding_hydrogens(model) if restraints is None else
+                add_riding_hydrogens(model, restraints.monlib_dir, restraints.extra_cifs))
     except InputError as exc:
         log.warning("riding hydrogens keep the model's own positions: %s", exc)
         return xyz

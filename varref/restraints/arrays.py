@@ -134,7 +134,9 @@ class Restraints:
     """All geometry restraints of one model topology, as flat arrays.
 
     Built by :func:`varref.restraints.build_restraints`; shared unchanged by every member of
-    an ensemble or series that has the same topology.
+    an ensemble or series that has the same topology. ``monlib_dir`` and ``extra_cifs`` record
+    the dictionaries they came from (None: the default library), so that hydrogens built for
+    the same model (riding frames, the clash search) use the same ones.
     """
 
     n_atoms: int
@@ -144,6 +146,8 @@ class Restraints:
     chirals: ChiralRestraints
     planes: PlaneRestraints
     nonbonded: NonbondedParameters
+    monlib_dir: str | None = None
+    extra_cifs: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Number of restraints of each kind."""

@@ -117,6 +117,8 @@ def build_restraints(
         chirals=_chirals(topo),
         planes=_planes(topo),
         nonbonded=_nonbonded(model, topo, monlib, bonds, united_atom_radii),
+        monlib_dir=None if monlib_dir is None else str(monlib_dir),
+        extra_cifs=tuple(str(path) for path in extra_cifs),
     )
 
 

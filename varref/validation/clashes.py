@@ -158,9 +158,7 @@ class ClashTopology:
                 and bool(np.array_equal(self.atom_names, full.atom_name)))
 
 
-def _topology_of(full: Model, restraints: Restraints | None = None) -> ClashTopology:
-    if restraints is None:
-        restraints = build_restraints(full)
+def _topology_of(full: Model, restraints: Restraints) -> ClashTopology:
     radius, polar_hydrogen = probe_radii(full, restraints.bonds.atoms)
     element = np.char.upper(full.element.astype(str))
     hbond = restraints.nonbonded.hbond_type
@@ -214,14 +212,26 @@ def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
     matched, else the one it built), to pass to the next call on the same model.
     ``restraints`` (of ``model``'s atoms, e.g. a refinement's) give the bond graph and
     hydrogen-bond types when the hydrogen-complete model has exactly ``model``'s atoms (a
-    model that carries all its hydrogens), instead of building them again."""
-    full = add_riding_hydrogens(model) if add_hydrogens else model
+    model that carries all its hydrogens), instead of building them again; the hydrogens are
+    built from the dictionaries they came from (e.g. a ligand's ``--restraints``)."""
+    if not add_hydrogens:
+        full = model
+    elif restraints is not None:
+        full = add_riding_hydrogens(model, restraints.monlib_dir, restraints.extra_cifs)
+    else:
+        full = add_riding_hydrogens(model)
     if topology is None or not topology.matches(full):
         same_atoms = (restraints is not None and restraints.n_atoms == full.n_atoms
                       and full.n_atoms == model.n_atoms
                       and np.array_equal(full.atom_name, model.atom_name)
                       and np.array_equal(full.residue_index, model.residue_index))
-        topology = _topology_of(full, restraints if same_atoms else None)
+        if same_atoms:
+            own = restraints
+        elif restraints is not None:  # other atoms: built from the same dictionaries
+            own = build_restraints(full, restraints.monlib_dir, restraints.extra_cifs)
+        else:
+            own = build_restraints(full)
+        topology = _topology_of(full, own)
     radius, polar_hydrogen = topology.radius, topology.polar_hydrogen
     acceptor, donor, parent = topology.acceptor, topology.donor, topology.parent
 
