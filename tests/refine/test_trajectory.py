@@ -172,3 +172,83 @@ def test_neighbour_prior_is_the_joint_prior_seen_from_one_frame(frame):
     moved[:, frame] += rng.normal(size=moved[:, frame].shape)
     np.testing.assert_allclose(prior.evaluate(moved[:, frame].copy(), members)[0] - values,
                                joint.evaluate(moved)[0] - joint.evaluate(trajectory)[0])
+
+
+@pytest.fixture(scope="module")
+def hydrogenated_helix():
+    """A poly-Ala helix with its hydrogens, restraints, riding model and a 3 Å map."""
+    from varref.example_data import example_helix
+    from varref.refinement.riding import RidingHydrogens
+    from varref.restraints import build_restraints
+    from varref.restraints.hydrogens import add_riding_hydrogens
+    from varref.simulate import simulate_map
+
+    model = add_riding_hydrogens(example_helix(6))
+    restraints = build_restraints(model)
+    density = simulate_map(model, 3.0, snr=8.0, seed=2).prepared(model.xyz, 5.0, None)
+    return model, restraints, RidingHydrogens.from_model(model, restraints), density
+
+
+def test_joint_objective_with_riding_hydrogens_matches_finite_differences(hydrogenated_helix):
+    """With riding hydrogens the joint variables are the heavy atoms of every frame; a
+    hydrogen follows its parent and its gradient (data, restraints, prior) goes to it."""
+    from varref.engine.restraint_target import pack_restraints
+    from varref.refinement.terms import MACRO, TermSetup, build_data_terms, build_restraint_terms
+
+    model, restraints, riding, density = hydrogenated_helix
+    kept = riding.restraints(restraints)
+    packed = pack_restraints(kept)
+    options = RefineOptions(resolution=3.0, weight=5.0)
+    rng = np.random.default_rng(7)
+    trajectory = riding.place(model.xyz[np.newaxis, np.newaxis]
+                              + rng.normal(scale=0.1, size=(2, 3, model.n_atoms, 3)))
+    setup = TermSetup(model, kept, packed, None, options, trajectory.reshape(-1, model.n_atoms, 3))
+    frame_terms = [build_data_terms(TermSetup(model, kept, packed, density, options, trajectory[:, f]),
+                                    MACRO) for f in range(3)]
+    objective = JointObjective(frame_terms, build_restraint_terms(setup), TrajectoryPrior(2.0), 5.0,
+                               model.n_atoms, riding=riding, start=trajectory)
+    x = objective.pack(trajectory)
+    assert x.shape == (2, 3 * 3 * int((~model.is_hydrogen).sum()))
+    np.testing.assert_array_equal(objective.unpack(x), trajectory)
+    members = np.array([1])
+    _, gradient = objective(x[1:], members)
+    for index in rng.choice(x.shape[1], 12, replace=False):
+        up, down = x[1:].copy(), x[1:].copy()
+        up[0, index] += 1e-5
+        down[0, index] -= 1e-5
+        numeric = (objective(up, members)[0][0] - objective(down, members)[0][0]) / 2e-5
+        assert gradient[0, index] == pytest.approx(numeric, rel=1e-4, abs=1e-4)
+    # a hydrogen's own gradient reached its parent: folding changes the heavy atoms' gradient
+    plain = objective.evaluate(trajectory[1:], members)[1][:, :, ~model.is_hydrogen]
+    assert not np.allclose(gradient.reshape(plain.shape), plain)
+
+
+def test_joint_refinement_lets_hydrogens_ride(hydrogenated_helix, caplog):
+    """refine_joint with riding hydrogens (the default): hydrogens end at their ideal places
+    on their refined parents, no warning, and the heavy atoms come as near the truth as with
+    restrained hydrogens or nearer."""
+    import logging
+
+    from varref.refinement.trajectory import refine_joint
+
+    model, restraints, riding, density = hydrogenated_helix
+    rng = np.random.default_rng(3)
+    start = riding.place(model.xyz[np.newaxis, np.newaxis]
+                         + rng.normal(scale=0.3, size=(1, 3, model.n_atoms, 3)))
+    heavy = ~model.is_hydrogen
+
+    def error(xyz):
+        return float(np.sqrt(np.mean(np.sum((xyz[..., heavy, :] - model.xyz[heavy]) ** 2, -1))))
+
+    results = {}
+    for hydrogens in ("riding", "restrained"):
+        options = RefineOptions(resolution=3.0, weight=5.0, macro_cycles=2, iterations=40,
+                                hydrogens=hydrogens, ramachandran=False, rotamer=False)
+        with caplog.at_level(logging.WARNING, logger="varref"):
+            results[hydrogens] = refine_joint(model, [density] * 3, restraints, start, options,
+                                              prior_weight=1.0)
+    assert "hydrogens" not in caplog.text
+    ridden = results["riding"].xyz
+    np.testing.assert_allclose(ridden, riding.place(ridden), atol=1e-9)
+    assert error(ridden) < 0.6 * error(start)
+    assert error(ridden) <= error(results["restrained"].xyz) + 0.01

@@ -164,7 +164,7 @@ def _value_gradient_at(x, full, moving, riders, reference, built, pair_state, gr
         g_out[3 * j + 2] = grad_full[a, 2]
     hydrogen, parent_slot = riders[0], riders[2]
     if hydrogen.shape[0]:
-        # summed per parent first, then added (Objective.__call__'s bincount, bit for bit)
+        # summed per parent first, then added (RidingHydrogens.fold, bit for bit)
         folded[:, :] = 0.0
         for r in range(hydrogen.shape[0]):
             if parent_slot[r] >= 0:

@@ -69,11 +69,8 @@ class Objective:
         if riding is not None:
             self.variables[riding.hydrogen] = False
             # each hydrogen keeps its offset from its parent (riding.py); the gradient on it
-            # goes to its parent's variables (slot -1: a parent that does not move)
+            # goes to its parent's variables (RidingHydrogens.fold)
             self._offsets = self.start[:, riding.hydrogen] - self.start[:, riding.parent]
-            slot = np.full(n_atoms, -1, dtype=np.int64)
-            slot[self.variables] = np.arange(int(self.variables.sum()))
-            self._parent_slot = slot[riding.parent]
         self._all_moving = riding is None and bool(self.moving.all())
         self.evaluations = 0
         self._cost = np.zeros(len(self.terms))  # seconds of each term's last evaluation
@@ -100,15 +97,10 @@ class Objective:
         values, gradient = self.evaluate(self.unpack(x, members), members)
         if self._all_moving:
             return values, gradient.reshape(len(members), -1)
-        folded = gradient[:, self.variables]
         if self.riding is not None:  # d/dx_P of f(x_P + d_H) adds the hydrogen's gradient
-            slot = self._parent_slot
-            moves = slot >= 0
-            on_hydrogens = gradient[:, self.riding.hydrogen[moves]]
-            for row in range(len(members)):
-                for axis in range(3):
-                    folded[row, :, axis] += np.bincount(slot[moves], on_hydrogens[row, :, axis],
-                                                        minlength=folded.shape[1])
+            folded = self.riding.fold(gradient, self.variables)
+        else:
+            folded = gradient[:, self.variables]
         return values, np.ascontiguousarray(folded.reshape(len(members), -1))
 
     def evaluate(self, xyz: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

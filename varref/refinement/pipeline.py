@@ -52,7 +52,7 @@ from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.metrics import ALL_CORRELATIONS, LOGGED_CORRELATIONS, model_metrics
 from varref.refinement.objective import Objective
 from varref.refinement.options import RefineOptions
-from varref.refinement.riding import RidingHydrogens, ideal_hydrogen_positions
+from varref.refinement.riding import riding_hydrogens
 from varref.refinement.terms import FINAL, MACRO, TermSetup, build_data_terms, build_restraint_terms
 from varref.refinement.weight import WeightSearchResult, search_weight
 from varref.restraints import Restraints
@@ -236,17 +236,6 @@ def refine_coordinates(model: Model, density: Map, restraints: Restraints, start
              for row in after]
     return PipelineResult(xyz, weight, search, before, after, cycles,
                           time.perf_counter() - started, b_iso)
-
-
-def riding_hydrogens(model: Model, restraints: Restraints,
-                      options: RefineOptions) -> RidingHydrogens | None:
-    """The riding model of ``model``'s hydrogens (None: restrained, or no hydrogens), their
-    frame coordinates from the library's ideal placement (``add`` built them there)."""
-    if options.hydrogens == "restrained" or not model.is_hydrogen.any():
-        return None
-    reference = (model.xyz if options.hydrogens == "add"
-                 else ideal_hydrogen_positions(model, restraints))
-    return RidingHydrogens.from_model(model, restraints, reference)
 
 
 def inside_map(density: Map, xyz: np.ndarray, margin_voxels: float = 2.0) -> np.ndarray:

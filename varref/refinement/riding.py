@@ -34,7 +34,7 @@ from varref.restraints.arrays import (AngleRestraints, BondRestraints, ChiralRes
                                       PlaneRestraints, TorsionRestraints)
 from varref.restraints.graph import hydrogen_parents, pair_keys
 
-__all__ = ["RidingHydrogens", "ideal_hydrogen_positions"]
+__all__ = ["RidingHydrogens", "ideal_hydrogen_positions", "riding_hydrogens"]
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +152,24 @@ class RidingHydrogens:
             out[..., h[~f], :] = out[..., p[~f], :] + self.local[~f]
         return out
 
+    def fold(self, gradient: np.ndarray, variables: np.ndarray) -> np.ndarray:
+        """The gradient (..., N, 3) on every atom as the gradient (..., n, 3) on the
+        ``variables`` (N,) bool of a minimiser in which these hydrogens ride: x_H = x_P + d_H
+        adds each hydrogen's gradient to its parent's (a parent that is not a variable
+        takes none). Per row, the hydrogens' gradients are summed per parent first."""
+        slot = np.full(len(variables), -1, dtype=np.int64)
+        slot[variables] = np.arange(int(np.count_nonzero(variables)))
+        parent_slot = slot[self.parent]
+        moves = parent_slot >= 0
+        rows = gradient.reshape(-1, *gradient.shape[-2:])
+        folded = rows[:, variables]
+        on_hydrogens = rows[:, self.hydrogen[moves]]
+        for row in range(len(rows)):
+            for axis in range(3):
+                folded[row, :, axis] += np.bincount(parent_slot[moves], on_hydrogens[row, :, axis],
+                                                    minlength=folded.shape[1])
+        return folded.reshape(*gradient.shape[:-2], folded.shape[1], 3)
+
     def subset(self, atoms: np.ndarray, xyz: np.ndarray) -> RidingHydrogens | None:
         """The hydrogens among ``atoms`` (sorted, unique) that ride on a parent among them,
         renumbered to ``atoms``' order and translated with their parents by their offsets at
@@ -231,3 +249,15 @@ def ideal_hydrogen_positions(model: Model, restraints: Restraints | None = None)
         if j is not None:
             xyz[i] = full.xyz[j]
     return xyz
+
+
+def riding_hydrogens(model: Model, restraints: Restraints, options) -> RidingHydrogens | None:
+    """The riding model of ``model``'s hydrogens under ``options``
+    (:class:`~varref.refinement.options.RefineOptions`; None: ``hydrogens="restrained"``, or
+    no hydrogens), their frame coordinates from the library's ideal placement (``add`` built
+    them there)."""
+    if options.hydrogens == "restrained" or not model.is_hydrogen.any():
+        return None
+    reference = (model.xyz if options.hydrogens == "add"
+                 else ideal_hydrogen_positions(model, restraints))
+    return RidingHydrogens.from_model(model, restraints, reference)

@@ -39,6 +39,7 @@ from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
 from varref.refinement.metrics import model_metrics
 from varref.refinement.options import RefineOptions
+from varref.refinement.riding import RidingHydrogens, riding_hydrogens
 from varref.refinement.terms import MACRO, Term, TermSetup, build_data_terms, build_restraint_terms
 from varref.restraints import Restraints
 
@@ -108,10 +109,16 @@ class JointObjective:
         Data weight w (one for the series).
     n_atoms
         N.
+    riding, start
+        Hydrogens that ride on their parents (:mod:`varref.refinement.riding`) and the
+        (K, F, N, 3) trajectories whose parent–hydrogen offsets they keep: the variables are
+        then the other atoms of every frame, and a hydrogen's gradient (data, restraints,
+        prior) goes to its parent.
     """
 
     def __init__(self, frame_data_terms: list[list[Term]], restraint_terms: list[Term],
-                 prior: TrajectoryPrior, weight: float, n_atoms: int) -> None:
+                 prior: TrajectoryPrior, weight: float, n_atoms: int,
+                 riding: RidingHydrogens | None = None, start: np.ndarray | None = None) -> None:
         self.frame_data_terms = frame_data_terms
         self.restraint_terms = list(restraint_terms)
         self.prior = prior
@@ -119,14 +126,31 @@ class JointObjective:
         self.n_frames = len(frame_data_terms)
         self.n_atoms = n_atoms
         self.evaluations = 0
+        self.riding = riding
+        self.variables = np.ones(n_atoms, dtype=bool)
+        if riding is not None:
+            if start is None:
+                raise ValueError("riding hydrogens need the start trajectories")
+            self.variables[riding.hydrogen] = False
+            self.start = np.array(start, dtype=np.float64, copy=True)
+            self._offsets = self.start[:, :, riding.hydrogen] - self.start[:, :, riding.parent]
 
     def pack(self, trajectory: np.ndarray) -> np.ndarray:
-        """(K, F, N, 3) → (K, 3 F N) minimiser variables."""
+        """(K, F, N, 3) → (K, 3 F n) minimiser variables (n: the atoms that do not ride)."""
+        if self.riding is not None:
+            trajectory = trajectory[:, :, self.variables]
         return np.ascontiguousarray(trajectory.reshape(len(trajectory), -1), dtype=np.float64)
 
-    def unpack(self, x: np.ndarray) -> np.ndarray:
-        """(k, 3 F N) → (k, F, N, 3)."""
-        return x.reshape(len(x), self.n_frames, self.n_atoms, 3)
+    def unpack(self, x: np.ndarray, members: np.ndarray | None = None) -> np.ndarray:
+        """(k, 3 F n) → (k, F, N, 3) for trajectories ``members`` (default all)."""
+        if self.riding is None:
+            return x.reshape(len(x), self.n_frames, self.n_atoms, 3)
+        members = np.arange(len(x)) if members is None else np.asarray(members)
+        trajectory = self.start[members].copy()
+        trajectory[:, :, self.variables] = x.reshape(len(x), self.n_frames, -1, 3)
+        trajectory[:, :, self.riding.hydrogen] = (trajectory[:, :, self.riding.parent]
+                                                  + self._offsets[members])
+        return trajectory
 
     def evaluate(self, trajectory: np.ndarray, members: np.ndarray,
                  parts: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +183,10 @@ class JointObjective:
         return self.weight * data_values + restraint_values + prior_values, gradient
 
     def __call__(self, x: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        values, gradient = self.evaluate(self.unpack(x), members)
-        return values, gradient.reshape(len(x), -1)
+        values, gradient = self.evaluate(self.unpack(x, members), members)
+        if self.riding is not None:
+            gradient = self.riding.fold(gradient, self.variables)
+        return values, np.ascontiguousarray(gradient.reshape(len(x), -1))
 
 
 def data_curvature(model: Model, density: Map, xyz: np.ndarray, method: str = "tricubic",
@@ -246,7 +272,8 @@ def refine_joint(model: Model, frame_maps: list[Map], restraints: Restraints, st
         ``interpolation``, restraint switches. The conformational priors join after
         macro-cycle 1, as in :func:`~varref.refinement.pipeline.refine_coordinates`.
         Rotamer fit, rigid body, B-factors and the final CC stage are not part of joint
-        refinement, and hydrogens are refined as restrained atoms (no riding model).
+        refinement. Hydrogens ride on their parents as in the pipeline (``hydrogens``),
+        placed in their frames before every macro-cycle.
     prior_weight
         λ of :class:`TrajectoryPrior`.
     order
@@ -271,19 +298,16 @@ def refine_joint(model: Model, frame_maps: list[Map], restraints: Restraints, st
                  for f in range(n_frames)] for k in range(n_traj)]
 
     before = metrics(trajectory)
-    if model.is_hydrogen.any() and options.hydrogens != "restrained":
-        # the joint objective has no riding model: its hydrogens are variables under their
-        # restraints (slower to converge; docs/methods-refinement.md, "Hydrogens")
-        log.warning("joint: the model's %d hydrogens are refined as atoms (restrained); riding "
-                    "hydrogens are not implemented for joint trajectories",
-                    int(model.is_hydrogen.sum()))
-    packed = pack_restraints(restraints)
+    # hydrogens ride (riding.py): the terms lose the restraints that only place them
+    riding = riding_hydrogens(model, restraints, options)
+    term_restraints = riding.restraints(restraints) if riding is not None else restraints
+    packed = pack_restraints(term_restraints)
     flat_start = trajectory.reshape(n_traj * n_frames, n_atoms, 3)
-    setup = TermSetup(model, restraints, packed, None, options, flat_start)
+    setup = TermSetup(model, term_restraints, packed, None, options, flat_start)
     restraint_terms = build_restraint_terms(setup)
     deferred = DEFERRED_TERMS if options.macro_cycles > 1 else ()
     first_terms = [t for t in restraint_terms if t.name not in deferred]
-    frame_terms = [build_data_terms(TermSetup(model, restraints, packed, density, options,
+    frame_terms = [build_data_terms(TermSetup(model, term_restraints, packed, density, options,
                                               trajectory[:, f]), MACRO)
                    for f, density in enumerate(frame_maps)]
     prior = TrajectoryPrior(prior_weight, order)
@@ -294,10 +318,15 @@ def refine_joint(model: Model, frame_maps: list[Map], restraints: Restraints, st
     total_iterations = np.zeros(n_traj, dtype=np.int64)
     for cycle in range(1, options.macro_cycles + 1):
         terms = first_terms if cycle == 1 else restraint_terms
-        objective = JointObjective(frame_terms, terms, prior, options.weight, n_atoms)
+        if riding is not None:  # hydrogens placed from their frames, then riding this cycle
+            trajectory = riding.place(trajectory)
+        objective = JointObjective(frame_terms, terms, prior, options.weight, n_atoms,
+                                   riding=riding, start=trajectory)
         result = minimise_lbfgs(objective, objective.pack(trajectory), max_iterations=iterations,
                                 max_step=options.max_step)
         trajectory = objective.unpack(result.x).copy()
+        if riding is not None:
+            trajectory = riding.place(trajectory)
         total_iterations += result.iterations
         log.info("joint cycle %d/%d: %s iterations", cycle, options.macro_cycles,
                  ", ".join(str(int(i)) for i in result.iterations))
@@ -371,7 +400,7 @@ def refine_frame_with_neighbours(model: Model, density: Map, restraints: Restrai
     priors join after macro-cycle 1 when there is more than one, as everywhere.
     """
     from varref.refinement.objective import Objective
-    from varref.refinement.pipeline import DEFERRED_TERMS, riding_hydrogens
+    from varref.refinement.pipeline import DEFERRED_TERMS
 
     xyz = np.array(starts, dtype=np.float64, copy=True)
     riding = riding_hydrogens(model, restraints, options)  # as in refine_coordinates
