@@ -288,15 +288,15 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
         runtime = time.perf_counter() - started
         refined = result.xyz[0]
         refined_model = replace(model.with_xyz(refined), b_iso=result.b_iso[0].copy())
-        # the result's FSC (FFTs and kernels) beside its validation (mostly Python)
-        result_fsc = side.submit(reports.fsc, refined_model) if fsc else None
+        # the result's validation (mostly Python) beside its FSC (FFTs and kernels on every
+        # thread); queued after the start's, whose clash topology it reuses
+        result_report = side.submit(reports.validate, refined_model) if validation else None
+        summaries = ({"before": start_fsc.result(), "after": reports.fsc(refined_model)}
+                     if fsc else {})
         validated = {}
         if validation:
-            before = start_report.result()  # first: the result's validation reuses its cache
-            validated = {"before": reports.with_map_fit(before, result.before[0]),
-                         "after": reports.with_map_fit(reports.validate(refined_model),
-                                                       result.after[0])}
-        summaries = {"before": start_fsc.result(), "after": result_fsc.result()} if fsc else {}
+            validated = {"before": reports.with_map_fit(start_report.result(), result.before[0]),
+                         "after": reports.with_map_fit(result_report.result(), result.after[0])}
     return RefinementResult(refined_model, refined, result.weight, result.weight_search,
                             result.before[0], result.after[0], result.cycles[0], opts, runtime,
                             summaries, restraints, model, validated)

@@ -186,7 +186,7 @@ def _summary(result) -> list[dict]:
     :func:`varref.api.refine`) and their FSCs."""
     from varref.refinement.summary import summary_rows
 
-    before, after = result.validation["before"], result.validation["after"]
+    before, after = dict(result.validation["before"]), dict(result.validation["after"])
     if result.fsc:
         before["fsc"], after["fsc"] = result.fsc["before"], result.fsc["after"]
     return summary_rows(before, after)
