@@ -217,3 +217,26 @@ def test_work_beside_this_thread_runs_serially_and_hands_back_its_errors(restore
     assert result.result() == 1
     with pytest.raises(ValueError, match="beside failed"):
         error.result()
+
+
+def test_a_failed_refinement_waits_for_its_start_reports_and_raises_its_own_error(monkeypatch,
+                                                                                  restore_threads):
+    """refine(): when the refinement fails, the reports running beside it finish first (no
+    thread is left working) and the refinement's error is the one raised."""
+    import threading
+
+    from varref.api import refine
+    from varref.refinement import pipeline
+    from varref.simulate import simulate_map
+
+    parallel.set_threads(2)
+    model = example_helix(6)
+    density = simulate_map(model, 3.0)
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("refinement failed")
+
+    monkeypatch.setattr(pipeline, "refine_coordinates", failing)
+    with pytest.raises(RuntimeError, match="refinement failed"):
+        refine(model, density, 3.0, fsc=True, validation=True)
+    assert not [t for t in threading.enumerate() if t.name.startswith("varref-beside")]
