@@ -71,6 +71,7 @@ class Objective:
             # each hydrogen keeps its offset from its parent (riding.py); the gradient on it
             # goes to its parent's variables (RidingHydrogens.fold)
             self._offsets = self.start[:, riding.hydrogen] - self.start[:, riding.parent]
+            self._parent_slot = riding.parent_slots(self.variables)
         self._all_moving = riding is None and bool(self.moving.all())
         self.evaluations = 0
         self._cost = np.zeros(len(self.terms))  # seconds of each term's last evaluation
@@ -98,7 +99,7 @@ class Objective:
         if self._all_moving:
             return values, gradient.reshape(len(members), -1)
         if self.riding is not None:  # d/dx_P of f(x_P + d_H) adds the hydrogen's gradient
-            folded = self.riding.fold(gradient, self.variables)
+            folded = self.riding.fold(gradient, self.variables, self._parent_slot)
         else:
             folded = gradient[:, self.variables]
         return values, np.ascontiguousarray(folded.reshape(len(members), -1))

@@ -152,14 +152,22 @@ class RidingHydrogens:
             out[..., h[~f], :] = out[..., p[~f], :] + self.local[~f]
         return out
 
-    def fold(self, gradient: np.ndarray, variables: np.ndarray) -> np.ndarray:
+    def parent_slots(self, variables: np.ndarray) -> np.ndarray:
+        """(H,) index of each hydrogen's parent among the ``variables`` (N,) bool, -1 where
+        the parent is not a variable."""
+        slot = np.full(len(variables), -1, dtype=np.int64)
+        slot[variables] = np.arange(int(np.count_nonzero(variables)))
+        return slot[self.parent]
+
+    def fold(self, gradient: np.ndarray, variables: np.ndarray,
+             parent_slot: np.ndarray | None = None) -> np.ndarray:
         """The gradient (..., N, 3) on every atom as the gradient (..., n, 3) on the
         ``variables`` (N,) bool of a minimiser in which these hydrogens ride: x_H = x_P + d_H
         adds each hydrogen's gradient to its parent's (a parent that is not a variable
-        takes none). Per row, the hydrogens' gradients are summed per parent first."""
-        slot = np.full(len(variables), -1, dtype=np.int64)
-        slot[variables] = np.arange(int(np.count_nonzero(variables)))
-        parent_slot = slot[self.parent]
+        takes none). Per row, the hydrogens' gradients are summed per parent first.
+        ``parent_slot``: :meth:`parent_slots` of ``variables``, when the caller keeps it."""
+        if parent_slot is None:
+            parent_slot = self.parent_slots(variables)
         moves = parent_slot >= 0
         rows = gradient.reshape(-1, *gradient.shape[-2:])
         folded = rows[:, variables]
@@ -230,15 +238,14 @@ def ideal_hydrogen_positions(model: Model, restraints: Restraints | None = None)
     the refinement repels the hydrogens validation will see (the clashscore rebuilds them
     the same way): a deposited model's hydrogens may sit in other methyl or hydroxyl
     rotamers."""
-    from varref.restraints.hydrogens import add_riding_hydrogens
+    from varref.restraints.hydrogens import add_riding_hydrogens, dictionaries
 
     xyz = np.array(model.xyz, dtype=np.float64, copy=True)
     hydrogens = np.flatnonzero(model.is_hydrogen)
     if not len(hydrogens):
         return xyz
     try:
-        full = (add_riding_hydrogens(model) if restraints is None else
-                add_riding_hydrogens(model, restraints.monlib_dir, restraints.extra_cifs))
+        full = add_riding_hydrogens(model, *dictionaries(restraints))
     except InputError as exc:
         log.warning("riding hydrogens keep the model's own positions: %s", exc)
         return xyz

@@ -134,6 +134,7 @@ class JointObjective:
             self.variables[riding.hydrogen] = False
             self.start = np.array(start, dtype=np.float64, copy=True)
             self._offsets = self.start[:, :, riding.hydrogen] - self.start[:, :, riding.parent]
+            self._parent_slot = riding.parent_slots(self.variables)
 
     def pack(self, trajectory: np.ndarray) -> np.ndarray:
         """(K, F, N, 3) → (K, 3 F n) minimiser variables (n: the atoms that do not ride)."""
@@ -185,7 +186,7 @@ class JointObjective:
     def __call__(self, x: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         values, gradient = self.evaluate(self.unpack(x, members), members)
         if self.riding is not None:
-            gradient = self.riding.fold(gradient, self.variables)
+            gradient = self.riding.fold(gradient, self.variables, self._parent_slot)
         return values, np.ascontiguousarray(gradient.reshape(len(x), -1))
 
 

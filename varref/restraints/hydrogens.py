@@ -11,8 +11,15 @@ import gemmi
 from varref.errors import InputError
 from varref.model import Model
 from varref.monlib import load_monomer_library
+from varref.restraints.arrays import Restraints
 
-__all__ = ["add_riding_hydrogens"]
+__all__ = ["add_riding_hydrogens", "dictionaries"]
+
+
+def dictionaries(restraints: Restraints | None) -> tuple[str | None, tuple[str, ...]]:
+    """``(monlib_dir, extra_cifs)`` that ``restraints`` were built from, for building the
+    same model's hydrogens with them (None: the default library, no extra dictionary)."""
+    return (None, ()) if restraints is None else (restraints.monlib_dir, restraints.extra_cifs)
 
 
 def add_riding_hydrogens(model: Model, monlib_dir: str | PathLike | None = None,

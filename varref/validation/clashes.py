@@ -52,7 +52,7 @@ from varref.model import Model
 from varref.restraints import Restraints, build_restraints
 from varref.restraints.arrays import HBOND_CODES
 from varref.restraints.graph import hydrogen_parents, pair_keys
-from varref.restraints.hydrogens import add_riding_hydrogens
+from varref.restraints.hydrogens import add_riding_hydrogens, dictionaries
 
 #: Probe's explicit-H, electron-cloud radii (Å) by element; see module docstring.
 PROBE_RADII = {
@@ -214,24 +214,14 @@ def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
     hydrogen-bond types when the hydrogen-complete model has exactly ``model``'s atoms (a
     model that carries all its hydrogens), instead of building them again; the hydrogens are
     built from the dictionaries they came from (e.g. a ligand's ``--restraints``)."""
-    if not add_hydrogens:
-        full = model
-    elif restraints is not None:
-        full = add_riding_hydrogens(model, restraints.monlib_dir, restraints.extra_cifs)
-    else:
-        full = add_riding_hydrogens(model)
+    library = dictionaries(restraints)
+    full = add_riding_hydrogens(model, *library) if add_hydrogens else model
     if topology is None or not topology.matches(full):
         same_atoms = (restraints is not None and restraints.n_atoms == full.n_atoms
                       and full.n_atoms == model.n_atoms
                       and np.array_equal(full.atom_name, model.atom_name)
                       and np.array_equal(full.residue_index, model.residue_index))
-        if same_atoms:
-            own = restraints
-        elif restraints is not None:  # other atoms: built from the same dictionaries
-            own = build_restraints(full, restraints.monlib_dir, restraints.extra_cifs)
-        else:
-            own = build_restraints(full)
-        topology = _topology_of(full, own)
+        topology = _topology_of(full, restraints if same_atoms else build_restraints(full, *library))
     radius, polar_hydrogen = topology.radius, topology.polar_hydrogen
     acceptor, donor, parent = topology.acceptor, topology.donor, topology.parent
 
