@@ -107,6 +107,17 @@ def test_cc_box_volume_peaks_are_sane(crambin):
     assert abs(cc_box(target, rng.normal(size=target.shape))) < 0.05
 
 
+def test_all_correlations_in_one_call_equal_the_single_ones(crambin):
+    """map_model_cc selects the model map's top points once for CC_volume and CC_peaks."""
+    target, mask = crambin["target"], crambin["mask"]
+    moved = crambin["density"](crambin["xyz"] + np.array([0.7, -0.3, 0.2]))
+    n_points = int(mask.sum())
+    together = map_model_cc(moved, target, mask)
+    assert together == {"cc_mask": cc_mask(moved, target, mask), "cc_box": cc_box(moved, target),
+                        "cc_volume": cc_volume(moved, target, n_points),
+                        "cc_peaks": cc_peaks(moved, target, n_points)}
+
+
 def test_per_residue_cc_one_value_per_residue(crambin):
     xyz, residue = crambin["xyz"], crambin["residue"]
     radii = mask_radii(crambin["elements"]) + SOLVENT_RADIUS - SHRINK_RADIUS

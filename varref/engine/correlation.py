@@ -368,15 +368,22 @@ def _top_indices(data: np.ndarray, n_points: int) -> np.ndarray:
 def cc_volume(model_map: np.ndarray, target_map: np.ndarray, n_points: int) -> float:
     """CC over the ``n_points`` highest points of the model map (Phenix: N = mask size)."""
     _same_grid(model_map, target_map)
-    index = _top_indices(model_map, n_points)
-    return pearson_cc(model_map.ravel()[index], target_map.ravel()[index])
+    return _cc_volume(model_map, target_map, _top_indices(model_map, n_points))
+
+
+def _cc_volume(model_map, target_map, model_top):
+    return pearson_cc(model_map.ravel()[model_top], target_map.ravel()[model_top])
 
 
 def cc_peaks(model_map: np.ndarray, target_map: np.ndarray, n_points: int) -> float:
     """CC over the union of the ``n_points`` highest points of each map."""
     _same_grid(model_map, target_map)
+    return _cc_peaks(model_map, target_map, _top_indices(model_map, n_points), n_points)
+
+
+def _cc_peaks(model_map, target_map, model_top, n_points):
     selected = np.zeros(model_map.size, dtype=bool)
-    selected[_top_indices(model_map, n_points)] = True
+    selected[model_top] = True
     selected[_top_indices(target_map, n_points)] = True
     return pearson_cc(model_map.ravel()[selected], target_map.ravel()[selected])
 
@@ -391,11 +398,13 @@ def map_model_cc(model_map: np.ndarray, target_map: np.ndarray, mask: np.ndarray
     """
     mask = np.asarray(mask, dtype=bool)
     n_points = int(mask.sum())
+    _same_grid(model_map, target_map)
+    model_top = _top_indices(model_map, n_points)  # one selection for CC_volume and CC_peaks
     return {
         "cc_mask": cc_mask(model_map, target_map, mask),
         "cc_box": cc_box(model_map, target_map),
-        "cc_volume": cc_volume(model_map, target_map, n_points),
-        "cc_peaks": cc_peaks(model_map, target_map, n_points),
+        "cc_volume": _cc_volume(model_map, target_map, model_top),
+        "cc_peaks": _cc_peaks(model_map, target_map, model_top, n_points),
     }
 
 

@@ -11,6 +11,7 @@ import time
 import numpy as np
 
 from varref.engine.parallel import available, concurrently
+from varref.engine.riding_variables import scatter_riding
 from varref.refinement.riding import RidingHydrogens
 from varref.refinement.terms.base import DATA, Term
 
@@ -72,6 +73,7 @@ class Objective:
             # goes to its parent's variables (RidingHydrogens.fold)
             self._offsets = self.start[:, riding.hydrogen] - self.start[:, riding.parent]
             self._parent_slot = riding.parent_slots(self.variables)
+        self._variable_index = np.flatnonzero(self.variables)
         self._all_moving = riding is None and bool(self.moving.all())
         self.evaluations = 0
         self._cost = np.zeros(len(self.terms))  # seconds of each term's last evaluation
@@ -88,10 +90,11 @@ class Objective:
         """Minimiser variables of ``members`` → full (k, N, 3) coordinates."""
         if self._all_moving:  # every atom moves: the variables are the coordinates
             return np.array(x, dtype=np.float64).reshape(len(members), -1, 3)
-        xyz = self.start[members].copy()
-        xyz[:, self.variables] = x.reshape(len(members), -1, 3)
+        xyz = self.start[np.asarray(members)]  # a copy: atoms that do not move keep the start
         if self.riding is not None:
-            xyz[:, self.riding.hydrogen] = xyz[:, self.riding.parent] + self._offsets[members]
+            return scatter_riding(x, xyz, self._variable_index, self.riding.hydrogen,
+                                  self.riding.parent, self._offsets[members])
+        xyz[:, self.variables] = x.reshape(len(members), -1, 3)
         return xyz
 
     def __call__(self, x: np.ndarray, members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

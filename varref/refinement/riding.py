@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from varref.engine.riding_variables import fold_riding
 from varref.errors import InputError
 from varref.model import Model
 from varref.restraints import Restraints
@@ -168,14 +169,8 @@ class RidingHydrogens:
         ``parent_slot``: :meth:`parent_slots` of ``variables``, when the caller keeps it."""
         if parent_slot is None:
             parent_slot = self.parent_slots(variables)
-        moves = parent_slot >= 0
         rows = gradient.reshape(-1, *gradient.shape[-2:])
-        folded = rows[:, variables]
-        on_hydrogens = rows[:, self.hydrogen[moves]]
-        for row in range(len(rows)):
-            for axis in range(3):
-                folded[row, :, axis] += np.bincount(parent_slot[moves], on_hydrogens[row, :, axis],
-                                                    minlength=folded.shape[1])
+        folded = fold_riding(rows, np.flatnonzero(variables), self.hydrogen, parent_slot)
         return folded.reshape(*gradient.shape[:-2], folded.shape[1], 3)
 
     def subset(self, atoms: np.ndarray, xyz: np.ndarray) -> RidingHydrogens | None:

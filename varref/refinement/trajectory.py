@@ -34,6 +34,7 @@ import numpy as np
 
 from varref.engine.map_target import map_target_value_gradient_batched, map_target_weights
 from varref.engine.restraint_target import pack_restraints
+from varref.engine.riding_variables import scatter_riding
 from varref.maps import Map
 from varref.model import Model
 from varref.refinement.lbfgs import minimise_lbfgs
@@ -147,10 +148,12 @@ class JointObjective:
         if self.riding is None:
             return x.reshape(len(x), self.n_frames, self.n_atoms, 3)
         members = np.arange(len(x)) if members is None else np.asarray(members)
-        trajectory = self.start[members].copy()
-        trajectory[:, :, self.variables] = x.reshape(len(x), self.n_frames, -1, 3)
-        trajectory[:, :, self.riding.hydrogen] = (trajectory[:, :, self.riding.parent]
-                                                  + self._offsets[members])
+        trajectory = self.start[members]  # a copy
+        shape = trajectory.shape
+        rows = trajectory.reshape(-1, *shape[2:])  # (k F, N, 3), a view
+        scatter_riding(np.reshape(x, (len(rows), -1)), rows, np.flatnonzero(self.variables),
+                       self.riding.hydrogen, self.riding.parent,
+                       self._offsets[members].reshape(len(rows), -1, 3))
         return trajectory
 
     def evaluate(self, trajectory: np.ndarray, members: np.ndarray,
