@@ -149,12 +149,11 @@ class JointObjective:
             return x.reshape(len(x), self.n_frames, self.n_atoms, 3)
         members = np.arange(len(x)) if members is None else np.asarray(members)
         trajectory = self.start[members]  # a copy
-        shape = trajectory.shape
-        rows = trajectory.reshape(-1, *shape[2:])  # (k F, N, 3), a view
+        rows = np.ascontiguousarray(trajectory.reshape(-1, *trajectory.shape[2:]))  # (k F, N, 3)
         scatter_riding(np.reshape(x, (len(rows), -1)), rows, np.flatnonzero(self.variables),
                        self.riding.hydrogen, self.riding.parent,
                        self._offsets[members].reshape(len(rows), -1, 3))
-        return trajectory
+        return rows.reshape(trajectory.shape)
 
     def evaluate(self, trajectory: np.ndarray, members: np.ndarray,
                  parts: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
