@@ -43,6 +43,7 @@ from varref.engine.ncs_torsions import ncs_torsion_value_and_gradient
 from varref.engine.neighbours import _nonbonded_pairs_cell_list, max_displacement_sq
 from varref.engine.ramachandran import ramachandran_value_and_gradient
 from varref.engine.restraint_target import KernelArrays, _evaluate_model
+from varref.engine.riding_variables import fold_row, scatter_row
 from varref.engine.topout_torsions import topout_torsion_value_and_gradient
 from varref.engine.torsions import torsion_value_and_gradient
 
@@ -142,12 +143,8 @@ def _value_gradient_at(x, full, moving, riders, reference, built, pair_state, gr
     scatter into ``full`` (riding hydrogens follow their parents), refresh the pair list
     when an atom moved more than buffer/2 since its build (as GeometryTerm does), evaluate,
     gather the moving atoms' gradient (a riding hydrogen's added to its parent's)."""
-    for j in range(moving.shape[0]):
-        a = moving[j]
-        full[a, 0] = x[3 * j]
-        full[a, 1] = x[3 * j + 1]
-        full[a, 2] = x[3 * j + 2]
-    _place_riders(full, riders)
+    hydrogen, parent, parent_slot, offset = riders
+    scatter_row(x.reshape((moving.shape[0], 3)), full, moving, hydrogen, parent, offset)
     half = 0.5 * geometry[2][6]
     if not built[0] or not (max_displacement_sq(full, reference) <= half * half):
         pairs, contact = _pair_list(full, geometry)
@@ -157,32 +154,9 @@ def _value_gradient_at(x, full, moving, riders, reference, built, pair_state, gr
     pairs, contact = pair_state[0]
     value = _evaluate(full, grad_full, scratch, terms6, weight, order, map_args, geometry, pairs,
                       contact, rama, torsion, topout_a, topout_b, distance, ncs)
-    for j in range(moving.shape[0]):
-        a = moving[j]
-        g_out[3 * j] = grad_full[a, 0]
-        g_out[3 * j + 1] = grad_full[a, 1]
-        g_out[3 * j + 2] = grad_full[a, 2]
-    hydrogen, parent_slot = riders[0], riders[2]
-    if hydrogen.shape[0]:
-        # summed per parent first, then added (RidingHydrogens.fold, bit for bit)
-        folded[:, :] = 0.0
-        for r in range(hydrogen.shape[0]):
-            if parent_slot[r] >= 0:
-                for c in range(3):
-                    folded[parent_slot[r], c] += grad_full[hydrogen[r], c]
-        for j in range(moving.shape[0]):
-            for c in range(3):
-                g_out[3 * j + c] += folded[j, c]
+    # a riding hydrogen's gradient added to its parent's (RidingHydrogens.fold, bit for bit)
+    fold_row(grad_full, moving, hydrogen, parent_slot, folded, g_out.reshape((moving.shape[0], 3)))
     return value
-
-
-@njit(nogil=True, cache=True)
-def _place_riders(full, riders):
-    """Every riding hydrogen at its parent plus its offset (Objective.unpack)."""
-    hydrogen, parent, _, offset = riders
-    for r in range(hydrogen.shape[0]):
-        for c in range(3):
-            full[hydrogen[r], c] = full[parent[r], c] + offset[r, c]
 
 
 @njit(nogil=True, cache=True)
@@ -279,10 +253,7 @@ def _minimise_one(full, moving, hydrogen, parent, parent_slot, weight, order, ma
         _accept_kernel(members, new_x, new_value, new_gradient, accepted, x, value, gradient,
                        s_hist, y_hist, rho_hist, n_stored, head, iterations, active, converged,
                        relative_tolerance, gradient_tolerance)
-    for j in range(moving.shape[0]):
-        for c in range(3):
-            full[moving[j], c] = x[0, 3 * j + c]
-    _place_riders(full, riders)
+    scatter_row(x[0].reshape((moving.shape[0], 3)), full, moving, hydrogen, parent, offset)
     return iterations[0]
 
 

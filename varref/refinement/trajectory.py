@@ -136,6 +136,7 @@ class JointObjective:
             self.start = np.array(start, dtype=np.float64, copy=True)
             self._offsets = self.start[:, :, riding.hydrogen] - self.start[:, :, riding.parent]
             self._parent_slot = riding.parent_slots(self.variables)
+            self._variable_index = np.flatnonzero(self.variables)
 
     def pack(self, trajectory: np.ndarray) -> np.ndarray:
         """(K, F, N, 3) → (K, 3 F n) minimiser variables (n: the atoms that do not ride)."""
@@ -150,7 +151,7 @@ class JointObjective:
         members = np.arange(len(x)) if members is None else np.asarray(members)
         trajectory = self.start[members]  # a copy
         rows = np.ascontiguousarray(trajectory.reshape(-1, *trajectory.shape[2:]))  # (k F, N, 3)
-        scatter_riding(np.reshape(x, (len(rows), -1)), rows, np.flatnonzero(self.variables),
+        scatter_riding(np.reshape(x, (len(rows), -1)), rows, self._variable_index,
                        self.riding.hydrogen, self.riding.parent,
                        self._offsets[members].reshape(len(rows), -1, 3))
         return rows.reshape(trajectory.shape)
