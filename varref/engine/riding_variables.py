@@ -5,7 +5,7 @@ atoms that do not ride; every evaluation scatters them into full coordinates, pl
 hydrogen at its parent plus its offset, and folds the full gradient back (a hydrogen's
 gradient added to its parent's, since x_H = x_P + d_H). In numpy (boolean-mask assignment,
 fancy indexing, one ``bincount`` per row and axis) they cost 0.34 ms each per evaluation on a
-17k-atom model (~0.35 s of a 3j6r refinement); these loops take 0.05 ms and do the same
+17k-atom model (~0.3 s of a 3j6r refinement); these loops take 0.05 ms and do the same
 arithmetic in the same order, so the numbers are bit for bit those of the numpy formulas
 (tested). The one-problem loops are also those of the fused minimiser
 (:mod:`varref.engine.fused_lbfgs`).
