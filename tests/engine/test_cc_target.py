@@ -103,8 +103,8 @@ def test_model_outside_the_mask_gives_zero(problem):
 
 def test_masked_correlation_and_its_density_derivative():
     """The masked-sum kernels: CC equals numpy's Pearson correlation over the mask, and the
-    map they leave behind is dCC/drho (central differences), zero off the mask."""
-    from varref.engine.cc_target import correlation_data, masked_correlation
+    derivative grid they write is dCC/drho (central differences) on the mask, zero off it."""
+    from varref.engine.cc_target import correlation_data, derivative_grid, masked_correlation
 
     rng = np.random.default_rng(3)
     target = rng.normal(size=(6, 7, 8))
@@ -112,10 +112,12 @@ def test_masked_correlation_and_its_density_derivative():
     data = correlation_data(target, np.zeros(3), np.ones(3), mask, crop=False)
     model = rng.normal(size=(6, 7, 8)) + 0.5 * target
     expected = np.corrcoef(model[mask], target[mask])[0, 1]
-    assert masked_correlation(model.copy(), data, derivative=False) == pytest.approx(expected, rel=1e-12)
-    derivative = model.copy()
-    assert masked_correlation(derivative, data, derivative=True) == pytest.approx(expected, rel=1e-12)
-    assert np.all(derivative[~mask] == 0.0)
+    assert masked_correlation(model.copy(), data) == pytest.approx(expected, rel=1e-12)
+    derivative = derivative_grid(data)
+    unchanged = model.copy()
+    assert masked_correlation(model, data, derivative) == pytest.approx(expected, rel=1e-12)
+    assert np.array_equal(model, unchanged)  # the model map is only read
+    assert np.all(derivative[~mask] == 0.0) and np.all(derivative[mask] != 0.0)
     h = 1e-6
     for index in zip(*np.nonzero(mask)[:3]):
         if rng.random() > 0.2:
@@ -123,6 +125,37 @@ def test_masked_correlation_and_its_density_derivative():
         up, down = model.copy(), model.copy()
         up[index] += h
         down[index] -= h
-        numeric = (masked_correlation(up, data, False) - masked_correlation(down, data, False)) / (2 * h)
+        numeric = (masked_correlation(up, data) - masked_correlation(down, data)) / (2 * h)
         assert derivative[index] == pytest.approx(numeric, rel=1e-5, abs=1e-9)
-    assert masked_correlation(np.ones((6, 7, 8)), data, derivative=False) is None
+    assert masked_correlation(np.ones((6, 7, 8)), data) is None
+    with pytest.raises(ValueError, match="derivative"):
+        masked_correlation(model, data, np.zeros((6, 7, 9)))
+
+
+def test_derivative_grid_is_zero_off_whichever_mask_it_serves():
+    """The per-thread dCC/drho grid keeps its zeros between evaluations of one mask and is
+    cleared when a target with another mask of the same shape takes it: alternating two
+    targets gives each the gradient a fresh evaluation gives."""
+    import varref.engine.cc_target as cc_target
+    from varref.engine.cc_target import cc_value_gradient, correlation_data, derivative_grid
+    from varref.engine.parallel import scratch_grid
+
+    rng = np.random.default_rng(5)
+    xyz = rng.uniform(3.0, 9.0, size=(12, 3))
+    coeff_a = np.tile([[2.0, 1.0, 0.5, 0.2, 0.1]], (12, 1))
+    coeff_b = np.tile([[10.0, 3.0, 1.0, 0.5, 0.2]], (12, 1))
+    target = rng.normal(size=(12, 12, 12)) + 1.0
+    masks = [rng.random((12, 12, 12)) < fraction for fraction in (0.3, 0.6)]
+    targets = [correlation_data(target, np.zeros(3), np.ones(3), m, crop=False) for m in masks]
+
+    def fresh(data):
+        scratch_grid(data.shape, np.float64, "correlation dCC/drho").fill(np.nan)  # poison
+        cc_target._derivative_owner.grid = None  # forget: the next call zeroes in full
+        return cc_value_gradient(xyz, data, coeff_a, coeff_b, 20.0)
+
+    expected = [fresh(data) for data in targets]
+    for data, (value, gradient) in [*zip(targets, expected), *zip(targets[::-1], expected[::-1])]:
+        got_value, got_gradient = cc_value_gradient(xyz, data, coeff_a, coeff_b, 20.0)
+        assert got_value == value and np.array_equal(got_gradient, gradient)
+        grid = derivative_grid(data)
+        assert np.all(grid[~masks[targets.index(data)]] == 0.0)

@@ -48,7 +48,12 @@ import math
 import numpy as np
 from numba import njit
 
-from varref.engine.cc_target import CorrelationData, correlation_data, masked_correlation
+from varref.engine.cc_target import (
+    CorrelationData,
+    correlation_data,
+    derivative_grid,
+    masked_correlation,
+)
 from varref.engine.interpolation import as_kernel_grid
 from varref.engine.parallel import scratch_grid
 from varref.engine.model_map import (
@@ -282,15 +287,16 @@ def cc_b_value_gradient(xyz: np.ndarray, data: CorrelationData, coeff_a: np.ndar
     model = scratch_grid(data.shape, np.float64, "correlation model map")
     add_model_density(model, data.origin, data.voxel_size, xyz, amplitude, exponent, radius,
                       zero=True)
-    # with the gradient the model-map buffer becomes dCC/drho (zero outside the mask)
-    cc = masked_correlation(model, data, derivative=gradient)
+    # dCC/drho on a grid that is zero outside the mask (points the kernel skips)
+    derivative = derivative_grid(data) if gradient else None
+    cc = masked_correlation(model, data, derivative)
     if cc is None:
         return 0.0, zeros
     if not gradient:
         return -cc, None
     dcc_db = np.empty(len(xyz), dtype=np.float64)
-    _b_gradient_parts(xyz, amplitude, exponent, radius, data.origin, data.voxel_size, model,
-                      dcc_db)
+    _b_gradient_parts(xyz, amplitude, exponent, radius, data.origin, data.voxel_size,
+                      derivative, dcc_db)
     return -cc, -dcc_db
 
 
