@@ -128,9 +128,10 @@ _derivative_owner = threading.local()  # per thread: the grid and the mask it is
 def derivative_grid(data: CorrelationData) -> np.ndarray:
     """A float64 grid of ``data``'s shape, zero off its mask, kept per thread for
     :func:`masked_correlation`'s ``derivative``: the gradient kernels skip its zeros, and as
-    the mask is fixed only its points change between evaluations (zeroing the whole box
-    each time cost ~3 ms per evaluation on a 3.4 M-point box). It is zeroed in full when it
-    last served another mask."""
+    the mask is fixed only its points change between evaluations (clearing the whole box
+    and scattering dCC/drho into it cost ~2.5 ms more per evaluation on 3j6r's 3.4 M-point
+    box, ``benchmarks/cc_term.py``). It is zeroed in full when it last served another mask
+    (one streaming fill: faster than clearing the old mask's scattered points)."""
     grid = scratch_grid(data.shape, np.float64, "correlation dCC/drho")
     owner = _derivative_owner
     if getattr(owner, "grid", None) is not grid or owner.inside is not data.inside:
