@@ -87,8 +87,7 @@ def main() -> int:
 
     model_map()
     reference = model_grid.copy()
-    has_grid = hasattr(cc_target, "derivative_grid")
-    if has_grid:
+    if hasattr(cc_target, "derivative_grid"):
         derivative = cc_target.derivative_grid(data)
 
         def correlation():
