@@ -142,6 +142,69 @@ def test_a_model_with_its_hydrogens_reuses_given_restraints_for_the_topology(rea
                         lambda *a, **k: built.append(1) or original(*a, **k))
     reused, _ = clashes_module.clashes_and_topology(moved, restraints=restraints)
     assert built == [] and reused == expected and reused["n_clashes"] > 0
-    heavy = read_shared_model("1crn")
-    clashes_module.clashes_and_topology(heavy, restraints=build_restraints(heavy))
-    assert built == [1]  # hydrogens added: other atoms, other topology
+
+
+TOPOLOGY_FIELDS = ("atom_names", "radius", "polar_hydrogen", "acceptor", "donor", "parent",
+                   "bonded_keys")
+
+
+@pytest.mark.parametrize("name", ["1crn", "1ubq", "3j6b_9", "trpv1_tm"])
+def test_rebuilt_hydrogens_take_the_topology_from_the_heavy_atoms_restraints(
+        read_shared_model, monkeypatch, name):
+    """Without its hydrogens (or with others) a model's restraints still hold every heavy-atom
+    bond and H-bond type of the hydrogen-complete model: its clash topology, derived from them
+    and the dictionaries' hydrogen parents, equals the one built from scratch, field by
+    field, and the clash search then builds nothing."""
+    from varref.restraints import build_restraints
+    from varref.validation import clashes as clashes_module
+
+    model = read_shared_model(name)
+    restraints = build_restraints(model)
+    full = add_riding_hydrogens(model)
+    built = clashes_module._topology_of(full, build_restraints(full))
+    derived = clashes_module._topology_from_heavy_atoms(full, model, restraints, (None, ()))
+    assert derived is not None
+    for field in TOPOLOGY_FIELDS:
+        assert np.array_equal(getattr(derived, field), getattr(built, field)), field
+    assert derived.parent[full.is_hydrogen].min() >= 0
+    calls = []
+    original = clashes_module.build_restraints
+    monkeypatch.setattr(clashes_module, "build_restraints",
+                        lambda *a, **k: calls.append(1) or original(*a, **k))
+    reused, topology = clashes_module.clashes_and_topology(model, restraints=restraints)
+    assert calls == []
+    assert reused == clashes_module.clashes_and_topology(model, topology=built)[0]
+
+
+def test_the_topology_is_built_when_the_heavy_atoms_cannot_vouch_for_it(read_shared_model):
+    """Heavy atoms that do not match one to one, or a heavy atom the dictionary lacks (tied to
+    its nearest atom, which may be a new hydrogen), leave the derivation undecided: None, and
+    the clash search builds the restraints of the hydrogen-complete model."""
+    from dataclasses import replace
+
+    from varref.restraints import build_restraints
+    from varref.validation import clashes as clashes_module
+
+    model = read_shared_model("1crn")
+    restraints = build_restraints(model)
+    full = add_riding_hydrogens(model)
+    derive = clashes_module._topology_from_heavy_atoms
+    assert derive(full, model, restraints, (None, ())) is not None
+    # two atoms of one residue under one name (as alternative conformations would be)
+    names = model.atom_name.copy()
+    first = np.flatnonzero(model.residue_index == 3)
+    names[first[2]] = names[first[1]]
+    assert derive(full, replace(model, atom_name=names), restraints, (None, ())) is None
+    # a heavy atom outside its residue's dictionary
+    names = full.atom_name.copy()
+    carbon = np.flatnonzero((full.residue_name == "THR") & (full.atom_name == "CG2"))[0]
+    names[carbon] = "CZ9"
+    renamed = replace(full, atom_name=names)
+    heavy_names = model.atom_name.copy()
+    heavy_names[np.flatnonzero((model.residue_index == full.residue_index[carbon])
+                               & (model.atom_name == "CG2"))[0]] = "CZ9"
+    assert derive(renamed, replace(model, atom_name=heavy_names), restraints, (None, ())) is None
+    # a hydrogen that is not near its dictionary parent
+    xyz = full.xyz.copy()
+    xyz[np.flatnonzero(full.is_hydrogen)[5]] += 3.0
+    assert derive(full.with_xyz(xyz), model, restraints, (None, ())) is None
