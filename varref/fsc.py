@@ -396,7 +396,7 @@ def model_mask(model: Model, xyz: np.ndarray, grid: Map, radius: float = MASK_MA
     >>> float(mask.max()), float(mask.min())
     (1.0, 0.0)
     """
-    from varref.engine.band_distance import distance_within_band
+    from varref.engine.band_distance import cosine_edge_within_band
     from varref.engine.correlation import atom_mask, mask_radii
 
     if not (radius >= 0 and soft_edge >= 0):
@@ -410,11 +410,7 @@ def model_mask(model: Model, xyz: np.ndarray, grid: Map, radius: float = MASK_MA
     if soft_edge == 0:
         return hard.astype(np.float32)
     # distances beyond the edge all give 0: only a band around the hard region is computed
-    # (slightly wider than the edge, so that rounding at its rim cannot differ from a full
-    # distance transform)
-    distance = distance_within_band(hard, grid.voxel_size[::-1], 1.01 * soft_edge)  # Å
-    edge = 0.5 * (1.0 + np.cos(np.pi * np.minimum(distance / soft_edge, 1.0)))
-    return edge.astype(np.float32)
+    return cosine_edge_within_band(hard, grid.voxel_size[::-1], soft_edge)
 
 
 def band_limited_model_map(model: Model, xyz: np.ndarray, grid: Map,

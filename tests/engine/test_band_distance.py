@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_dilation, distance_transform_edt
 
-from varref.engine.band_distance import distance_within_band
+from varref.engine.band_distance import cosine_edge_within_band, distance_within_band
 
 
 @pytest.mark.parametrize("shape, sampling, band", [
@@ -55,3 +55,5 @@ def test_bad_region_or_band_is_refused():
         distance_within_band(np.zeros((4, 4, 4), bool), np.ones(3), 1.0)
     with pytest.raises(ValueError, match="band"):
         distance_within_band(np.ones((4, 4, 4), bool), np.ones(3), -1.0)
+    with pytest.raises(ValueError, match="edge width"):
+        cosine_edge_within_band(np.ones((4, 4, 4), bool), np.ones(3), 0.0)
