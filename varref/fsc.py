@@ -34,6 +34,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, replace
@@ -145,6 +146,14 @@ class _Shells:
 
     @classmethod
     def of(cls, shape: tuple[int, int, int], voxel_size: np.ndarray, n_bins: int | None) -> "_Shells":
+        """The shells of a grid; the last grid's are kept (a refinement's start and result
+        share their box), so the arrays are read-only."""
+        return _shells_of(tuple(int(n) for n in shape), tuple(float(v) for v in voxel_size),
+                          n_bins)
+
+    @classmethod
+    def _compute(cls, shape: tuple[int, int, int], voxel_size: tuple[float, float, float],
+                 n_bins: int | None) -> "_Shells":
         nz, ny, nx = shape
         vx, vy, vz = (float(v) for v in voxel_size)
         fz = np.fft.fftfreq(nz, d=vz)
@@ -170,8 +179,11 @@ class _Shells:
             weight[:, :, -1] = 1.0       # so does the kx = Nyquist plane of an even box
         weight = weight.ravel()
         counts = np.bincount(index, weights=weight, minlength=n_bins + 1)[:n_bins]
-        return cls(index, weight, np.arange(1, n_bins + 1) * width, width,
-                   np.rint(counts).astype(np.int64))
+        shells = cls(index, weight, np.arange(1, n_bins + 1) * width, width,
+                     np.rint(counts).astype(np.int64))
+        for array in (shells.index, shells.weight, shells.s, shells.counts):
+            array.flags.writeable = False
+        return shells
 
     @property
     def nyquist(self) -> float:
@@ -189,6 +201,12 @@ class _Shells:
         power = self.total(np.abs(fa) ** 2) * self.total(np.abs(fb) ** 2)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(power > 0.0, cross / np.sqrt(power), np.nan)
+
+
+@functools.lru_cache(maxsize=1)
+def _shells_of(shape: tuple[int, int, int], voxel_size: tuple[float, float, float],
+               n_bins: int | None) -> _Shells:
+    return _Shells._compute(shape, voxel_size, n_bins)
 
 
 def _check_mask(mask, grid: Map) -> np.ndarray | None:
@@ -485,23 +503,30 @@ def band_limited_model_map(model: Model, xyz: np.ndarray, grid: Map,
                                 dtype=np.float32)
 
 
+def _along(axis: int, start: int, stop: int) -> tuple[slice, ...]:
+    """The index of planes ``start:stop`` along ``axis`` of a 3-D array."""
+    index = [slice(None)] * 3
+    index[axis] = slice(start, stop)
+    return tuple(index)
+
+
 def _coarse_band(transform: np.ndarray, coarse: tuple[int, int, int]) -> np.ndarray:
     """The coefficients of a fine grid's ``rfftn`` that a grid of shape ``coarse`` over the
     same box holds, in that grid's ``rfftn`` layout. A Nyquist coefficient of an even axis
     gathers both ±n/2 (as sampling the band-limited fine map on the coarse grid would)."""
-    out = transform
-    for axis in (0, 1):  # full complex axes: k = 0..n/2 and -n/2..-1
-        n, m = coarse[axis], out.shape[axis]
-        positive = np.take(out, np.arange(0, n // 2 + 1), axis=axis)
-        negative = np.take(out, np.arange(m - (n - n // 2 - 1), m), axis=axis)
-        if n % 2 == 0:
-            folded = np.take(out, [m - n // 2], axis=axis)
-            index = [slice(None)] * 3
-            index[axis] = slice(n // 2, n // 2 + 1)
-            positive[tuple(index)] += folded
-        out = np.concatenate([positive, negative], axis=axis)
+    # the x half-axis first (the fine grid's k = 0..n/2 are the coarse grid's), so that the
+    # full axes below copy only what is kept
     n = coarse[2]
-    out = np.ascontiguousarray(out[:, :, :n // 2 + 1])
+    out = transform[:, :, :n // 2 + 1]
+    for axis in (0, 1):  # full complex axes: k = 0..n/2 and -n/2..-1
+        n_axis, m = coarse[axis], out.shape[axis]
+        kept = np.concatenate([out[_along(axis, 0, n_axis // 2 + 1)],
+                               out[_along(axis, m - (n_axis - n_axis // 2 - 1), m)]], axis=axis)
+        if n_axis % 2 == 0:
+            kept[_along(axis, n_axis // 2, n_axis // 2 + 1)] += \
+                out[_along(axis, m - n_axis // 2, m - n_axis // 2 + 1)]
+        out = kept
+    out = np.ascontiguousarray(out)
     if n % 2 == 0:
         # the half spectrum's Nyquist plane stands for ±n/2, the second its Hermitian mirror
         out[:, :, n // 2] *= 2.0
