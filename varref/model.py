@@ -101,10 +101,13 @@ class Model:
         """A new gemmi Structure with this model's (or the given) coordinates, B and occupancy."""
         xyz = self.xyz if xyz is None else np.asarray(xyz, dtype=np.float64)
         st = self.structure.clone()
-        for i, atom in enumerate(_iter_atoms(st[0])):
-            atom.pos = gemmi.Position(*xyz[i])
-            atom.b_iso = float(self.b_iso[i])
-            atom.occ = float(self.occupancy[i])
+        # Python floats (tolist) rather than numpy scalars per atom: 2-3x faster
+        for atom, position, b_iso, occupancy in zip(_iter_atoms(st[0]), xyz.tolist(),
+                                                    self.b_iso.tolist(),
+                                                    self.occupancy.tolist()):
+            atom.pos = gemmi.Position(*position)
+            atom.b_iso = b_iso
+            atom.occ = occupancy
         return st
 
     @classmethod
@@ -140,33 +143,55 @@ class Model:
 
     @classmethod
     def _from_single_model_structure(cls, st: gemmi.Structure, source: str) -> "Model":
-        rows = []
+        # one pass over the atoms reading each attribute once (gemmi's accessors cost per
+        # call: ~5 us an atom when every field was a separate pass)
+        xyz, element, atomic_number, atom_name, altloc = [], [], [], [], []
+        b_iso, occupancy, is_hydrogen = [], [], []
+        residue_name, chain_id, residue_number, insertion_code = [], [], [], []
+        residue_index, is_water = [], []
         residue_counter = -1
         for chain in st[0]:
+            chain_name = chain.name
             for residue in chain:
                 residue_counter += 1
-                water = residue.is_water()
+                n_before = len(atom_name)
                 for atom in residue:
-                    rows.append((atom, residue, chain.name, residue_counter, water))
-        n = len(rows)
-        xyz = np.empty((n, 3), dtype=np.float64)
-        for i, (atom, *_rest) in enumerate(rows):
-            xyz[i] = atom.pos.x, atom.pos.y, atom.pos.z
+                    atom_element = atom.element
+                    xyz.append(atom.pos.tolist())
+                    element.append(atom_element.name)
+                    atomic_number.append(atom_element.atomic_number)
+                    atom_name.append(atom.name)
+                    altloc.append(atom.altloc.strip("\0"))
+                    b_iso.append(atom.b_iso)
+                    occupancy.append(atom.occ)
+                    is_hydrogen.append(atom.is_hydrogen())
+                n = len(atom_name) - n_before
+                seqid = residue.seqid
+                residue_name += [residue.name] * n
+                chain_id += [chain_name] * n
+                residue_number += [seqid.num] * n
+                insertion_code += [seqid.icode] * n
+                residue_index += [residue_counter] * n
+                is_water += [residue.is_water()] * n
+
+        def text(values: list[str]) -> np.ndarray:
+            return np.array(values, dtype=object).astype(str)
+
         return cls(
-            xyz=xyz,
-            element=np.array([a.element.name for a, *_ in rows], dtype=object).astype(str),
-            atomic_number=np.array([a.element.atomic_number for a, *_ in rows], dtype=np.int64),
-            atom_name=np.array([a.name for a, *_ in rows], dtype=object).astype(str),
-            residue_name=np.array([r.name for _, r, *_ in rows], dtype=object).astype(str),
-            chain_id=np.array([c for _, _, c, *_ in rows], dtype=object).astype(str),
-            residue_number=np.array([r.seqid.num for _, r, *_ in rows], dtype=np.int64),
-            insertion_code=np.array([r.seqid.icode for _, r, *_ in rows], dtype=object).astype(str),
-            altloc=np.array([a.altloc.strip("\0") for a, *_ in rows], dtype=object).astype(str),
-            residue_index=np.array([k for *_, k, _w in rows], dtype=np.int64),
-            b_iso=np.array([a.b_iso for a, *_ in rows], dtype=np.float64),
-            occupancy=np.array([a.occ for a, *_ in rows], dtype=np.float64),
-            is_hydrogen=np.array([a.is_hydrogen() for a, *_ in rows], dtype=bool),
-            is_water=np.array([w for *_, w in rows], dtype=bool),
+            xyz=np.array(xyz, dtype=np.float64).reshape(-1, 3),
+            element=text(element),
+            atomic_number=np.array(atomic_number, dtype=np.int64),
+            atom_name=text(atom_name),
+            residue_name=text(residue_name),
+            chain_id=text(chain_id),
+            residue_number=np.array(residue_number, dtype=np.int64),
+            insertion_code=text(insertion_code),
+            altloc=text(altloc),
+            residue_index=np.array(residue_index, dtype=np.int64),
+            b_iso=np.array(b_iso, dtype=np.float64),
+            occupancy=np.array(occupancy, dtype=np.float64),
+            is_hydrogen=np.array(is_hydrogen, dtype=bool),
+            is_water=np.array(is_water, dtype=bool),
             structure=st,
             source=source,
         )
