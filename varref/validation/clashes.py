@@ -379,7 +379,7 @@ def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
     keep &= ~hydrogen_bond
     pairs, distance, overlap = pairs[keep], distance[keep], overlap[keep]
     order = np.argsort(-overlap)
-    labels = _atom_labels(full)
+    labels = _atom_labels(full, np.unique(pairs))
     clashes = [{
         "atom_1": labels[pairs[k, 0]], "atom_2": labels[pairs[k, 1]],
         "overlap": float(overlap[k]), "distance": float(distance[k]),
@@ -397,7 +397,7 @@ def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
     }, topology
 
 
-def _atom_labels(model: Model) -> list[str]:
-    return [f"{c}/{rn} {num}{ic.strip()} {an}" for c, rn, num, ic, an in
-            zip(model.chain_id, model.residue_name, model.residue_number,
-                model.insertion_code, model.atom_name)]
+def _atom_labels(model: Model, atoms: np.ndarray) -> dict[int, str]:
+    """Labels ("A/ALA 12 CB") of the given atoms (those of the clashes, not all)."""
+    return {int(i): f"{model.chain_id[i]}/{model.residue_name[i]} {model.residue_number[i]}"
+                    f"{model.insertion_code[i].strip()} {model.atom_name[i]}" for i in atoms}
