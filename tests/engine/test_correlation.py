@@ -107,6 +107,34 @@ def test_cc_box_volume_peaks_are_sane(crambin):
     assert abs(cc_box(target, rng.normal(size=target.shape))) < 0.05
 
 
+@pytest.mark.parametrize("shape, n_points, background", [
+    ((64, 70, 80), 30000, 0.0),     # ~8 % of the box: the threshold guessed from a sample
+    ((64, 70, 80), 30000, None),    # no tied background
+    ((64, 70, 80), 200000, 0.0),    # more points than the non-zero region
+    ((64, 70, 80), 179200, "strided"),  # a sample that misleads: every point
+    ((3, 4, 5), 7, None),           # smaller than the sample
+    ((40, 40, 40), 64000, None),    # the whole box
+    ((40, 40, 40), 1, None),
+])
+def test_top_points_are_the_largest_values(shape, n_points, background):
+    """The top-N selection behind CC_volume and CC_peaks, on both of its routes (a sampled
+    threshold, and the whole box when fewer than N points pass it), gives the N largest
+    values; with a tied zero background only the count of zeros is decided."""
+    from varref.engine.correlation import _top_indices
+
+    rng = np.random.default_rng(n_points)
+    data = rng.normal(size=shape).astype(np.float32)
+    if background == "strided":  # large exactly where the strided sample looks
+        data.ravel()[::data.size // 65536] += 10.0
+    elif background is not None:  # a model map: zero beyond the atoms
+        data[rng.random(shape) < 0.6] = background
+    top = _top_indices(data, n_points)
+    flat = data.ravel()
+    assert top.size == n_points == np.unique(top).size
+    expected = np.sort(flat)[::-1][:n_points]
+    np.testing.assert_array_equal(np.sort(flat[top])[::-1], expected)
+
+
 def test_all_correlations_in_one_call_equal_the_single_ones(crambin):
     """map_model_cc selects the model map's top points once for CC_volume and CC_peaks."""
     target, mask = crambin["target"], crambin["mask"]

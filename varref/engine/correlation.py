@@ -356,10 +356,23 @@ def cc_box(model_map: np.ndarray, target_map: np.ndarray) -> float:
     return pearson_cc(model_map, target_map)
 
 
+#: Points of the strided sample from which :func:`_top_indices` guesses its threshold.
+TOP_SAMPLE_POINTS = 65536
+
+
 def _top_indices(data: np.ndarray, n_points: int) -> np.ndarray:
     """Flat indices of the ``n_points`` largest values (ties broken arbitrarily)."""
     flat = np.asarray(data).ravel()
     n_points = int(min(max(n_points, 1), flat.size))
+    # The selection runs on the points at or above a threshold a little below the n-th
+    # largest value, guessed from a strided sample (a CC_mask mask is ~10 % of a box: 3x
+    # faster on 4 M points); if fewer than n pass it, on every point.
+    sample = flat[::max(1, flat.size // TOP_SAMPLE_POINTS)]
+    k = int(sample.size * (1.0 - 1.1 * n_points / flat.size))
+    if 0 < k < sample.size:
+        candidates = np.flatnonzero(flat >= np.partition(sample, k)[k])
+        if candidates.size >= n_points:
+            return candidates[np.argpartition(-flat[candidates], n_points - 1)[:n_points]]
     # Select the n smallest of -data: numpy's introselect is slow when a large block of
     # tied values (a model map's zero background) lies on the side being partitioned off.
     return np.argpartition(-flat, n_points - 1)[:n_points]
