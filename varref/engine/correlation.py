@@ -361,25 +361,39 @@ TOP_SAMPLE_POINTS = 65536
 
 
 def _top_indices(data: np.ndarray, n_points: int) -> np.ndarray:
-    """Flat indices of the ``n_points`` largest values (ties broken arbitrarily)."""
+    """Flat indices, increasing, of the points at or above the (N+1)-th highest value
+    (N = ``n_points``): cctbx's ``get_selection_above_cutoff`` behind Phenix's CC_volume
+    and CC_peaks — the N highest points and every point equal to the cutoff, so equal
+    values (a model map's zero background, a processed map's repeated values) are all in
+    or all out."""
     flat = np.asarray(data).ravel()
-    n_points = int(min(max(n_points, 1), flat.size))
-    # The selection runs on the points at or above a threshold a little below the n-th
-    # largest value, guessed from a strided sample (a CC_mask mask is ~10 % of a box: 3x
-    # faster on 4 M points); if fewer than n pass it, on every point.
+    rank = max(int(n_points), 0)  # the cutoff's position, highest first
+    if rank >= flat.size:
+        return np.arange(flat.size)
+    # The cutoff is found among the points at or above a threshold a little below it,
+    # guessed from a strided sample (N ~ 10 % of a box: 3x faster on 4 M points); among
+    # every point when fewer than rank + 1 pass the guess. Every point at or above the
+    # cutoff is then among the candidates.
+    candidates = None
     sample = flat[::max(1, flat.size // TOP_SAMPLE_POINTS)]
-    k = int(sample.size * (1.0 - 1.1 * n_points / flat.size))
+    k = int(sample.size * (1.0 - 1.1 * (rank + 1) / flat.size))
     if 0 < k < sample.size:
         candidates = np.flatnonzero(flat >= np.partition(sample, k)[k])
-        if candidates.size >= n_points:
-            return candidates[np.argpartition(-flat[candidates], n_points - 1)[:n_points]]
-    # Select the n smallest of -data: numpy's introselect is slow when a large block of
-    # tied values (a model map's zero background) lies on the side being partitioned off.
-    return np.argpartition(-flat, n_points - 1)[:n_points]
+        if candidates.size <= rank:
+            candidates = None
+    if candidates is None:
+        candidates = np.arange(flat.size)
+    values = flat[candidates]
+    # the cutoff as the rank-th smallest of -values: numpy's introselect is slow when a
+    # large block of tied values (a model map's zero background) lies on the side being
+    # partitioned off
+    cutoff = -np.partition(-values, rank)[rank]
+    return candidates[values >= cutoff]
 
 
 def cc_volume(model_map: np.ndarray, target_map: np.ndarray, n_points: int) -> float:
-    """CC over the ``n_points`` highest points of the model map (Phenix: N = mask size)."""
+    """CC over the ``n_points`` highest points of the model map (Phenix: N = mask size;
+    points equal to the (N+1)-th highest value included, as cctbx selects them)."""
     _same_grid(model_map, target_map)
     return _cc_volume(model_map, target_map, _top_indices(model_map, n_points))
 
@@ -389,7 +403,8 @@ def _cc_volume(model_map, target_map, model_top):
 
 
 def cc_peaks(model_map: np.ndarray, target_map: np.ndarray, n_points: int) -> float:
-    """CC over the union of the ``n_points`` highest points of each map."""
+    """CC over the union of the ``n_points`` highest points of each map (selected as for
+    :func:`cc_volume`)."""
     _same_grid(model_map, target_map)
     return _cc_peaks(model_map, target_map, _top_indices(model_map, n_points), n_points)
 
