@@ -189,7 +189,8 @@ NEXT_HEAVY_MIN = 1.5
 
 
 def _topology_from_heavy_atoms(full: Model, model: Model, restraints: Restraints,
-                               library: tuple) -> ClashTopology | None:
+                               library: tuple[str | None, tuple[str, ...]]
+                               ) -> ClashTopology | None:
     """The topology of ``full`` (``model`` with its hydrogens rebuilt) from ``model``'s
     restraints instead of building restraints again (a third of a second on 17,000 atoms).
 
@@ -242,7 +243,8 @@ def _topology_from_heavy_atoms(full: Model, model: Model, restraints: Restraints
     return _topology_from_graph(full, graph, hbond, excluded, pairs_14)
 
 
-def _rebuilt_hydrogen_parents(full: Model, library: tuple) -> np.ndarray | None:
+def _rebuilt_hydrogen_parents(full: Model, library: tuple[str | None, tuple[str, ...]]
+                              ) -> np.ndarray | None:
     """(parent, hydrogen) index pairs of ``full``'s hydrogens (see
     :func:`_topology_from_heavy_atoms`), or None when one is not certain."""
     from varref.monlib import load_monomer_library
@@ -255,6 +257,8 @@ def _rebuilt_hydrogen_parents(full: Model, library: tuple) -> np.ndarray | None:
     parent_name: dict[tuple[str, str], str] = {}
     known: set[tuple[str, str]] = set()
     for residue_name in residue_names:
+        if residue_name not in monlib.monomers:
+            return None
         chemcomp = monlib.monomers[residue_name]
         is_h = {atom.id: atom.is_hydrogen() for atom in chemcomp.atoms}
         known.update((residue_name, name) for name in is_h)
@@ -345,11 +349,12 @@ def clashes_and_topology(model: Model, overlap_cutoff: float = CLASH_OVERLAP,
                       and full.n_atoms == model.n_atoms
                       and np.array_equal(full.atom_name, model.atom_name)
                       and np.array_equal(full.residue_index, model.residue_index))
-        derived = None
+        topology = None
         if restraints is not None and not same_atoms:
-            derived = _topology_from_heavy_atoms(full, model, restraints, library)
-        topology = derived or _topology_of(full, restraints if same_atoms
-                                           else build_restraints(full, *library))
+            topology = _topology_from_heavy_atoms(full, model, restraints, library)
+        if topology is None:
+            topology = _topology_of(full, restraints if same_atoms
+                                    else build_restraints(full, *library))
     radius, polar_hydrogen = topology.radius, topology.polar_hydrogen
     acceptor, donor, parent = topology.acceptor, topology.donor, topology.parent
 
