@@ -231,9 +231,8 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     validation, reference_data
         Validate the start and the result (``result.validation``; default False), with the
         MolProbity Top8000 grids in ``reference_data`` (default ``$VARREF_REFERENCE_DATA``).
-        The reports on the start are computed beside, on the core the main thread's Python
-        leaves idle: the FSC while the restraints are built, the validation beside the
-        refinement.
+        The reports on the start (FSC, validation) are computed beside the refinement, on
+        the core its Python leaves idle.
     **options
         Any field of :class:`~varref.refinement.options.RefineOptions`: ``macro_cycles``,
         ``weight``, ``rigid_body``, ``final_cc``, ``map_b``, ``seed``, ``ramachandran``, ...
@@ -277,15 +276,12 @@ def refine(model, density, resolution: float, *, restraints: Restraints | None =
     model = model.with_xyz(start)  # the input model of the pipeline is the start
     model = _with_hydrogens(model, opts, restraints, monlib, extra_restraints)
     start = model.xyz
+    restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
+    prepared = density.prepared(start, opts.box_margin, opts.map_b)
+    reports = _Reports(model, restraints, density, resolution, halves, opts, reference_data)
     with beside() as side:
-        # what only depends on the start runs beside: its FSC while the restraints are built
-        # (Python on one core, the FSC's kernels and transforms on the other), its validation
-        # beside the refinement
-        start_fsc = (side.submit(fsc_summaries, model, start, density, resolution, halves)
-                     if fsc else None)
-        restraints = _restraints_for(model, restraints, monlib, extra_restraints, resolution)
-        prepared = density.prepared(start, opts.box_margin, opts.map_b)
-        reports = _Reports(model, restraints, density, resolution, halves, opts, reference_data)
+        # what only depends on the start runs beside the refinement
+        start_fsc = side.submit(reports.fsc, model) if fsc else None
         start_report = side.submit(reports.validate, model) if validation else None
         started = time.perf_counter()
         result = refine_coordinates(model, prepared, restraints, start, opts, record_cycles=True)
