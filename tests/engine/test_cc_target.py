@@ -101,15 +101,21 @@ def test_model_outside_the_mask_gives_zero(problem):
                                  problem["coeff_b"], problem["b_iso"])
 
 
-def test_masked_correlation_and_its_density_derivative():
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_masked_correlation_and_its_density_derivative(chunk, monkeypatch):
     """The masked-sum kernels: CC equals numpy's Pearson correlation over the mask, and the
-    derivative grid they write is dCC/drho (central differences) on the mask, zero off it."""
+    derivative grid they write is dCC/drho (central differences) on the mask, zero off it —
+    also when the mask's points are summed in many chunks and the chunks combined."""
+    from varref.engine import cc_target
     from varref.engine.cc_target import correlation_data, derivative_grid, masked_correlation
 
+    if chunk is not None:
+        monkeypatch.setattr(cc_target, "MASK_CHUNK", chunk)
     rng = np.random.default_rng(3)
     target = rng.normal(size=(6, 7, 8))
     mask = rng.random((6, 7, 8)) < 0.4
     data = correlation_data(target, np.zeros(3), np.ones(3), mask, crop=False)
+    assert len(data.chunks) == (1 if chunk is None else -(-mask.sum() // chunk))
     model = rng.normal(size=(6, 7, 8)) + 0.5 * target
     expected = np.corrcoef(model[mask], target[mask])[0, 1]
     assert masked_correlation(model.copy(), data) == pytest.approx(expected, rel=1e-12)

@@ -103,6 +103,48 @@ def test_threaded_cc_targets_equal_one_thread(atoms, restore_threads):
         np.testing.assert_array_equal(g2, g1)
 
 
+def test_masked_sums_in_chunks_on_threads_equal_one_thread(atoms, restore_threads, monkeypatch):
+    """More mask chunks than threads, taken by whichever thread is free: the same numbers as
+    one thread, because the chunks fix the sums and they are combined in chunk order."""
+    from varref.engine import cc_target
+
+    a = atoms
+    monkeypatch.setattr(cc_target, "MASK_CHUNK", 997)
+    data = correlation_data(a["target"], a["origin"], a["voxel"], a["target"] > 0.1 * a["target"].max())
+    assert len(data.chunks) > 4
+    results = {}
+    for count in (1, 2, 3):
+        parallel.set_threads(count)
+        results[count] = cc_value_gradient(a["xyz"], data, a["coeff_a"], a["coeff_b"],
+                                           a["b_iso"], blur=a["blur"])
+    for count in (2, 3):
+        assert results[count][0] == results[1][0]
+        np.testing.assert_array_equal(results[count][1], results[1][1])
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_run_chunks_runs_every_chunk_once_and_raises_after_the_others(restore_threads, count):
+    parallel.set_threads(count)
+    chunks = [(j, j + 1) for j in range(11)]
+    seen = []
+    parallel.run_chunks(lambda lo, hi, j: seen.append((lo, hi, j)), chunks)
+    assert sorted(seen) == [(lo, hi, j) for j, (lo, hi) in enumerate(chunks)]
+    finished = []
+
+    def work(lo, hi, j):
+        if j == 3:
+            raise RuntimeError("chunk 3 failed")
+        finished.append(j)
+
+    with pytest.raises(RuntimeError, match="chunk 3 failed"):
+        parallel.run_chunks(work, chunks)
+    # the failing thread stops taking chunks; the others take the rest
+    if count == 1:
+        assert finished == [0, 1, 2]
+    else:
+        assert sorted(finished) == [j for j in range(11) if j != 3]
+
+
 def test_slab_parts_cover_the_planes_with_balanced_cost():
     rng = np.random.default_rng(1)
     z = np.concatenate([rng.uniform(10.0, 20.0, 3000), rng.uniform(40.0, 80.0, 1000)])

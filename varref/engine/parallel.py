@@ -19,6 +19,7 @@ serially (:func:`available`), so the machine is not oversubscribed beyond one sp
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -27,8 +28,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 
 __all__ = ["threads", "set_threads", "configured_threads", "available", "atom_parts",
-           "slab_parts", "concurrently", "run_parts", "map_threads", "beside", "scratch_grid",
-           "MIN_ATOMS_PER_THREAD"]
+           "slab_parts", "concurrently", "run_parts", "run_chunks", "map_threads", "beside",
+           "scratch_grid", "MIN_ATOMS_PER_THREAD"]
 
 #: Fewer atoms than this per thread are not worth a thread hand-off (~50 us; an atom's
 #: sphere costs ~5 us at 3 Å on a d/3 grid).
@@ -175,6 +176,25 @@ def concurrently(*calls: Callable[[], object]) -> list[object]:
 def run_parts(work: Callable[[int, int, int], None], parts: list[tuple[int, int]]) -> None:
     """``work(start, stop, j)`` for every part ``j`` (:func:`concurrently`)."""
     concurrently(*(lambda lo=lo, hi=hi, j=j: work(lo, hi, j) for j, (lo, hi) in enumerate(parts)))
+
+
+def run_chunks(work: Callable[[int, int, int], None], chunks: list[tuple[int, int]]) -> None:
+    """``work(start, stop, j)`` for every chunk ``j``, on up to :func:`available` threads
+    that each take the next chunk when done with one (more chunks than threads balance
+    uneven or interrupted threads; the chunks, not the threads, fix what each call computes).
+    """
+    runners = min(available(), len(chunks))
+    if runners <= 1:
+        for j, (lo, hi) in enumerate(chunks):
+            work(lo, hi, j)
+        return
+    taken = itertools.count()  # next() on a count is atomic under the GIL
+
+    def runner() -> None:
+        while (j := next(taken)) < len(chunks):
+            work(chunks[j][0], chunks[j][1], j)
+
+    concurrently(*(runner for _ in range(runners)))
 
 
 def map_threads(function: Callable[[object], object], items: list) -> list[object]:
