@@ -6,18 +6,20 @@ drawn at random (seeded). Each segment is refined briefly — its atoms move, at
 log-spaced ladder (2 per decade). All the ladder's trials of one segment are minimised in one
 numba call (:mod:`varref.engine.fused_lbfgs`: the same kernels, sums and L-BFGS as the
 Python path, without its per-evaluation overhead, GIL released so segments overlap in
-threads); terms without a fused form fall back to the batched Python minimiser. Per segment we take the
-largest weight whose bond and angle r.m.s. deviations (restraints among heavy atoms) stay
-within the targets (0.01 Å, 1.0°): where the r.m.s.d. crosses its target is interpolated
-(linear in log w) between the last acceptable and the first unacceptable trial, and the
-weight is the largest of the grid 10^(j/4) at or below it — the rule of a ladder of 4 per
-decade (that of earlier versions) at half the trials; where a
-short trial cannot reach a target even at the smallest weight (a poor starting geometry),
-that target is raised to 1.1 × what the smallest weight reached. Segment
-weights more than 3 scaled median absolute deviations from the median (in log w) are
-dropped as outliers and the global weight is the geometric mean of the rest — with one
-segment, that segment's weight (never a silent constant, unlike cctbx's lower-half mean,
-which is empty for a single chunk).
+threads); terms without a fused form fall back to the batched Python minimiser.
+
+Per segment the weight is where its bond or angle r.m.s. deviation (restraints among heavy
+atoms) crosses its target (0.01 Å, 1.0°), interpolated (linear in log w) between the last
+acceptable and the first unacceptable trial; where a short trial cannot reach a target even
+at the smallest weight (a poor starting geometry), that target is raised to 1.1 × what the
+smallest weight reached. The global weight is a robust mean of the segments' log w (Tukey's
+biweight: segments far from the others count less, and from 4.685 scaled median absolute
+deviations not at all), taken down by :data:`WEIGHT_MARGIN`. Every step is continuous in the
+trials' r.m.s. deviations, so a start moved by the last digit of its coordinates gets nearly
+the same weight (a per-segment rounding to a weight grid and a hard outlier cut made it jump
+by a third; docs/methods-refinement.md). With one segment the weight is that segment's,
+times the margin (never a silent constant, unlike cctbx's lower-half mean, which is empty
+for a single chunk).
 """
 
 from __future__ import annotations
@@ -46,9 +48,16 @@ log = logging.getLogger(__name__)
 #: Default trial weights: 2 per decade from 0.1 to 1000 (the crossing of the targets is
 #: interpolated between them).
 DEFAULT_LADDER = np.geomspace(0.1, 1000.0, 9)
-#: The chosen weight is the largest of this many weights per decade (10^(j/4)) at or below
-#: the interpolated crossing: the rule of a 4-per-decade ladder at the cost of 2 per decade.
-WEIGHT_GRID_PER_DECADE = 4
+#: The global weight is the segments' robust mean crossing times this margin, 10^(-1/8): the
+#: mean effect of the earlier rule, which took each segment's crossing down to the grid
+#: 10^(j/4) (half a step of 4 per decade, on average), so the weights keep their level
+#: (taking the crossing itself, ~1.5× higher, cost validation on real maps).
+WEIGHT_MARGIN = 10.0 ** (-1.0 / 8.0)
+#: Tukey's biweight of the segments' log w: the tuning constant (in scaled MADs; 95 %
+#: efficiency for normal data) and the smallest scale (one step of 4 per decade, so that
+#: segments that agree closely do not make every other one an outlier).
+BIWEIGHT_C = 4.685
+BIWEIGHT_MIN_SCALE = np.log(10.0) / 4.0
 #: Largest coordinate step of a trial's L-BFGS iteration (Å).
 TRIAL_MAX_STEP = 0.5
 
@@ -179,11 +188,9 @@ def search_weight(
     result.segments.extend(map_threads(trial, segments))
 
     log_weights = np.log([s.chosen_weight for s in result.segments])
-    median = np.median(log_weights)
-    spread = 1.4826 * np.median(np.abs(log_weights - median))
-    keep = np.abs(log_weights - median) <= 3 * spread + 1e-9
-    result.outliers = np.flatnonzero(~keep).tolist()
-    result.weight = float(np.exp(log_weights[keep].mean()))
+    centre, counted = biweight_location(log_weights)
+    result.outliers = np.flatnonzero(~counted).tolist()
+    result.weight = float(np.exp(centre) * WEIGHT_MARGIN)
     result.runtime_s = time.perf_counter() - started
     log.info("weight search: w = %.3g from %d segments (%d outliers) in %.1f s", result.weight,
              len(result.segments), len(result.outliers), result.runtime_s)
@@ -259,13 +266,12 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
     if acceptable.all():
         limited_by = "top of ladder"
     elif acceptable.any():
-        # the largest weight of the run of acceptable weights that starts at the bottom,
-        # refined to where the r.m.s.d. crosses its limit (linear in log w between the last
-        # acceptable and the first unacceptable trial) and taken down to the weight grid
+        # the run of acceptable weights that starts at the bottom, ended where the r.m.s.d.
+        # crosses its limit (linear in log w between the last acceptable and the first
+        # unacceptable trial)
         index = int(np.argmin(acceptable)) - 1
         limited_by = "geometry targets"
-        crossing = _crossing(ladder, index, ((bond_rmsd, bond_limit), (angle_rmsd, angle_limit)))
-        weight = max(float(ladder[index]), _grid_floor(crossing, WEIGHT_GRID_PER_DECADE))
+        weight = _crossing(ladder, index, ((bond_rmsd, bond_limit), (angle_rmsd, angle_limit)))
     else:  # cannot happen: the smallest weight is acceptable by construction
         weight, limited_by = float(ladder[0]), "targets unreachable: smallest weight"
     first, last = residues[0], residues[-1]
@@ -279,10 +285,35 @@ def _trial_segment(model, restraints, restraint_terms, data_terms, xyz, residues
                         weight, limited_by)
 
 
-def _grid_floor(weight: float, per_decade: int) -> float:
-    """The largest 10^(j/per_decade) (integer j) at or below ``weight``."""
-    steps = np.floor(per_decade * np.log10(weight) + 1e-9)
-    return float(10.0 ** (steps / per_decade))
+def biweight_location(values: np.ndarray, c: float = BIWEIGHT_C,
+                      min_scale: float = BIWEIGHT_MIN_SCALE) -> tuple[float, np.ndarray]:
+    """Tukey's biweight location of ``values`` (Mosteller & Tukey 1977) and which values count.
+
+    Iterated from the median: ``T = Σ w_i x_i / Σ w_i`` with ``w_i = (1 - u_i²)²`` for
+    ``|u_i| < 1``, else 0, ``u_i = (x_i - T) / (c s)`` and ``s`` the scaled median absolute
+    deviation (1.4826 MAD, at least ``min_scale``). Unlike a mean after a hard outlier cut,
+    T moves continuously with the values.
+
+    Returns
+    -------
+    location : float
+    counted : (n,) bool
+        Values with a non-zero weight at the end (False: an outlier).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    centre = float(np.median(values))
+    scale = max(1.4826 * float(np.median(np.abs(values - centre))), min_scale)
+    weights = np.ones(len(values))
+    for _ in range(100):
+        u = (values - centre) / (c * scale)
+        weights = np.where(np.abs(u) < 1.0, (1.0 - u * u) ** 2, 0.0)
+        if not weights.sum() > 0.0:  # cannot happen from the median (u = 0 there); kept safe
+            break
+        moved = float(np.sum(weights * values) / np.sum(weights)) - centre
+        centre += moved
+        if abs(moved) < 1e-12:
+            break
+    return centre, weights > 0.0
 
 
 def _crossing(ladder: np.ndarray, index: int, series) -> float:
